@@ -1,0 +1,1 @@
+"""opslib: the library behind the manuscript platform's runbook notebooks."""

@@ -1,0 +1,247 @@
+"""Environments: where each system lives, and the secrets to reach it.
+
+An environment is a YAML file under ``parameters/environments/<name>.yaml`` naming
+base URLs and resource ids. Secrets never live there: they come from environment
+variables, then from the dotenv file the environment names (``secrets_file``, used
+by the sandbox), then from a git-ignored ``.env`` at the project root. ``sandbox``
+is the default everywhere; production is only ever used when asked for by name.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ._errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ENVIRONMENT = "sandbox"
+ENVIRONMENTS_VARIABLE = "RUNBOOK_ENVIRONMENTS"
+
+# Every environment variable that may hold a secret. The runner scrubs the values
+# of all of them from records, whether or not a notebook used them.
+SECRET_VARIABLES = (
+    "CLOUDFLARE_API_TOKEN",
+    "STRIPE_API_KEY",
+    "STRIPE_WEBHOOK_SECRET",
+    "R2_ACCESS_KEY_ID",
+    "R2_SECRET_ACCESS_KEY",
+    "MAILCHANNELS_API_KEY",
+    "RUNBOOK_TEST_ACCOUNT_PASSWORD",
+)
+
+_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+_PLACEHOLDER = re.compile(r"^<[A-Z0-9_]+>$")
+_URL_KEYS = ("platform_url", "cloudflare_api_url", "status_page_url")
+_REQUIRED_KEYS = (
+    "name",
+    *_URL_KEYS,
+    "account_id",
+    "worker_name",
+    "d1_database_id",
+    "d1_database_name",
+    "kv_namespaces",
+)
+_OPTIONAL_KEYS = (
+    "description",
+    "r2_buckets",
+    "queues",
+    "required_secrets",
+    "secrets_file",
+    "test_account_email",
+)
+
+
+@dataclass(frozen=True)
+class Environment:
+    """One deployment of the platform and the names of its resources.
+
+    Attributes:
+        name: "sandbox", "staging" or "production".
+        platform_url: base URL of the platform's own API.
+        cloudflare_api_url: base URL of the Cloudflare API, ending in /client/v4.
+        status_page_url: base URL of the Statuspage v2 API, ending in /api/v2.
+        account_id: Cloudflare account id.
+        worker_name: name of the main Worker script.
+        d1_database_id: D1 database uuid.
+        d1_database_name: D1 database name.
+        kv_namespaces: KV binding name to namespace id (SESSIONS, CACHE_KV).
+        r2_buckets: R2 binding name to bucket name.
+        queues: queue binding name to queue name.
+        required_secrets: Worker secret names the platform needs at run time.
+        secrets: secret values found for this environment, by variable name.
+    """
+
+    name: str
+    platform_url: str
+    cloudflare_api_url: str
+    status_page_url: str
+    account_id: str
+    worker_name: str
+    d1_database_id: str
+    d1_database_name: str
+    kv_namespaces: Mapping[str, str]
+    r2_buckets: Mapping[str, str] = field(default_factory=dict)
+    queues: Mapping[str, str] = field(default_factory=dict)
+    required_secrets: tuple[str, ...] = ()
+    description: str = ""
+    test_account_email: str = ""
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def secret(self, variable: str) -> str | None:
+        """Return the value of a secret variable, or None when it is not set."""
+        return self.secrets.get(variable) or None
+
+    @property
+    def is_production(self) -> bool:
+        """True for the production environment."""
+        return self.name == "production"
+
+
+def find_environments_dir(*, environ: Mapping[str, str] | None = None) -> Path:
+    """Locate the folder holding the environment YAML files.
+
+    ``RUNBOOK_ENVIRONMENTS`` wins; otherwise the nearest ``parameters/environments``
+    from the working directory upwards, then the one beside the installed package.
+
+    Raises:
+        ConfigError: when no such folder exists.
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get(ENVIRONMENTS_VARIABLE):
+        return Path(environ[ENVIRONMENTS_VARIABLE])
+
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents, Path(__file__).resolve().parent.parent):
+        candidate = folder / "parameters" / "environments"
+        if candidate.is_dir():
+            return candidate
+    raise ConfigError(
+        "no parameters/environments folder found from "
+        f"{str(here)!r} upwards; run from the project checkout or set "
+        f"{ENVIRONMENTS_VARIABLE} to the folder holding <env>.yaml files"
+    )
+
+
+def list_environments(*, environ: Mapping[str, str] | None = None) -> list[str]:
+    """Return the names of the environments defined, sorted."""
+    folder = find_environments_dir(environ=environ)
+    return sorted(path.stem for path in folder.glob("*.yaml"))
+
+
+def load_environment(
+    name: str = DEFAULT_ENVIRONMENT, *, environ: Mapping[str, str] | None = None
+) -> Environment:
+    """Load an environment definition and the secrets that go with it.
+
+    Args:
+        name: environment name; the file ``<name>.yaml`` must exist.
+        environ: mapping to read variables from (defaults to ``os.environ``).
+
+    Returns:
+        The environment, with the secrets found attached.
+
+    Raises:
+        ConfigError: for an unknown name, or a file with missing or unknown keys.
+    """
+    environ = os.environ if environ is None else environ
+    if not isinstance(name, str) or not _NAME_PATTERN.match(name):
+        raise ConfigError(
+            f"environment: got {name!r}, expected a lower-case name such as "
+            "'sandbox', 'staging' or 'production'"
+        )
+
+    folder = find_environments_dir(environ=environ)
+    path = folder / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in folder.glob("*.yaml"))) or "none"
+        raise ConfigError(
+            f"environment: got {name!r}, expected one of: {known} (files in {folder})"
+        )
+
+    data = _read_yaml(path)
+    _check_keys(data, path, name)
+    secrets = _collect_secrets(data.get("secrets_file"), folder, environ)
+    return Environment(
+        name=name,
+        platform_url=data["platform_url"].rstrip("/"),
+        cloudflare_api_url=data["cloudflare_api_url"].rstrip("/"),
+        status_page_url=data["status_page_url"].rstrip("/"),
+        account_id=str(data["account_id"]),
+        worker_name=str(data["worker_name"]),
+        d1_database_id=str(data["d1_database_id"]),
+        d1_database_name=str(data["d1_database_name"]),
+        kv_namespaces=dict(data["kv_namespaces"]),
+        r2_buckets=dict(data.get("r2_buckets") or {}),
+        queues=dict(data.get("queues") or {}),
+        required_secrets=tuple(data.get("required_secrets") or ()),
+        description=str(data.get("description") or ""),
+        test_account_email=str(data.get("test_account_email") or ""),
+        secrets=secrets,
+    )
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})") from error
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+    return data
+
+
+def _check_keys(data: dict[str, Any], path: Path, name: str) -> None:
+    problems = [f"missing key {key!r}" for key in _REQUIRED_KEYS if key not in data]
+    allowed = set(_REQUIRED_KEYS) | set(_OPTIONAL_KEYS)
+    problems += [f"unknown key {key!r}" for key in sorted(data) if key not in allowed]
+    if data.get("name") not in (None, name):
+        problems.append(f"name is {data['name']!r} but the file is {name}.yaml")
+    for key in _URL_KEYS:
+        value = data.get(key)
+        if value is not None and not re.match(r"^https?://[^\s/]+", str(value)):
+            problems.append(f"{key} is {value!r}, expected an http(s) URL")
+    problems += [
+        f"{key} is still the placeholder {value!r}: put the real id in {path.name}"
+        for key, value in data.items()
+        if isinstance(value, str) and _PLACEHOLDER.match(value)
+    ]
+    if name == "production":
+        problems += [
+            f"{key} must use https in production, got {data[key]!r}"
+            for key in _URL_KEYS
+            if str(data.get(key, "https://")).startswith("http://")
+        ]
+    if problems:
+        raise ConfigError(f"{path}: " + "; ".join(problems))
+
+
+def _collect_secrets(
+    secrets_file: str | None, folder: Path, environ: Mapping[str, str]
+) -> dict[str, str]:
+    """Gather secret values: variables first, then the environment's file, then .env."""
+    from dotenv import dotenv_values
+
+    project_root = folder.parent.parent
+    files = []
+    if secrets_file:
+        path = Path(secrets_file)
+        files.append(path if path.is_absolute() else project_root / path)
+    files.append(project_root / ".env")
+
+    found: dict[str, str] = {}
+    for path in reversed(files):
+        if path.is_file():
+            values = dotenv_values(path)
+            found.update({k: v for k, v in values.items() if k in SECRET_VARIABLES and v})
+    found.update({k: environ[k] for k in SECRET_VARIABLES if environ.get(k)})
+    logger.debug("secrets found names=%s", sorted(found))
+    return found
