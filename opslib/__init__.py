@@ -1,1 +1,89 @@
-"""opslib: the library behind the manuscript platform's runbook notebooks."""
+"""opslib: the library behind the manuscript platform's runbook notebooks.
+
+Notebooks use only the names exported here.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._actions import ACTION_MIME, ActionPlan, ActionResult, apply_action, plan_rollback
+from ._apidown import (
+    check_cloudflare_status,
+    check_d1,
+    check_deployments,
+    check_kv_binding,
+    check_secrets,
+    diagnose_api_down,
+    probe_api,
+)
+from ._cloudflare import CloudflareClient
+from ._config import (
+    SECRET_VARIABLES,
+    Environment,
+    list_environments,
+    load_environment,
+)
+from ._errors import (
+    ActionError,
+    APIError,
+    AuthError,
+    ConfigError,
+    ConfirmationError,
+    OpslibError,
+    ParameterError,
+    RateLimitError,
+    RunError,
+    ServiceError,
+    UnreachableError,
+)
+from ._finding import Finding, Status, check
+from ._log import enable_logging
+from ._platform import PlatformClient, Probe
+from ._statuspage import StatusPageClient
+from ._verdict import CAUSES, VERDICT_MIME, Verdict
+
+try:
+    __version__ = version("opslib")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "ACTION_MIME",
+    "APIError",
+    "ActionError",
+    "ActionPlan",
+    "ActionResult",
+    "AuthError",
+    "CAUSES",
+    "CloudflareClient",
+    "ConfigError",
+    "ConfirmationError",
+    "Environment",
+    "Finding",
+    "OpslibError",
+    "ParameterError",
+    "PlatformClient",
+    "Probe",
+    "RateLimitError",
+    "RunError",
+    "SECRET_VARIABLES",
+    "ServiceError",
+    "Status",
+    "StatusPageClient",
+    "UnreachableError",
+    "VERDICT_MIME",
+    "Verdict",
+    "__version__",
+    "apply_action",
+    "check",
+    "check_cloudflare_status",
+    "check_d1",
+    "check_deployments",
+    "check_kv_binding",
+    "check_secrets",
+    "diagnose_api_down",
+    "enable_logging",
+    "list_environments",
+    "load_environment",
+    "plan_rollback",
+    "probe_api",
+]

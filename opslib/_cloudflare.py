@@ -1,0 +1,194 @@
+"""A thin client for the Cloudflare v4 REST API, for the few calls opslib makes.
+
+Why not the official SDK: for these calls it reads an empty list of deployments,
+crashes on getting a version, reads only the first page of some lists and does not
+raise on ``success: false``. So this client checks all three layers itself: the
+HTTP status, the envelope's ``success``, and the nested success of each D1
+statement.
+
+Paths and shapes follow api.cloudflare.com/client/v4 (see the project's
+CLOUDFLARE.md reference). Token: ``CLOUDFLARE_API_TOKEN``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from ._config import Environment
+from ._errors import APIError, AuthError, RateLimitError, ServiceError
+from ._http import HttpClient
+
+logger = logging.getLogger(__name__)
+
+TOKEN_VARIABLE = "CLOUDFLARE_API_TOKEN"
+AUTH_CODES = frozenset({1000, 1001, 6003, 9109, 10000})
+PAGE_SIZE = 50
+MAX_PAGES = 20
+
+
+class CloudflareClient:
+    """Workers, D1 and KV calls for one environment's account.
+
+    Args:
+        environment: the environment whose account, Worker and database to use.
+        timeout: seconds per request.
+    """
+
+    def __init__(self, environment: Environment, *, timeout: float = 15.0) -> None:
+        self.environment = environment
+        token = environment.secret(TOKEN_VARIABLE)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._has_token = bool(token)
+        self._http = HttpClient(
+            "cloudflare", environment.cloudflare_api_url, headers=headers, timeout=timeout
+        )
+        self._account = f"accounts/{environment.account_id}"
+        self._script = f"{self._account}/workers/scripts/{quote(environment.worker_name)}"
+
+    # Workers ------------------------------------------------------------------
+
+    def list_deployments(self) -> list[dict[str, Any]]:
+        """Return the Worker's deployments, newest (live) first."""
+        result = self.get(f"{self._script}/deployments")
+        deployments = result.get("deployments", []) if isinstance(result, dict) else []
+        return sorted(deployments, key=lambda d: d.get("created_on", ""), reverse=True)
+
+    def list_versions(self, *, limit: int = 100) -> list[dict[str, Any]]:
+        """Return up to ``limit`` versions, newest first, following page numbers."""
+        return self.get_pages(f"{self._script}/versions", limit=limit, key="items")
+
+    def get_version(self, version_id: str) -> dict[str, Any]:
+        """Return one version with its bindings and annotations."""
+        result: dict[str, Any] = self.get(f"{self._script}/versions/{quote(version_id)}")
+        return result
+
+    def list_secrets(self) -> list[dict[str, Any]]:
+        """Return the live Worker's secret names and types (never values)."""
+        result: list[dict[str, Any]] = self.get(f"{self._script}/secrets") or []
+        return result
+
+    def get_settings(self) -> dict[str, Any]:
+        """Return the live Worker's bindings and runtime settings."""
+        result: dict[str, Any] = self.get(f"{self._script}/settings") or {}
+        return result
+
+    def create_deployment(self, version_id: str, message: str) -> dict[str, Any]:
+        """Deploy one version at 100 %: the rollback primitive. Never retried."""
+        body = {
+            "strategy": "percentage",
+            "versions": [{"version_id": version_id, "percentage": 100}],
+            "annotations": {"workers/message": message[:100]},
+        }
+        response = self._http.request(
+            "POST", f"{self._script}/deployments", json=body, idempotent=False
+        )
+        result: dict[str, Any] = self._unwrap(response)
+        return result
+
+    # D1 -------------------------------------------------------------------------
+
+    def d1_query(
+        self, sql: str, params: Sequence[Any] = (), *, read_only: bool = True
+    ) -> list[dict[str, Any]]:
+        """Run SQL on the environment's D1 database.
+
+        Args:
+            sql: one or more statements separated by ``;``.
+            params: positional bind values for ``?`` placeholders.
+            read_only: when True the call may be retried on 429/5xx.
+
+        Returns:
+            One entry per statement: ``{results, success, meta}``.
+
+        Raises:
+            APIError: when the call or any statement failed.
+        """
+        path = f"{self._account}/d1/database/{self.environment.d1_database_id}/query"
+        body: dict[str, Any] = {"sql": sql}
+        if params:
+            body["params"] = list(params)
+        response = self._http.request("POST", path, json=body, idempotent=read_only)
+        statements: list[dict[str, Any]] = self._unwrap(response) or []
+        failed = [s for s in statements if not s.get("success", False)]
+        if failed:
+            raise APIError(
+                f"cloudflare: D1 statement failed: {failed[0].get('error', failed[0])!r}",
+                system="cloudflare",
+                url=path,
+                status_code=response.status_code,
+            )
+        return statements
+
+    # KV -------------------------------------------------------------------------
+
+    def list_kv_namespaces(self) -> list[dict[str, Any]]:
+        """Return every KV namespace of the account."""
+        return self.get_pages(f"{self._account}/storage/kv/namespaces", limit=1000)
+
+    # Plumbing -------------------------------------------------------------------
+
+    def get(self, path: str, **params: Any) -> Any:
+        """GET a path and return the envelope's ``result``."""
+        return self._unwrap(self._http.request("GET", path, params=params or None))
+
+    def get_pages(
+        self, path: str, *, limit: int, key: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Follow page-style pagination until a short page, the total or ``limit``."""
+        items: list[dict[str, Any]] = []
+        for page in range(1, MAX_PAGES + 1):
+            response = self._http.request(
+                "GET", path, params={"page": page, "per_page": PAGE_SIZE}
+            )
+            result = self._unwrap(response)
+            batch = (result.get(key, []) if key else result) or []
+            items.extend(batch)
+            info = response.json().get("result_info") or {}
+            total = info.get("total_count")
+            if len(batch) < PAGE_SIZE or len(items) >= limit or (total and len(items) >= total):
+                break
+        return items[:limit]
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def _unwrap(self, response: httpx.Response) -> Any:
+        """Check status and envelope; return ``result`` or raise the matching error."""
+        ray = response.headers.get("cf-ray")
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            raise APIError(
+                f"cloudflare: HTTP {response.status_code} with a non-JSON body "
+                f"({response.headers.get('content-type', 'no content type')}); "
+                "a WAF challenge or an outage page?",
+                system="cloudflare", url=str(response.url.copy_with(query=None)),
+                status_code=response.status_code, request_id=ray,
+            )
+        if response.is_success and payload.get("success", False):
+            return payload.get("result")
+        raise self._error(response, payload, ray)
+
+    def _error(
+        self, response: httpx.Response, payload: dict[str, Any], ray: str | None
+    ) -> ServiceError:
+        errors = payload.get("errors") or []
+        codes = tuple(int(e.get("code", 0)) for e in errors if isinstance(e, dict))
+        text = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors if isinstance(e, dict))
+        url = str(response.url.copy_with(query=None))
+        context = dict(system="cloudflare", url=url, status_code=response.status_code, codes=codes, request_id=ray)
+        message = f"cloudflare: HTTP {response.status_code} ({text or 'no error detail'})"
+        if response.status_code == 429 or 971 in codes:
+            return RateLimitError(message + "; wait 5 minutes before retrying", **context)
+        if response.status_code in (401, 403) or AUTH_CODES.intersection(codes):
+            hint = "" if self._has_token else f"; {TOKEN_VARIABLE} is not set"
+            return AuthError(message + hint, **context)
+        return APIError(message, **context)

@@ -1,0 +1,116 @@
+"""Verdicts: what a runbook concluded, out of its incident's fixed vocabulary.
+
+Every runbook ends with one :class:`Verdict`. It is shown to the engineer, and its
+JSON form travels in the executed notebook under a MIME type of its own, so the
+runner can copy it into the record's metadata and sidecar without re-running
+anything.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._finding import Finding, Status
+
+VERDICT_MIME = "application/vnd.opslib.verdict+json"
+
+# The causes each runbook may name. "healthy" and "inconclusive" close every list.
+CAUSES: Mapping[str, tuple[str, ...]] = {
+    "api-down": (
+        "bad-deployment",
+        "d1-unavailable",
+        "missing-secret",
+        "kv-binding",
+        "cloudflare-outage",
+        "healthy",
+        "inconclusive",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The conclusion of a runbook.
+
+    Attributes:
+        runbook: runbook name, such as "api-down".
+        status: ok when healthy, fail when a cause was found, unknown when the
+            runbook could not tell.
+        cause: one of ``CAUSES[runbook]``.
+        summary: one line for a person.
+        evidence: the lines that support the cause.
+        next_action: what to do now, in words.
+        gated_step: the exact gated action that would do it, or None.
+        findings: the findings the verdict was computed from.
+    """
+
+    runbook: str
+    status: Status
+    cause: str
+    summary: str
+    evidence: Sequence[str] = ()
+    next_action: str = ""
+    gated_step: Mapping[str, Any] | None = None
+    findings: Sequence[Finding] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        allowed = CAUSES.get(self.runbook)
+        if allowed is None:
+            raise ValueError(
+                f"runbook: got {self.runbook!r}, expected one of {sorted(CAUSES)}"
+            )
+        if self.cause not in allowed:
+            raise ValueError(
+                f"cause: got {self.cause!r} for {self.runbook}, expected one of {allowed}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON form stored in records."""
+        return {
+            "runbook": self.runbook,
+            "status": self.status.value,
+            "cause": self.cause,
+            "summary": self.summary,
+            "evidence": list(self.evidence),
+            "next_action": self.next_action,
+            "gated_step": dict(self.gated_step) if self.gated_step else None,
+            "findings": [finding.to_dict() for finding in self.findings],
+        }
+
+    def __str__(self) -> str:
+        lines = [
+            f"VERDICT {self.runbook}: {self.status.value.upper()} — cause: {self.cause}",
+            f"  {self.summary}",
+        ]
+        lines += [f"  - {line}" for line in self.evidence]
+        if self.next_action:
+            lines.append(f"  next: {self.next_action}")
+        if self.gated_step:
+            lines.append(f"  gated step: {self.gated_step.get('command', '')}")
+        return "\n".join(lines)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        return {
+            "text/plain": str(self),
+            "text/html": self._html(),
+            VERDICT_MIME: self.to_dict(),
+        }
+
+    def _html(self) -> str:
+        parts = [
+            f"<h3>Verdict: {html.escape(self.status.value.upper())} "
+            f"— cause <code>{html.escape(self.cause)}</code></h3>",
+            f"<p>{html.escape(self.summary)}</p>",
+        ]
+        if self.evidence:
+            items = "".join(f"<li>{html.escape(line)}</li>" for line in self.evidence)
+            parts.append(f"<ul>{items}</ul>")
+        if self.next_action:
+            parts.append(f"<p><b>Next:</b> {html.escape(self.next_action)}</p>")
+        if self.gated_step:
+            command = html.escape(str(self.gated_step.get("command", "")))
+            parts.append(f"<p><b>Gated step:</b> <code>{command}</code></p>")
+        return "".join(parts)
