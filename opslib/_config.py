@@ -2,8 +2,9 @@
 
 An environment is a YAML file under ``parameters/environments/<name>.yaml`` naming
 base URLs and resource ids. Secrets never live there: they come from environment
-variables, then from the dotenv file the environment names (``secrets_file``, used
-by the sandbox), then from a git-ignored ``.env`` at the project root. ``sandbox``
+variables, or from a git-ignored ``.env`` at the project root; an environment may
+name a dotenv file of its own (``secrets_file``, used by the sandbox for its
+throw-away token), which then wins. ``sandbox``
 is the default everywhere; production is only ever used when asked for by name.
 """
 
@@ -227,21 +228,26 @@ def _check_keys(data: dict[str, Any], path: Path, name: str) -> None:
 def _collect_secrets(
     secrets_file: str | None, folder: Path, environ: Mapping[str, str]
 ) -> dict[str, str]:
-    """Gather secret values: variables first, then the environment's file, then .env."""
+    """Gather secret values: .env, then variables, then the environment's own file.
+
+    The environment's ``secrets_file`` (the sandbox's throw-away token) wins over
+    variables, so a production token exported in the shell is never sent to, or
+    refused by, the local stand-in.
+    """
     from dotenv import dotenv_values
 
     project_root = folder.parent.parent
-    files = []
+    found = _read_dotenv(project_root / ".env", dotenv_values)
+    found.update({k: environ[k] for k in SECRET_VARIABLES if environ.get(k)})
     if secrets_file:
         path = Path(secrets_file)
-        files.append(path if path.is_absolute() else project_root / path)
-    files.append(project_root / ".env")
-
-    found: dict[str, str] = {}
-    for path in reversed(files):
-        if path.is_file():
-            values = dotenv_values(path)
-            found.update({k: v for k, v in values.items() if k in SECRET_VARIABLES and v})
-    found.update({k: environ[k] for k in SECRET_VARIABLES if environ.get(k)})
+        found.update(_read_dotenv(path if path.is_absolute() else project_root / path, dotenv_values))
     logger.debug("secrets found names=%s", sorted(found))
     return found
+
+
+def _read_dotenv(path: Path, reader: Any) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    values = reader(path)
+    return {k: v for k, v in values.items() if k in SECRET_VARIABLES and v}

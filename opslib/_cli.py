@@ -1,0 +1,197 @@
+"""The ``runbook`` command: run runbooks headless, read records, drill the sandbox.
+
+Exit codes, for people and schedulers alike:
+
+- 0: the runbook reached its verdict (whatever it found) and no gate refused;
+- 1: the run failed (a cell raised, the kernel died, a timeout); it is archived;
+- 2: bad usage or parameters; nothing ran and nothing was written;
+- 3: a gated action was refused or failed at the gate;
+- 4: with ``--fail-on-verdict``, the verdict is not ok.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ._errors import ConfigError, OpslibError, RunError
+
+EXIT_FAILED_RUN = 1
+EXIT_USAGE = 2
+EXIT_GATE = 3
+EXIT_VERDICT = 4
+DEFAULT_RECORDS = "records"
+
+_records_option = click.option(
+    "--records", "records_dir", default=DEFAULT_RECORDS, show_default=True,
+    type=click.Path(file_okay=False), help="Archive folder for records and the index.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="opslib", prog_name="runbook")
+def main() -> None:
+    """Executable runbooks for the manuscript platform.
+
+    Runs a runbook notebook headless with incident parameters, archives the executed
+    notebook as the incident record (secrets scrubbed) and prints its verdict.
+    Environments: sandbox (default, local stand-in), staging, production (only when
+    named with --env).
+    """
+
+
+@main.command()
+@click.argument("notebook")
+@click.option("-p", "--parameter", "pairs", multiple=True, nargs=2,
+              metavar="NAME VALUE", help="Set a parameter (repeatable), like papermill -p.")
+@click.option("-f", "--parameters-file", "files", multiple=True,
+              type=click.Path(exists=True, dir_okay=False),
+              help="YAML file with a flat mapping of parameters (repeatable); -p wins.")
+@click.option("--env", "environment", default="sandbox", show_default=True,
+              help="Environment to run against: a name under parameters/environments/.")
+@_records_option
+@click.option("--timeout", default=600.0, show_default=True, type=click.FloatRange(min=1),
+              help="Seconds one cell may run before the run is stopped as failed.")
+@click.option("--operator", default=None,
+              help="Who runs it, for the record (default: $RUNBOOK_OPERATOR or user@host).")
+@click.option("--fail-on-verdict", is_flag=True,
+              help="Exit 4 when the verdict is not ok (for schedulers and alerting).")
+def run(notebook: str, pairs: tuple[tuple[str, str], ...], files: tuple[str, ...],
+        environment: str, records_dir: str, timeout: float, operator: str | None,
+        fail_on_verdict: bool) -> None:
+    """Run NOTEBOOK (a runbook name like api-down, or a path) headless.
+
+    Parameters are checked against the notebook's parameters cell before any kernel
+    starts. The executed notebook and a JSON sidecar go to RECORDS/YYYY/MM/.
+    """
+    from ._params import load_parameter_file
+    from ._runner import run_notebook
+
+    try:
+        parameters: dict[str, object] = {}
+        for path in files:
+            parameters.update(load_parameter_file(path))
+        parameters.update(dict(pairs))
+        raw = frozenset(name for name, _ in pairs)
+        record = run_notebook(notebook, parameters=parameters, raw=raw, environment=environment,
+                              records_dir=records_dir, operator=operator, timeout=timeout)
+    except (ConfigError, RunError) as error:
+        _usage_exit(error)
+    _print_record(record.sidecar)
+    sys.exit(_exit_code(record.sidecar, fail_on_verdict))
+
+
+@main.command()
+@_records_option
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option("--runbook", "runbook_name", default=None, help="Only this runbook (api-down...).")
+@click.option("--env", "environment", default=None, help="Only this environment.")
+def records(records_dir: str, limit: int, runbook_name: str | None, environment: str | None) -> None:
+    """List recent records, newest first."""
+    from ._records import list_records
+
+    rows = list_records(records_dir, limit=limit, runbook=runbook_name, environment=environment)
+    if not rows:
+        click.echo(f"no records in {records_dir}")
+        return
+    for row in rows:
+        click.echo(f"{row.get('id')}  {row.get('status'):<9} {row.get('environment'):<10} "
+                   f"{row.get('verdict_status') or '-':<7} {row.get('cause') or '-'}")
+
+
+@main.command()
+@click.argument("record_id")
+@_records_option
+@click.option("--json", "as_json", is_flag=True, help="Print the whole sidecar as JSON.")
+def show(record_id: str, records_dir: str, as_json: bool) -> None:
+    """Print the verdict of record RECORD_ID (a unique prefix is enough)."""
+    import json
+
+    from ._records import format_verdict, load_record
+
+    try:
+        sidecar = load_record(records_dir, record_id)
+    except RunError as error:
+        _usage_exit(error)
+    click.echo(json.dumps(sidecar, indent=2) if as_json else format_verdict(sidecar))
+
+
+@main.command(name="list")
+def list_runbooks() -> None:
+    """List the runbooks and the parameters each one takes."""
+    from ._notebook import find_notebooks_dir, read_parameters, runbook_name
+
+    for path in sorted(find_notebooks_dir().glob("*/[0-9][0-9]-*.ipynb")):
+        click.echo(f"{runbook_name(path)}  ({path.relative_to(find_notebooks_dir())})")
+        for spec in read_parameters(path).values():
+            click.echo(f"    {spec.name}: {spec.type_name} = {spec.default!r}  # {spec.help}")
+
+
+@main.command()
+@click.argument("scenario", required=False)
+@click.option("--all", "run_all", is_flag=True, help="Drill every scenario in turn.")
+@_records_option
+def drill(scenario: str | None, run_all: bool, records_dir: str) -> None:
+    """Inject SCENARIO's fault into a fresh sandbox, run its runbook, score the verdict.
+
+    Prints PASS or FAIL per scenario with the time to verdict; exits 1 if any failed.
+    The drill's sandbox uses free ports in a temporary folder, so it never disturbs a
+    sandbox you started yourself.
+    """
+    from .sandbox import SCENARIOS
+
+    if run_all == bool(scenario):
+        _usage_exit(ConfigError("give one SCENARIO or --all; scenarios: " + ", ".join(SCENARIOS)))
+    names = list(SCENARIOS) if run_all else [str(scenario)]
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        _usage_exit(ConfigError(f"scenario: got {unknown[0]!r}, expected one of: "
+                                + ", ".join(SCENARIOS)))
+    from ._drill import run_drills
+
+    results = run_drills(names, records_dir=records_dir, echo=click.echo)
+    failed = [r for r in results if not r.passed]
+    click.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    sys.exit(1 if failed else 0)
+
+
+def _add_sandbox_commands() -> None:
+    from .sandbox._cli import cli as sandbox_cli
+
+    main.add_command(sandbox_cli)
+
+
+def _print_record(sidecar: dict[str, Any]) -> None:
+    from ._records import format_verdict
+
+    click.echo(format_verdict(sidecar))
+    click.echo(f"record: {sidecar.get('record_path')}")
+
+
+def _exit_code(sidecar: dict[str, Any], fail_on_verdict: bool) -> int:
+    if sidecar.get("status") != "succeeded":
+        return EXIT_FAILED_RUN
+    outcomes = [a.get("outcome") for a in sidecar.get("actions") or [] if a.get("kind") == "result"]
+    if any(o in ("refused", "failed") for o in outcomes):
+        return EXIT_GATE
+    verdict = sidecar.get("verdict") or {}
+    if fail_on_verdict and verdict.get("status") != "ok":
+        return EXIT_VERDICT
+    return 0
+
+
+def _usage_exit(error: OpslibError) -> None:
+    click.echo(f"error: {error}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+_add_sandbox_commands()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
