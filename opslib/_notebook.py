@@ -1,0 +1,241 @@
+"""Runbook notebooks as files: where they live and what parameters they take.
+
+The runner knows a notebook only through this module: its path, its runbook name
+and the parameters its cell tagged ``parameters`` declares. Nothing here starts a
+kernel or imports the notebook's code; the parameters cell is read with ``ast``.
+
+A parameters cell holds one line per value::
+
+    incident_id: str = ""  # the incident this run belongs to, such as INC-42
+    lookback: str = "1h"  # how far back to look, such as 30m, 6h or 2d
+    apply: bool = False  # change anything at all?
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._config import find_environments_dir
+from ._errors import RunError
+from ._params import SUPPORTED_TYPES, is_of_type
+
+logger = logging.getLogger(__name__)
+
+NOTEBOOK_FOLDERS = ("incidents", "procedures")
+PARAMETERS_TAG = "parameters"
+
+_NUMBER_PREFIX = re.compile(r"^\d+-")
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """One parameter a notebook declares in its parameters cell.
+
+    Attributes:
+        name: the variable name, such as ``incident_id``.
+        type_name: one of ``str``, ``int``, ``float``, ``bool`` or ``list[str]``.
+        default: the literal default written in the cell.
+        help: the trailing comment of the line, without the ``#``; may be empty.
+    """
+
+    name: str
+    type_name: str
+    default: object
+    help: str = ""
+
+
+def find_notebooks_dir() -> Path:
+    """Return the project's ``notebooks`` folder.
+
+    The project root is the folder two levels above the environments folder
+    (``<root>/parameters/environments``).
+
+    Raises:
+        ConfigError: when no environments folder can be found.
+    """
+    return find_environments_dir().parent.parent / "notebooks"
+
+
+def runbook_name(path: str | Path) -> str:
+    """Return the runbook name of a notebook file.
+
+    The leading number and the extension go: ``01-api-down.ipynb`` is ``api-down``.
+    """
+    return _NUMBER_PREFIX.sub("", Path(path).stem, count=1)
+
+
+def list_notebooks() -> list[Path]:
+    """Return every runbook notebook under the incidents and procedures folders."""
+    folder = find_notebooks_dir()
+    found: list[Path] = []
+    for sub in NOTEBOOK_FOLDERS:
+        found.extend(sorted((folder / sub).glob("*.ipynb")))
+    return found
+
+
+def resolve_notebook(name_or_path: str) -> Path:
+    """Find the notebook a command line names.
+
+    Args:
+        name_or_path: an existing file path (used as is), or a runbook name in one
+            of the forms ``api-down``, ``01-api-down`` or ``incidents/01-api-down``
+            (with or without ``.ipynb``).
+
+    Returns:
+        The notebook's path.
+
+    Raises:
+        RunError: when nothing or more than one notebook matches.
+    """
+    given = Path(name_or_path)
+    if given.is_file():
+        return given
+
+    key = name_or_path.strip().removesuffix(".ipynb")
+    notebooks = list_notebooks()
+    matches = [path for path in notebooks if key in _names_of(path)]
+    if len(matches) == 1:
+        return matches[0]
+
+    if matches:
+        shown = ", ".join(_relative_name(path) for path in matches)
+        raise RunError(
+            f"notebook: got {name_or_path!r}, which matches several notebooks "
+            f"({shown}); name one with its folder, such as "
+            f"{_relative_name(matches[0])!r}"
+        )
+    known = ", ".join(sorted({runbook_name(path) for path in notebooks})) or "none"
+    raise RunError(
+        f"notebook: got {name_or_path!r}, expected an existing .ipynb path or a "
+        f"runbook name; known runbooks: {known}"
+    )
+
+
+def _names_of(path: Path) -> set[str]:
+    return {runbook_name(path), path.stem, _relative_name(path)}
+
+
+def _relative_name(path: Path) -> str:
+    return f"{path.parent.name}/{path.stem}"
+
+
+def read_parameters(path: str | Path) -> dict[str, ParameterSpec]:
+    """Read the parameters a notebook declares, without running it.
+
+    Args:
+        path: the notebook file.
+
+    Returns:
+        The parameters by name, in the order the cell declares them.
+
+    Raises:
+        RunError: when the notebook cannot be read, has no parameters cell or more
+            than one, or a line of the cell is not ``name: type = literal``.
+    """
+    path = Path(path)
+    source = _parameters_source(path)
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as error:
+        problem = f"not valid Python ({error.msg})"
+        raise _cell_error(path, error.lineno or 0, problem) from error
+
+    lines = source.splitlines()
+    specs: dict[str, ParameterSpec] = {}
+    for node in tree.body:
+        spec = _parse_statement(node, lines, path)
+        if spec.name in specs:
+            raise _cell_error(path, node.lineno, f"{spec.name!r} is declared twice")
+        specs[spec.name] = spec
+    logger.debug("parameters read path=%s names=%s", path, list(specs))
+    return specs
+
+
+def _parameters_source(path: Path) -> str:
+    cells = [cell for cell in _read_cells(path) if PARAMETERS_TAG in _tags(cell)]
+    if len(cells) != 1 or cells[0].get("cell_type") != "code":
+        raise RunError(
+            f"{path}: found {len(cells)} cells tagged {PARAMETERS_TAG!r}, expected "
+            "exactly one code cell; tag the cell holding the defaults, and only it"
+        )
+    source = cells[0].get("source", "")
+    return "".join(source) if isinstance(source, list) else str(source)
+
+
+def _read_cells(path: Path) -> list[dict[str, Any]]:
+    try:
+        notebook = json.loads(path.read_text(encoding="utf-8"))
+        cells = notebook["cells"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise RunError(
+            f"notebook: could not read {str(path)!r} ({error!r}); expected a Jupyter "
+            "notebook file (.ipynb, nbformat 4)"
+        ) from error
+    return [cell for cell in cells if isinstance(cell, dict)]
+
+
+def _tags(cell: dict[str, Any]) -> list[str]:
+    metadata = cell.get("metadata")
+    tags = metadata.get("tags") if isinstance(metadata, dict) else None
+    return tags if isinstance(tags, list) else []
+
+
+def _parse_statement(node: ast.stmt, lines: list[str], path: Path) -> ParameterSpec:
+    if isinstance(node, ast.Assign):
+        raise _cell_error(path, node.lineno, "a name without a type annotation")
+    if not isinstance(node, ast.AnnAssign) or not isinstance(node.target, ast.Name):
+        raise _cell_error(
+            path, node.lineno, "a statement other than 'name: type = value'"
+        )
+
+    name = node.target.id
+    type_name = ast.unparse(node.annotation).replace(" ", "")
+    if type_name not in SUPPORTED_TYPES:
+        raise _cell_error(
+            path,
+            node.lineno,
+            f"{name}: type {type_name!r} is not one of {SUPPORTED_TYPES}",
+        )
+    default = _literal_default(node, name, type_name, path)
+    return ParameterSpec(name, type_name, default, _trailing_comment(node, lines))
+
+
+def _literal_default(
+    node: ast.AnnAssign, name: str, type_name: str, path: Path
+) -> object:
+    if node.value is None:
+        raise _cell_error(path, node.lineno, f"{name}: no default value")
+    try:
+        value = ast.literal_eval(node.value)
+    except ValueError as error:
+        raise _cell_error(
+            path,
+            node.lineno,
+            f"{name}: default {ast.unparse(node.value)!r} is not a literal",
+        ) from error
+
+    if not is_of_type(value, type_name):
+        raise _cell_error(
+            path, node.lineno, f"{name}: default {value!r} is not a {type_name}"
+        )
+    return float(value) if type_name == "float" else value
+
+
+def _trailing_comment(node: ast.AnnAssign, lines: list[str]) -> str:
+    last = lines[(node.end_lineno or node.lineno) - 1]
+    rest = last[node.end_col_offset or len(last) :]
+    _, hash_sign, comment = rest.partition("#")
+    return comment.strip() if hash_sign else ""
+
+
+def _cell_error(path: Path, line: int, problem: str) -> RunError:
+    return RunError(
+        f"{path}: parameters cell line {line}: {problem}; expected one "
+        f"'name: type = literal  # help' per line, with a type among {SUPPORTED_TYPES}"
+    )

@@ -1,0 +1,492 @@
+"""One set of rules for runbook parameter values.
+
+The same rules run twice: in the runner, before any kernel starts, on the values
+given with ``-p`` and ``-f``; and in the notebook's setup cell, so that a plain
+``papermill`` run is checked too. Rules go by parameter name (see ``NAME_RULES``);
+a name without a rule is checked by its type, and every string by the generic
+string rule, because papermill writes each value into the record's source.
+"""
+
+from __future__ import annotations
+
+import datetime
+import difflib
+import math
+import re
+import unicodedata
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import yaml
+
+from ._config import list_environments
+from ._errors import ConfigError, ParameterError
+
+if TYPE_CHECKING:
+    from ._notebook import ParameterSpec
+
+SUPPORTED_TYPES = ("str", "int", "float", "bool", "list[str]")
+MAX_TEXT_LENGTH = 200
+MAX_PATHS = 20
+MIN_LOOKBACK = datetime.timedelta(minutes=1)
+MAX_LOOKBACK = datetime.timedelta(days=30)
+
+_INCIDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_DURATION = re.compile(r"^([1-9][0-9]{0,5})([mhd])$")
+_DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+_LOOKBACK_EXPECTED = (
+    "a duration from 1m to 30d: a whole number and m, h or d (such as 6h)"
+)
+_FORBIDDEN_TEXT = frozenset("'\"`\\")
+_INTEGER = re.compile(r"^[+-]?[0-9]+$")
+_DECIMAL = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")
+_TRUE_WORDS = frozenset({"true", "yes", "1"})
+_FALSE_WORDS = frozenset({"false", "no", "0"})
+
+Rule = Callable[[object], "str | None"]
+"""A rule returns what was expected when the value breaks it, else None."""
+
+
+def is_of_type(value: object, type_name: str) -> bool:
+    """Tell whether a value already has a declared parameter type.
+
+    ``bool`` is not accepted as an ``int`` or ``float``; an ``int`` is accepted as
+    a ``float``.
+    """
+    if type_name == "list[str]":
+        return isinstance(value, list) and all(isinstance(item, str) for item in value)
+    if isinstance(value, bool):
+        return type_name == "bool"
+    if type_name == "float":
+        return isinstance(value, (int, float))
+    expected = {"str": str, "int": int, "bool": bool}.get(type_name)
+    return expected is not None and isinstance(value, expected)
+
+
+def parse_duration(text: str) -> datetime.timedelta:
+    """Turn a lookback such as ``30m``, ``6h`` or ``2d`` into a timedelta.
+
+    Raises:
+        ParameterError: when the text is not a positive whole number followed by
+            m, h or d, or lies outside 1m to 30d.
+    """
+    length = _duration(text)
+    if length is None or not MIN_LOOKBACK <= length <= MAX_LOOKBACK:
+        raise ParameterError([_problem("lookback", text, _LOOKBACK_EXPECTED)])
+    return length
+
+
+def _duration(value: object) -> datetime.timedelta | None:
+    match = _DURATION.match(value) if isinstance(value, str) else None
+    if match is None:
+        return None
+    return datetime.timedelta(**{_DURATION_UNITS[match[2]]: int(match[1])})
+
+
+def _check_incident_id(value: object) -> str | None:
+    if isinstance(value, str) and _INCIDENT_ID.match(value):
+        return None
+    return "1-64 letters, digits, '.', '_' or '-' (such as INC-42)"
+
+
+def _check_environment(value: object) -> str | None:
+    try:
+        known = list_environments()
+    except ConfigError as error:
+        return f"a known environment, but none could be listed ({error})"
+    if value in known:
+        return None
+    return "one of: " + (", ".join(known) or "none defined")
+
+
+def _check_lookback(value: object) -> str | None:
+    length = _duration(value)
+    if length is not None and MIN_LOOKBACK <= length <= MAX_LOOKBACK:
+        return None
+    return _LOOKBACK_EXPECTED
+
+
+def _check_paths(value: object) -> str | None:
+    expected = (
+        f"a list of 1 to {MAX_PATHS} URL paths, each starting with '/' and "
+        "without spaces, quotes, backslashes or '://' (such as ['/health'])"
+    )
+    if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= MAX_PATHS:
+        return expected
+    return None if all(_is_url_path(item) for item in value) else expected
+
+
+def _is_url_path(item: object) -> bool:
+    return (
+        isinstance(item, str)
+        and item.startswith("/")
+        and len(item) <= MAX_TEXT_LENGTH
+        and "://" not in item
+        and not any(char.isspace() or char in _FORBIDDEN_TEXT for char in item)
+        and not _has_control(item)
+    )
+
+
+def _check_apply(value: object) -> str | None:
+    return None if isinstance(value, bool) else "true or false"
+
+
+def check_text(value: object) -> str | None:
+    """Apply the generic rule for a string parameter.
+
+    Returns:
+        None when the value is a single line of at most 200 characters without
+        control, quote or backslash characters; otherwise what was expected.
+    """
+    if (
+        isinstance(value, str)
+        and len(value) <= MAX_TEXT_LENGTH
+        and not _has_control(value)
+        and not _FORBIDDEN_TEXT.intersection(value)
+    ):
+        return None
+    return (
+        f"a single line of at most {MAX_TEXT_LENGTH} characters without quotes, "
+        "backslashes or control characters"
+    )
+
+
+def _has_control(text: str) -> bool:
+    return any(unicodedata.category(char) in ("Cc", "Cf") for char in text)
+
+
+NAME_RULES: Mapping[str, tuple[str, Rule]] = MappingProxyType(
+    {
+        "incident_id": ("str", _check_incident_id),
+        "environment": ("str", _check_environment),
+        "lookback": ("str", _check_lookback),
+        "paths": ("list[str]", _check_paths),
+        "apply": ("bool", _check_apply),
+        "confirm": ("str", check_text),
+    }
+)
+"""Parameter name to (declared type, rule). Other names get ``check_value``'s
+type check and, for strings, ``check_text``."""
+
+
+def check_value(name: str, value: object) -> str | None:
+    """Check one parameter value against the rule for its name.
+
+    Returns:
+        None when the value is good, else one line naming the parameter, the
+        value seen and what was expected.
+    """
+    if name in NAME_RULES:
+        type_name, rule = NAME_RULES[name]
+        expected = _type_problem(value, type_name) or rule(value)
+    else:
+        expected = _generic_problem(value)
+    return _problem(name, value, expected) if expected else None
+
+
+def _type_problem(value: object, type_name: str) -> str | None:
+    if isinstance(value, tuple) and type_name == "list[str]":
+        value = list(value)
+    return None if is_of_type(value, type_name) else _a_type(type_name)
+
+
+def _generic_problem(value: object) -> str | None:
+    if isinstance(value, str):
+        return check_text(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "a finite number"
+    if isinstance(value, (bool, int, float)):
+        return None
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        problems = [check_text(item) for item in value]
+        return next((f"a list whose items are each {p}" for p in problems if p), None)
+    return "a str, int, float, bool or list of str"
+
+
+def _a_type(type_name: str) -> str:
+    return {
+        "str": "text (a str)",
+        "int": "a whole number (an int)",
+        "float": "a number (a float)",
+        "bool": "true or false (a bool)",
+        "list[str]": "a list of strings",
+    }[type_name]
+
+
+def _problem(name: str, value: object, expected: str) -> str:
+    return f"{name}: got {_show(value)} — expected {expected}"
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    if len(text) <= 60:
+        return text
+    return f"{text[:40]}… ({len(text)} characters)"
+
+
+class Params(Mapping[str, Any]):
+    """The validated parameters of one run: read-only, with attribute access.
+
+    ``params.incident_id`` and ``params["incident_id"]`` read the same value. List
+    values are kept as tuples so nothing can change them; ``as_dict()`` gives a
+    plain copy with lists.
+    """
+
+    __slots__ = ("_values",)
+    _values: Mapping[str, Any]
+
+    def __init__(self, values: Mapping[str, object]) -> None:
+        frozen = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        object.__setattr__(self, "_values", MappingProxyType(frozen))
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self._values[name]
+        except KeyError:
+            known = ", ".join(self._values) or "none"
+            raise AttributeError(
+                f"no parameter {name!r} in this run; it has: {known}"
+            ) from None
+
+    def __setattr__(self, name: str, value: object) -> NoReturn:
+        raise AttributeError(f"parameters are read-only; cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> NoReturn:
+        raise AttributeError(f"parameters are read-only; cannot delete {name!r}")
+
+    def __repr__(self) -> str:
+        return f"Params({dict(self._values)!r})"
+
+    def as_dict(self) -> dict[str, object]:
+        """Return a plain, mutable copy, with lists where the values are tuples."""
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in self._values.items()
+        }
+
+
+def validate_params(**values: object) -> Params:
+    """Check a notebook's parameters and return them read-only.
+
+    Call it in a notebook's setup cell with every parameter of its parameters
+    cell, so that a run started by plain papermill is checked as strictly as one
+    started by ``runbook run``.
+
+    Returns:
+        The same values as a read-only ``Params``.
+
+    Raises:
+        ParameterError: listing every value that breaks its rule, at once.
+    """
+    problems = [p for name, v in values.items() if (p := check_value(name, v))]
+    if problems:
+        raise ParameterError(problems)
+    return Params(values)
+
+
+def coerce_parameters(
+    spec: Mapping[str, ParameterSpec],
+    given: Mapping[str, object],
+    *,
+    raw: frozenset[str] = frozenset(),
+) -> dict[str, object]:
+    """Turn given values into the types a notebook declares, and check them.
+
+    Args:
+        spec: the notebook's parameters, as ``read_parameters`` returns them.
+        given: values by name; those named in ``raw`` are text from ``-p name
+            value``, the rest already typed by a YAML parameter file.
+        raw: the names whose value is command-line text.
+
+    Returns:
+        The given values, converted to their declared types. Defaults are not
+        included, though they are checked along with the given values.
+
+    Raises:
+        ParameterError: listing every unknown name, unconvertible value and value
+            that breaks its rule, at once.
+    """
+    problems = [_unknown(name, spec) for name in given if name not in spec]
+    converted: dict[str, object] = {}
+    for name, parameter in spec.items():
+        if name in given:
+            value = given[name]
+            expected = _convert_into(converted, name, value, parameter, name in raw)
+            problems += [_problem(name, value, expected)] if expected else []
+        elif problem := check_value(name, parameter.default):
+            problems.append(problem + " (the notebook's default; pass a value)")
+
+    problems += [p for name, v in converted.items() if (p := check_value(name, v))]
+    if problems:
+        raise ParameterError(problems)
+    return converted
+
+
+def _convert_into(
+    out: dict[str, object], name: str, value: object, spec: ParameterSpec, is_raw: bool
+) -> str | None:
+    try:
+        if is_raw and isinstance(value, str):
+            out[name] = _from_text(value, spec.type_name)
+        else:
+            out[name] = _from_yaml(value, spec.type_name)
+    except _ConversionError as error:
+        return str(error)
+    return None
+
+
+class _ConversionError(Exception):
+    """A value cannot take its declared type; the message says what was expected."""
+
+
+def _unknown(name: str, spec: Mapping[str, object]) -> str:
+    close = difflib.get_close_matches(name, list(spec), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    takes = ", ".join(sorted(spec)) or "no parameters"
+    return f"unknown parameter {name!r}{hint} — this notebook takes: {takes}"
+
+
+def _from_text(text: str, type_name: str) -> object:
+    word = text.strip().lower()
+    if type_name == "bool" and word in _TRUE_WORDS | _FALSE_WORDS:
+        return word in _TRUE_WORDS
+    if type_name == "int" and _INTEGER.match(text.strip()):
+        return int(text)
+    if type_name == "float" and _DECIMAL.match(text.strip()):
+        return float(text)
+    if type_name == "list[str]":
+        return _list_from_text(text)
+    if type_name == "str":
+        return text
+    hints = {
+        "bool": "true or false (also yes/no or 1/0)",
+        "int": "a whole number such as 30",
+        "float": "a number such as 0.5",
+    }
+    raise _ConversionError(hints[type_name])
+
+
+def _list_from_text(text: str) -> list[str]:
+    if not text.strip().startswith("["):
+        return [item.strip() for item in text.split(",") if item.strip()]
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise _ConversionError(
+            "a list such as [/health, /api/v1] or a comma-separated string"
+        ) from error
+    return _list_from_yaml(value)
+
+
+def _from_yaml(value: object, type_name: str) -> object:
+    if value is None:
+        raise _ConversionError(
+            f"{_a_type(type_name)}; give a value, or leave the name out to keep "
+            "the default"
+        )
+    if type_name == "str":
+        return _text_from_yaml(value)
+    if type_name == "list[str]":
+        return (
+            _list_from_text(value) if isinstance(value, str) else _list_from_yaml(value)
+        )
+    if type_name == "float" and isinstance(value, (int, float)):
+        return _float_from_yaml(value)
+    if is_of_type(value, type_name):
+        return value
+    raise _ConversionError(_a_type(type_name))
+
+
+def _float_from_yaml(value: float) -> float:
+    if isinstance(value, bool):
+        raise _ConversionError(_a_type("float"))
+    if not math.isfinite(value):
+        raise _ConversionError("a finite number (a float)")
+    return float(value)
+
+
+def _text_from_yaml(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        raise _ConversionError(
+            "text; YAML reads yes, no, on, off, true and false as booleans, so "
+            "quote the value, such as 'yes'"
+        )
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        raise _ConversionError(
+            f"text; YAML reads an unquoted date as a date, so quote it, such as "
+            f"'{value.isoformat()}'"
+        )
+    raise _ConversionError("text (a str); quote the value in the YAML file")
+
+
+def _list_from_yaml(value: object) -> list[str]:
+    if not isinstance(value, list):
+        raise _ConversionError(_a_type("list[str]"))
+    items = []
+    for item in value:
+        if isinstance(item, int) and not isinstance(item, bool):
+            item = str(item)
+        if not isinstance(item, str):
+            raise _ConversionError(
+                f"a list of strings, but item {item!r} is not text; quote it"
+            )
+        items.append(item)
+    return items
+
+
+def load_parameter_file(path: str | Path) -> dict[str, object]:
+    """Read a parameter file: a flat YAML mapping of parameter names to values.
+
+    Values keep the types YAML gives them (YAML 1.1: unquoted ``yes`` is a bool and
+    ``2025-11-01`` a date); ``coerce_parameters`` then reports any that do not fit.
+    An empty file means no parameters.
+
+    Raises:
+        ParameterError: when the file cannot be read or is not a flat mapping with
+            string keys.
+    """
+    expected = "expected a flat YAML mapping such as 'incident_id: INC-42'"
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise ParameterError(
+            [f"parameter file {str(path)!r}: {error}; {expected}"]
+        ) from error
+
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ParameterError(
+            [f"parameter file {str(path)!r}: got a {type(data).__name__}; {expected}"]
+        )
+    problems = [
+        f"parameter file {str(path)!r}: key {key!r} {why}; {expected}"
+        for key, why in _flat_problems(data)
+    ]
+    if problems:
+        raise ParameterError(problems)
+    return {str(key): value for key, value in data.items()}
+
+
+def _flat_problems(data: dict[object, object]) -> Iterator[tuple[object, str]]:
+    for key, value in data.items():
+        if not isinstance(key, str):
+            yield key, "is not text"
+        elif isinstance(value, dict):
+            yield key, "holds a nested mapping"
