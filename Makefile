@@ -1,0 +1,42 @@
+# Two entry points for a fresh clone:
+#   make demo  - set up, start the sandbox with a bad deployment, run the api-down
+#                runbook headless, print the verdict and the record, stop the sandbox
+#   make test  - set up and run the whole test suite
+# Both create .venv with Python 3.11 and install the project from pyproject.toml.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup demo test bench drill clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[test]"
+	touch $(STAMP)
+
+demo: setup
+	@set -u; \
+	$(BIN)/runbook sandbox start --scenario bad-deployment || exit $$?; \
+	$(BIN)/runbook run api-down -p incident_id INC-DEMO-1; status=$$?; \
+	$(BIN)/runbook sandbox stop; \
+	exit $$status
+
+test: setup
+	@$(BIN)/python -m pytest; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing on purpose"; exit 1; fi; \
+	exit $$status
+
+bench: setup
+	$(BIN)/python bench/run_vs_papermill.py
+
+drill: setup
+	$(BIN)/runbook drill --all
+
+clean:
+	-$(BIN)/runbook sandbox stop
+	rm -rf $(VENV) .sandbox .pytest_cache
