@@ -1,0 +1,148 @@
+"""The runbook command, in-process for usage errors and as a real process end to end."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from click.testing import CliRunner
+
+from opslib import VERDICT_MIME, CloudflareClient, load_environment
+from opslib._cli import main
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).parent.parent
+VERBS = ["run", "records", "show", "list", "drill", "sandbox"]
+
+
+def runbook(*args, check_code=None):
+    done = subprocess.run([str(BIN / "runbook"), *args], capture_output=True, text=True,
+                          cwd=ROOT, env=os.environ.copy(), timeout=300)
+    if check_code is not None:
+        assert done.returncode == check_code, done.stdout + done.stderr
+    return done
+
+
+def files_under(folder):
+    return [p for p in Path(folder).rglob("*") if p.is_file()]
+
+
+def test_help_lists_every_verb():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for verb in VERBS:
+        assert verb in result.output
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_every_verb_explains_itself(verb):
+    result = CliRunner().invoke(main, [verb, "--help"])
+    assert result.exit_code == 0
+    assert "Usage:" in result.output and len(result.output.splitlines()) > 4
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-p", "incident", "INC-1"], "unknown parameter 'incident'"),
+        (["-p", "apply", "maybe"], "apply"),
+        (["-p", "incident_id", ""], "incident_id"),
+        (["-p", "incident_id", 'INC"1\nrm -rf /'], "incident_id"),
+        (["-p", "lookback", "6 hours"], "lookback"),
+        (["-p", "paths", "manuscripts"], "paths"),
+        (["--env", "prod"], "prod"),
+    ],
+)
+def test_bad_parameters_exit_2_and_write_nothing(tmp_path, args, message):
+    records = tmp_path / "records"
+    result = CliRunner().invoke(main, ["run", "api-down", "--records", str(records), *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not records.exists() or files_under(records) == []
+
+
+def test_unknown_runbook_exits_2():
+    result = CliRunner().invoke(main, ["run", "no-such-runbook"])
+    assert result.exit_code == 2
+    assert "api-down" in result.output
+
+
+def test_drill_needs_a_scenario_or_all():
+    assert CliRunner().invoke(main, ["drill"]).exit_code == 2
+    assert CliRunner().invoke(main, ["drill", "gremlins"]).exit_code == 2
+
+
+@pytest.fixture()
+def bad_deployment(sandbox):
+    sandbox.reset("bad-deployment")
+    return sandbox.truth()["details"]
+
+
+def live_version():
+    client = CloudflareClient(load_environment("sandbox"))
+    try:
+        return client.list_deployments()[0]["versions"][0]["version_id"]
+    finally:
+        client.close()
+
+
+def test_run_prints_verdict_and_archives_a_scrubbed_record(bad_deployment, sandbox_token, tmp_path):
+    done = runbook("run", "api-down", "-p", "incident_id", "INC-CLI-1", "--records",
+                   str(tmp_path), check_code=0)
+    assert "bad-deployment" in done.stdout
+    assert bad_deployment["good_version"] in done.stdout
+    sidecars = list(tmp_path.rglob("*-api-down-INC-CLI-1-*.json"))
+    assert len(sidecars) == 1
+    sidecar = json.loads(sidecars[0].read_text())
+    assert sidecar["status"] == "succeeded"
+    assert sidecar["verdict"]["cause"] == "bad-deployment"
+    assert str(sidecar["record_path"]) in done.stdout
+    record = nbformat.read(sidecars[0].with_suffix(".ipynb"), as_version=4)
+    assert record.metadata["opslib"]["verdict"]["cause"] == "bad-deployment"
+    for path in files_under(tmp_path):
+        assert sandbox_token not in path.read_text(errors="replace"), path
+
+
+def test_rollback_applied_from_the_command_line_heals_the_api(bad_deployment, tmp_path):
+    phrase = f"rollback manuscript-upload-api to {bad_deployment['good_version']} in sandbox"
+    runbook("run", "api-down", "-p", "incident_id", "INC-CLI-2", "-p", "apply", "true",
+            "-p", "confirm", phrase, "--records", str(tmp_path), check_code=0)
+    sidecar = json.loads(next(tmp_path.rglob("*.json")).read_text())
+    result = [a for a in sidecar["actions"] if a.get("kind") == "result"][-1]
+    assert result["outcome"] == "applied"
+    assert result["after"]["status"] == "ok"
+    assert live_version() == bad_deployment["good_version"]
+
+
+def test_wrong_confirm_phrase_exits_3_and_changes_nothing(bad_deployment, tmp_path):
+    runbook("run", "api-down", "-p", "apply", "true", "-p", "confirm", "rollback please",
+            "--records", str(tmp_path), check_code=3)
+    assert live_version() == bad_deployment["bad_version"]
+
+
+def test_fail_on_verdict_exits_4_for_a_failing_verdict(bad_deployment, tmp_path):
+    runbook("run", "api-down", "--fail-on-verdict", "--records", str(tmp_path), check_code=4)
+
+
+def test_records_and_show_read_back_a_run(bad_deployment, tmp_path):
+    runbook("run", "api-down", "-p", "incident_id", "INC-CLI-3", "--records", str(tmp_path),
+            check_code=0)
+    listing = runbook("records", "--records", str(tmp_path), check_code=0).stdout
+    record_id = listing.split()[0]
+    assert "INC-CLI-3" in record_id
+    shown = runbook("show", record_id[:24], "--records", str(tmp_path), check_code=0).stdout
+    assert "bad-deployment" in shown
+
+
+def test_notebook_runs_under_plain_papermill(bad_deployment, tmp_path):
+    out = tmp_path / "out.ipynb"
+    subprocess.run([str(BIN / "papermill"), str(ROOT / "notebooks/incidents/01-api-down.ipynb"),
+                    str(out), "-p", "incident_id", "INC-PM", "--no-progress-bar"],
+                   check=True, capture_output=True, cwd=ROOT, timeout=300)
+    bundles = [o.get("data", {}) for c in nbformat.read(out, as_version=4).cells
+               for o in c.get("outputs", [])]
+    verdicts = [b[VERDICT_MIME] for b in bundles if VERDICT_MIME in b]
+    assert verdicts[-1]["cause"] == "bad-deployment"
