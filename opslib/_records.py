@@ -1,0 +1,301 @@
+"""The archive of incident records: writing them once, finding and reading them.
+
+An archive is a local folder (``records/`` by default)::
+
+    records/
+      index.jsonl                      one line per run, appended
+      2026/12/<id>.ipynb               the executed notebook, scrubbed
+      2026/12/<id>.json                its sidecar: verdict, error, timings
+
+Each file is written to a temporary name and moved into place, and is never
+written again: a record is evidence. The index is a convenience for searching
+and listing; a record whose index line was lost is still found by ``load_record``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import re
+import secrets
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from ._errors import RunError
+
+logger = logging.getLogger(__name__)
+
+INDEX_NAME = "index.jsonl"
+INDEX_FIELDS = (
+    "id",
+    "runbook",
+    "environment",
+    "incident_id",
+    "status",
+    "verdict_status",
+    "cause",
+    "started_at",
+    "record_path",
+)
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_SHOWN_CANDIDATES = 5
+
+
+def archive_dir(records_dir: str | Path) -> Path:
+    """Return the archive folder as an absolute local path.
+
+    Raises:
+        RunError: for a URL such as ``s3://bucket/records``. Only local folders
+            are supported; sync a local archive to object storage with the
+            storage's own tools.
+    """
+    text = str(records_dir)
+    if "://" in text:
+        raise RunError(
+            f"records_dir: got {text!r}, expected a local folder; write records "
+            "locally and copy them to object storage with its own tools"
+        )
+    return Path(text).expanduser().absolute()
+
+
+def new_record_id(
+    started: datetime.datetime, runbook: str, incident_id: str = ""
+) -> str:
+    """Make a record id: UTC start time, runbook, incident id and 4 random hex.
+
+    Example: ``20261204T171501Z-api-down-INC-42-3fa9``. Characters other than
+    letters, digits, ``.``, ``_`` and ``-`` become ``-``.
+    """
+    parts = [f"{started.astimezone(datetime.UTC):%Y%m%dT%H%M%SZ}", runbook]
+    parts += [incident_id] if incident_id else []
+    parts.append(secrets.token_hex(2))
+    return _UNSAFE.sub("-", "-".join(parts))
+
+
+def record_folder(records_dir: str | Path, started: datetime.datetime) -> Path:
+    """Return the folder a record started at this time goes to: ``YYYY/MM``."""
+    started = started.astimezone(datetime.UTC)
+    return archive_dir(records_dir) / f"{started:%Y}" / f"{started:%m}"
+
+
+def write_once(path: Path, text: str) -> None:
+    """Write a file atomically, refusing to replace one that exists.
+
+    Raises:
+        RunError: when the file exists or cannot be written.
+    """
+    if path.exists():
+        raise RunError(
+            f"record file {str(path)!r} exists already; records are never rewritten"
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomically(path, text)
+    except OSError as error:
+        raise RunError(
+            f"could not write record file {str(path)!r} ({error}); check that the "
+            "records folder is writable and has space"
+        ) from error
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    handle = tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False
+    )
+    try:
+        with handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+def append_index(records_dir: str | Path, row: Mapping[str, Any]) -> None:
+    """Append one line to the archive's index.
+
+    The line is written with a single ``write`` on a file opened for appending,
+    so runs finishing at the same time on one machine do not interleave.
+
+    Raises:
+        RunError: when the index cannot be written.
+    """
+    path = archive_dir(records_dir) / INDEX_NAME
+    line = json.dumps({key: row.get(key) for key in INDEX_FIELDS}, ensure_ascii=False)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(descriptor, (line + "\n").encode("utf-8"))
+        finally:
+            os.close(descriptor)
+    except OSError as error:
+        raise RunError(
+            f"could not append to the index {str(path)!r} ({error})"
+        ) from error
+
+
+def list_records(
+    records_dir: str | Path,
+    *,
+    limit: int = 20,
+    runbook: str | None = None,
+    environment: str | None = None,
+) -> list[dict[str, Any]]:
+    """Return index rows, newest first.
+
+    Args:
+        records_dir: the archive folder.
+        limit: the most rows to return.
+        runbook: keep only this runbook's records.
+        environment: keep only this environment's records.
+
+    Returns:
+        Rows with the keys of ``INDEX_FIELDS``; none when there is no index yet.
+        Malformed index lines are skipped with a warning.
+    """
+    rows = [
+        row
+        for row in _index_rows(archive_dir(records_dir) / INDEX_NAME)
+        if runbook in (None, row.get("runbook"))
+        and environment in (None, row.get("environment"))
+    ]
+    rows.sort(
+        key=lambda row: (str(row.get("started_at")), str(row.get("id"))), reverse=True
+    )
+    return rows[: max(limit, 0)]
+
+
+def _index_rows(path: Path) -> Iterator[dict[str, Any]]:
+    if not path.is_file():
+        return
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            row = _parse_row(line)
+            if row is None:
+                logger.warning(
+                    "skipping malformed index line path=%s line=%d", path, number
+                )
+            elif row:
+                yield row
+
+
+def _parse_row(line: str) -> dict[str, Any] | None:
+    """Return the row, {} for a blank line, or None when the line is malformed."""
+    if not line.strip():
+        return {}
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    return row if isinstance(row, dict) and isinstance(row.get("id"), str) else None
+
+
+def load_record(records_dir: str | Path, record_id: str) -> dict[str, Any]:
+    """Read a record's sidecar.
+
+    Args:
+        records_dir: the archive folder.
+        record_id: the full id, or a prefix matching exactly one record.
+
+    Raises:
+        RunError: when no record or several records match, or the sidecar is not
+            valid JSON.
+    """
+    sidecars = {path.stem: path for path in _sidecar_paths(archive_dir(records_dir))}
+    path = sidecars.get(record_id) or _unique_prefix(sidecars, record_id, records_dir)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise RunError(
+            f"record {record_id!r}: could not read {str(path)!r} ({error})"
+        ) from error
+    if not isinstance(data, dict):
+        raise RunError(
+            f"record {record_id!r}: {str(path)!r} does not hold a JSON object"
+        )
+    return data
+
+
+def _sidecar_paths(root: Path) -> Iterator[Path]:
+    for path in root.glob("[0-9][0-9][0-9][0-9]/[0-9][0-9]/*.json"):
+        if not path.name.startswith("."):
+            yield path
+
+
+def _unique_prefix(
+    sidecars: Mapping[str, Path], record_id: str, records_dir: str | Path
+) -> Path:
+    matches = sorted(
+        name for name in sidecars if record_id and name.startswith(record_id)
+    )
+    if len(matches) == 1:
+        return sidecars[matches[0]]
+    if matches:
+        raise RunError(
+            f"record_id: got {record_id!r}, which matches {len(matches)} records: "
+            f"{', '.join(matches[:_SHOWN_CANDIDATES])}; give more of the id"
+        )
+    recent = sorted(sidecars, reverse=True)[:_SHOWN_CANDIDATES]
+    raise RunError(
+        f"record_id: got {record_id!r}, expected the id or a unique prefix of a "
+        f"record in {str(records_dir)!r}; most recent: {', '.join(recent) or 'none'}"
+    )
+
+
+def format_verdict(sidecar: Mapping[str, Any]) -> str:
+    """Render a record's outcome as a few plain lines for the terminal."""
+    verdict = sidecar.get("verdict") or {}
+    get = sidecar.get
+    lines = [
+        f"record:      {get('id')}",
+        f"runbook:     {get('runbook')}  (environment {get('environment')})",
+        f"run:         {get('status')} in {_seconds(get('duration_s'))}",
+    ]
+    lines += _error_lines(sidecar.get("error"))
+    if not verdict:
+        return "\n".join([*lines, "verdict:     none (the notebook did not reach one)"])
+
+    lines += [
+        f"verdict:     {verdict.get('status')} — cause: {verdict.get('cause')}",
+        f"summary:     {verdict.get('summary')}",
+    ]
+    evidence = verdict.get("evidence") or []
+    if evidence:
+        lines += ["evidence:", *(f"  - {_one_line(item)}" for item in evidence)]
+    lines.append(f"next action: {verdict.get('next_action') or '-'}")
+    lines.append(f"gated step:  {_gated_step(verdict.get('gated_step'))}")
+    return "\n".join(lines)
+
+
+def _error_lines(error: object) -> list[str]:
+    if not isinstance(error, Mapping):
+        return []
+    where = (
+        f" in cell {error['cell_index']}" if error.get("cell_index") is not None else ""
+    )
+    what = f"{error.get('ename')}: {error.get('evalue')}"
+    return [f"error:       {error.get('kind')}{where}: {what}"]
+
+
+def _gated_step(step: object) -> str:
+    if not step:
+        return "-"
+    if isinstance(step, Mapping) and step.get("command"):
+        return str(step["command"])
+    return _one_line(step)
+
+
+def _one_line(item: object) -> str:
+    if isinstance(item, Mapping):
+        return ", ".join(f"{key}={value}" for key, value in item.items())
+    return " ".join(str(item).split())
+
+
+def _seconds(value: object) -> str:
+    return f"{value:.1f} s" if isinstance(value, (int, float)) else "?"
