@@ -28,7 +28,9 @@ def start_session_sandbox() -> object:
 
     folder = Path(tempfile.mkdtemp(prefix="opslib-test-sandbox-"))
     token = "cf-canary-" + secrets.token_hex(16)
-    sandbox = Sandbox(folder, load_environment("sandbox"), token=token, ephemeral_ports=True)
+    sandbox = Sandbox(
+        folder, load_environment("sandbox"), token=token, ephemeral_ports=True
+    )
     sandbox.start("healthy")
     os.environ["RUNBOOK_ENVIRONMENTS"] = str(sandbox.environments_dir)
     os.environ.pop("CLOUDFLARE_API_TOKEN", None)

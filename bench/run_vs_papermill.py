@@ -30,13 +30,17 @@ def timed(command: list[str], env: dict[str, str]) -> float:
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
-        raise SystemExit(f"{command[0]} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+        raise SystemExit(
+            f"{command[0]} failed ({done.returncode}):\n{done.stderr[-2000:]}"
+        )
     return elapsed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=7, help="runs of each command (default 7)")
+    parser.add_argument(
+        "--runs", type=int, default=7, help="runs of each command (default 7)"
+    )
     parser.add_argument("--scenario", default="bad-deployment", help="sandbox scenario")
     args = parser.parse_args()
 
@@ -45,13 +49,30 @@ def main() -> None:
     from opslib.sandbox import Sandbox
 
     with tempfile.TemporaryDirectory(prefix="opslib-bench-") as folder:
-        sandbox = Sandbox(Path(folder) / "sandbox", load_environment("sandbox"), ephemeral_ports=True)
+        sandbox = Sandbox(
+            Path(folder) / "sandbox", load_environment("sandbox"), ephemeral_ports=True
+        )
         sandbox.start(args.scenario)
         env = {**os.environ, "RUNBOOK_ENVIRONMENTS": str(sandbox.environments_dir)}
-        wrapper = [str(BIN / "runbook"), "run", "api-down", "-p", "incident_id", "BENCH-1",
-                   "--records", str(Path(folder) / "records")]
-        bare = [str(BIN / "papermill"), str(NOTEBOOK), str(Path(folder) / "out.ipynb"),
-                "-p", "incident_id", "BENCH-1", "--no-progress-bar"]
+        wrapper = [
+            str(BIN / "runbook"),
+            "run",
+            "api-down",
+            "-p",
+            "incident_id",
+            "BENCH-1",
+            "--records",
+            str(Path(folder) / "records"),
+        ]
+        bare = [
+            str(BIN / "papermill"),
+            str(NOTEBOOK),
+            str(Path(folder) / "out.ipynb"),
+            "-p",
+            "incident_id",
+            "BENCH-1",
+            "--no-progress-bar",
+        ]
         try:
             timed(wrapper, env), timed(bare, env)  # warm caches for both
             runbook_times, papermill_times = [], []
@@ -64,9 +85,15 @@ def main() -> None:
     runbook_median = statistics.median(runbook_times)
     papermill_median = statistics.median(papermill_times)
     print(f"runs per command: {args.runs} (scenario {args.scenario})")
-    print(f"runbook run   median {runbook_median:.3f} s  (min {min(runbook_times):.3f}, max {max(runbook_times):.3f})")
-    print(f"papermill CLI median {papermill_median:.3f} s  (min {min(papermill_times):.3f}, max {max(papermill_times):.3f})")
-    print(f"ratio runbook/papermill: {runbook_median / papermill_median:.2f} (target <= 1.00)")
+    print(
+        f"runbook run   median {runbook_median:.3f} s  (min {min(runbook_times):.3f}, max {max(runbook_times):.3f})"
+    )
+    print(
+        f"papermill CLI median {papermill_median:.3f} s  (min {min(papermill_times):.3f}, max {max(papermill_times):.3f})"
+    )
+    print(
+        f"ratio runbook/papermill: {runbook_median / papermill_median:.2f} (target <= 1.00)"
+    )
 
 
 if __name__ == "__main__":

@@ -66,24 +66,38 @@ class ActionPlan:
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form stored in records."""
         return {
-            "kind": "plan", "action": self.action, "environment": self.environment,
-            "target": self.target, "summary": self.summary,
-            "changes": [dict(c) for c in self.changes], "before": dict(self.before),
-            "undo": self.undo, "confirm_phrase": self.confirm_phrase,
+            "kind": "plan",
+            "action": self.action,
+            "environment": self.environment,
+            "target": self.target,
+            "summary": self.summary,
+            "changes": [dict(c) for c in self.changes],
+            "before": dict(self.before),
+            "undo": self.undo,
+            "confirm_phrase": self.confirm_phrase,
             "created_at": self.created_at,
         }
 
     def __str__(self) -> str:
         lines = [f"PLAN {self.action} ({self.environment}): {self.summary}"]
-        lines += [f"  change {c.get('what')}: {c.get('from')} -> {c.get('to')}" for c in self.changes]
+        lines += [
+            f"  change {c.get('what')}: {c.get('from')} -> {c.get('to')}"
+            for c in self.changes
+        ]
         if self.undo:
             lines.append(f"  undo: {self.undo}")
         if self.confirm_phrase:
-            lines.append(f"  to apply, set apply=True and confirm={self.confirm_phrase!r}")
+            lines.append(
+                f"  to apply, set apply=True and confirm={self.confirm_phrase!r}"
+            )
         return "\n".join(lines)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        return {"text/plain": str(self), "text/html": _pre(str(self)), ACTION_MIME: self.to_dict()}
+        return {
+            "text/plain": str(self),
+            "text/html": _pre(str(self)),
+            ACTION_MIME: self.to_dict(),
+        }
 
 
 @dataclass(frozen=True)
@@ -116,10 +130,16 @@ class ActionResult:
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form stored in records."""
         return {
-            "kind": "result", "action": self.plan.action, "outcome": self.outcome,
-            "detail": self.detail, "operator": self.operator, "at": self.at,
-            "plan": self.plan.to_dict(), "response": dict(self.response),
-            "after": self.after.to_dict() if self.after else None, "undo": self.plan.undo,
+            "kind": "result",
+            "action": self.plan.action,
+            "outcome": self.outcome,
+            "detail": self.detail,
+            "operator": self.operator,
+            "at": self.at,
+            "plan": self.plan.to_dict(),
+            "response": dict(self.response),
+            "after": self.after.to_dict() if self.after else None,
+            "undo": self.plan.undo,
         }
 
     def __str__(self) -> str:
@@ -129,7 +149,11 @@ class ActionResult:
         return text
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        return {"text/plain": str(self), "text/html": _pre(str(self)), ACTION_MIME: self.to_dict()}
+        return {
+            "text/plain": str(self),
+            "text/html": _pre(str(self)),
+            ACTION_MIME: self.to_dict(),
+        }
 
 
 def plan_rollback(environment: Environment, verdict: Verdict) -> ActionPlan:
@@ -142,8 +166,12 @@ def plan_rollback(environment: Environment, verdict: Verdict) -> ActionPlan:
     """
     step = verdict.gated_step or {}
     if step.get("action") != "rollback":
-        return ActionPlan("none", environment.name, environment.worker_name,
-                          f"no rollback: the verdict's cause is {verdict.cause!r}")
+        return ActionPlan(
+            "none",
+            environment.name,
+            environment.worker_name,
+            f"no rollback: the verdict's cause is {verdict.cause!r}",
+        )
     bad, good = step["from_version"], step["to_version"]
     return ActionPlan(
         action="rollback",
@@ -183,41 +211,83 @@ def apply_action(
     if plan.is_noop:
         return ActionResult(plan, "not-needed", plan.summary)
     if plan.environment != environment.name:
-        return ActionResult(plan, "refused", f"plan is for {plan.environment!r}, not {environment.name!r}", who)
+        return ActionResult(
+            plan,
+            "refused",
+            f"plan is for {plan.environment!r}, not {environment.name!r}",
+            who,
+        )
     if not apply:
-        return ActionResult(plan, "dry-run", "nothing changed (apply is False); "
-                            f"to apply, confirm with {plan.confirm_phrase!r}")
+        return ActionResult(
+            plan,
+            "dry-run",
+            "nothing changed (apply is False); "
+            f"to apply, confirm with {plan.confirm_phrase!r}",
+        )
     if confirm.strip() != plan.confirm_phrase:
         logger.warning("gate refused action=%s reason=confirm-mismatch", plan.action)
-        return ActionResult(plan, "refused", f"confirm phrase {confirm!r} does not match "
-                            f"{plan.confirm_phrase!r}; nothing changed", who)
+        return ActionResult(
+            plan,
+            "refused",
+            f"confirm phrase {confirm!r} does not match "
+            f"{plan.confirm_phrase!r}; nothing changed",
+            who,
+        )
 
     applier = _APPLIERS[plan.action]
     try:
         result = applier(plan, environment, who)
     except ServiceError as error:
         logger.error("action failed action=%s error=%s", plan.action, error)
-        return ActionResult(plan, "failed", f"{error}; nothing is known to have changed", who)
+        return ActionResult(
+            plan, "failed", f"{error}; nothing is known to have changed", who
+        )
     if result.outcome == "applied" and verify is not None:
-        result = ActionResult(plan, result.outcome, result.detail, who, result.at, result.response, verify())
+        result = ActionResult(
+            plan,
+            result.outcome,
+            result.detail,
+            who,
+            result.at,
+            result.response,
+            verify(),
+        )
     return result
 
 
-def _apply_rollback(plan: ActionPlan, environment: Environment, operator: str) -> ActionResult:
+def _apply_rollback(
+    plan: ActionPlan, environment: Environment, operator: str
+) -> ActionResult:
     change = plan.changes[0]
     client = CloudflareClient(environment)
     try:
         live = client.list_deployments()
-        live_versions = [v["version_id"] for v in (live[0].get("versions") if live else [])]
+        live_versions = [
+            v["version_id"] for v in (live[0].get("versions") if live else [])
+        ]
         if live_versions != [change["from"]]:
-            return ActionResult(plan, "refused", f"the live version is now {live_versions}, not "
-                                f"{change['from']!r}: the plan is stale, re-run the runbook", operator)
-        logger.info("applying action=rollback worker=%s to=%s", plan.target, change["to"])
-        deployment = client.create_deployment(change["to"], f"Rollback by {operator} via runbook")
+            return ActionResult(
+                plan,
+                "refused",
+                f"the live version is now {live_versions}, not "
+                f"{change['from']!r}: the plan is stale, re-run the runbook",
+                operator,
+            )
+        logger.info(
+            "applying action=rollback worker=%s to=%s", plan.target, change["to"]
+        )
+        deployment = client.create_deployment(
+            change["to"], f"Rollback by {operator} via runbook"
+        )
     finally:
         client.close()
-    response = {"deployment_id": deployment.get("id"), "created_on": deployment.get("created_on")}
-    return ActionResult(plan, "applied", f"version {change['to']} is live", operator, response=response)
+    response = {
+        "deployment_id": deployment.get("id"),
+        "created_on": deployment.get("created_on"),
+    }
+    return ActionResult(
+        plan, "applied", f"version {change['to']} is live", operator, response=response
+    )
 
 
 _APPLIERS: dict[str, Callable[[ActionPlan, Environment, str], ActionResult]] = {

@@ -30,14 +30,19 @@ RUNBOOK = "api-down"
 DEFAULT_PATHS = ("/", "/manuscripts")
 # Products whose outage takes the API down with them.
 CRITICAL_PRODUCTS = ("workers", "workers kv", "d1")
-_BAD_COMPONENT = {"major_outage": Status.FAIL, "partial_outage": Status.FAIL,
-                  "degraded_performance": Status.WARN}
+_BAD_COMPONENT = {
+    "major_outage": Status.FAIL,
+    "partial_outage": Status.FAIL,
+    "degraded_performance": Status.WARN,
+}
 # Tables whose row counts are shown; the real schema has user_id, not author_id.
 COUNTED_TABLES = ("users", "manuscripts", "subscriptions", "payment_history")
 
 
 @check("probe")
-def probe_api(environment: Environment, paths: Sequence[str] = DEFAULT_PATHS) -> Finding:
+def probe_api(
+    environment: Environment, paths: Sequence[str] = DEFAULT_PATHS
+) -> Finding:
     """Request each path anonymously; /manuscripts must answer 401, nothing 5xx."""
     client = PlatformClient(environment)
     try:
@@ -46,20 +51,41 @@ def probe_api(environment: Environment, paths: Sequence[str] = DEFAULT_PATHS) ->
         client.close()
 
     rows = [
-        {"path": p.path, "status": p.status_code, "expected": p.expected or "< 500",
-         "latency_ms": round(p.elapsed_ms), "ok": p.is_ok}
+        {
+            "path": p.path,
+            "status": p.status_code,
+            "expected": p.expected or "< 500",
+            "latency_ms": round(p.elapsed_ms),
+            "ok": p.is_ok,
+        }
         for p in probes
     ]
     bad = [p for p in probes if not p.is_ok]
-    facts = {"failed": [p.path for p in bad], "server_errors": sum(p.is_server_error for p in probes),
-             "unanswered": sum(p.status_code is None for p in probes), "total": len(probes)}
+    facts = {
+        "failed": [p.path for p in bad],
+        "server_errors": sum(p.is_server_error for p in probes),
+        "unanswered": sum(p.status_code is None for p in probes),
+        "total": len(probes),
+    }
     if not bad:
-        return Finding("probe", Status.OK, f"all {len(probes)} paths answer as expected", rows, facts)
+        return Finding(
+            "probe",
+            Status.OK,
+            f"all {len(probes)} paths answer as expected",
+            rows,
+            facts,
+        )
     if facts["unanswered"] == len(probes):
-        return Finding("probe", Status.UNKNOWN, f"no answer from {environment.platform_url}: "
-                       f"{bad[0].body}", rows, facts)
+        return Finding(
+            "probe",
+            Status.UNKNOWN,
+            f"no answer from {environment.platform_url}: {bad[0].body}",
+            rows,
+            facts,
+        )
     summary = f"{len(bad)} of {len(probes)} paths answer wrongly: " + ", ".join(
-        f"{p.path} -> {p.status_code}" for p in bad)
+        f"{p.path} -> {p.status_code}" for p in bad
+    )
     return Finding("probe", Status.FAIL, summary, rows, facts)
 
 
@@ -77,7 +103,9 @@ def check_deployments(
     finally:
         client.close()
     if not deployments:
-        return Finding("deployments", Status.UNKNOWN, "the Worker has no deployments listed")
+        return Finding(
+            "deployments", Status.UNKNOWN, "the Worker has no deployments listed"
+        )
 
     rows = [_deployment_row(d, numbers, now) for d in deployments[:8]]
     live = deployments[0]
@@ -87,18 +115,30 @@ def check_deployments(
         "live_version": _single_version(live) or _versions_text(live),
         "live_number": numbers.get(_single_version(live) or ""),
         "live_deployed_at": live["created_on"],
-        "live_triggered_by": (live.get("annotations") or {}).get("workers/triggered_by"),
+        "live_triggered_by": (live.get("annotations") or {}).get(
+            "workers/triggered_by"
+        ),
         "is_recent": live_at >= window_start,
         "previous_version": _single_version(previous) if previous else None,
-        "previous_number": numbers.get(_single_version(previous) or "") if previous else None,
+        "previous_number": numbers.get(_single_version(previous) or "")
+        if previous
+        else None,
         "lookback": lookback,
     }
     if not facts["is_recent"]:
-        return Finding("deployments", Status.OK, f"no deployment in the last {lookback}; live "
-                       f"since {describe_age(live_at, now)}", rows, facts)
-    summary = (f"deployed {describe_age(live_at, now)} (inside the last {lookback}): "
-               f"version {facts['live_number']} {facts['live_version']}, "
-               f"triggered by {facts['live_triggered_by'] or 'unknown'}")
+        return Finding(
+            "deployments",
+            Status.OK,
+            f"no deployment in the last {lookback}; live "
+            f"since {describe_age(live_at, now)}",
+            rows,
+            facts,
+        )
+    summary = (
+        f"deployed {describe_age(live_at, now)} (inside the last {lookback}): "
+        f"version {facts['live_number']} {facts['live_version']}, "
+        f"triggered by {facts['live_triggered_by'] or 'unknown'}"
+    )
     return Finding("deployments", Status.WARN, summary, rows, facts)
 
 
@@ -116,12 +156,20 @@ def check_d1(environment: Environment) -> Finding:
         )[0]["results"]
         names = {row["name"] for row in tables}
         counted = [t for t in COUNTED_TABLES if t in names]
-        counts = client.d1_query(" UNION ALL ".join(
-            f"SELECT '{t}' AS table_name, COUNT(*) AS row_count FROM {t}" for t in counted))[0]["results"]
+        counts = client.d1_query(
+            " UNION ALL ".join(
+                f"SELECT '{t}' AS table_name, COUNT(*) AS row_count FROM {t}"
+                for t in counted
+            )
+        )[0]["results"]
     except APIError as error:
         facts = {"available": False, "error": str(error), "codes": list(error.codes)}
-        return Finding("d1", Status.FAIL, f"D1 {environment.d1_database_name} fails: {error}",
-                       facts=facts)
+        return Finding(
+            "d1",
+            Status.FAIL,
+            f"D1 {environment.d1_database_name} fails: {error}",
+            facts=facts,
+        )
     finally:
         client.close()
 
@@ -141,13 +189,23 @@ def check_secrets(environment: Environment) -> Finding:
         present = {s.get("name") for s in client.list_secrets()}
     finally:
         client.close()
-    rows = [{"secret": name, "present": name in present} for name in environment.required_secrets]
+    rows = [
+        {"secret": name, "present": name in present}
+        for name in environment.required_secrets
+    ]
     missing = [name for name in environment.required_secrets if name not in present]
     facts = {"missing": missing, "present": sorted(n for n in present if n)}
     if missing:
-        return Finding("secrets", Status.FAIL, f"missing Worker secrets: {', '.join(missing)}",
-                       rows, facts)
-    return Finding("secrets", Status.OK, f"all {len(rows)} required secrets are set", rows, facts)
+        return Finding(
+            "secrets",
+            Status.FAIL,
+            f"missing Worker secrets: {', '.join(missing)}",
+            rows,
+            facts,
+        )
+    return Finding(
+        "secrets", Status.OK, f"all {len(rows)} required secrets are set", rows, facts
+    )
 
 
 @check("kv-binding")
@@ -162,21 +220,54 @@ def check_kv_binding(environment: Environment, binding: str = "SESSIONS") -> Fin
 
     bound = next((b for b in bindings if b.get("name") == binding), None)
     namespace_id = (bound or {}).get("namespace_id")
-    rows = [{"binding": b.get("name"), "type": b.get("type"),
-             "namespace_id": b.get("namespace_id"), "exists": b.get("namespace_id") in namespaces}
-            for b in bindings if b.get("type") == "kv_namespace"]
-    facts = {"binding": binding, "namespace_id": namespace_id,
-             "expected_id": environment.kv_namespaces.get(binding)}
+    rows = [
+        {
+            "binding": b.get("name"),
+            "type": b.get("type"),
+            "namespace_id": b.get("namespace_id"),
+            "exists": b.get("namespace_id") in namespaces,
+        }
+        for b in bindings
+        if b.get("type") == "kv_namespace"
+    ]
+    facts = {
+        "binding": binding,
+        "namespace_id": namespace_id,
+        "expected_id": environment.kv_namespaces.get(binding),
+    }
     if bound is None or bound.get("type") != "kv_namespace":
-        return Finding("kv-binding", Status.FAIL, f"the live Worker has no {binding} KV binding",
-                       rows, facts)
+        return Finding(
+            "kv-binding",
+            Status.FAIL,
+            f"the live Worker has no {binding} KV binding",
+            rows,
+            facts,
+        )
     if namespace_id not in namespaces:
-        return Finding("kv-binding", Status.FAIL, f"{binding} is bound to namespace "
-                       f"{namespace_id}, which does not exist in the account", rows, facts)
+        return Finding(
+            "kv-binding",
+            Status.FAIL,
+            f"{binding} is bound to namespace "
+            f"{namespace_id}, which does not exist in the account",
+            rows,
+            facts,
+        )
     if namespace_id != facts["expected_id"]:
-        return Finding("kv-binding", Status.WARN, f"{binding} is bound to {namespace_id}, not "
-                       f"the {facts['expected_id']} this environment names", rows, facts)
-    return Finding("kv-binding", Status.OK, f"{binding} is bound to an existing namespace", rows, facts)
+        return Finding(
+            "kv-binding",
+            Status.WARN,
+            f"{binding} is bound to {namespace_id}, not "
+            f"the {facts['expected_id']} this environment names",
+            rows,
+            facts,
+        )
+    return Finding(
+        "kv-binding",
+        Status.OK,
+        f"{binding} is bound to an existing namespace",
+        rows,
+        facts,
+    )
 
 
 @check("cloudflare-status")
@@ -188,22 +279,44 @@ def check_cloudflare_status(environment: Environment) -> Finding:
     finally:
         client.close()
 
-    products = [c for c in product_components(summary)
-                if c.get("name", "").lower() in CRITICAL_PRODUCTS]
-    incidents = [i for i in summary.get("incidents") or [] if _names_critical_product(i)]
+    products = [
+        c
+        for c in product_components(summary)
+        if c.get("name", "").lower() in CRITICAL_PRODUCTS
+    ]
+    incidents = [
+        i for i in summary.get("incidents") or [] if _names_critical_product(i)
+    ]
     rows = [{"component": c.get("name"), "status": c.get("status")} for c in products]
-    rows += [{"component": f"incident: {i.get('name')}", "status": i.get("impact")} for i in incidents]
-    worst = max((_BAD_COMPONENT.get(c.get("status", ""), Status.OK) for c in products),
-                key=_severity, default=Status.OK)
+    rows += [
+        {"component": f"incident: {i.get('name')}", "status": i.get("impact")}
+        for i in incidents
+    ]
+    worst = max(
+        (_BAD_COMPONENT.get(c.get("status", ""), Status.OK) for c in products),
+        key=_severity,
+        default=Status.OK,
+    )
     if any(i.get("impact") in ("major", "critical") for i in incidents):
         worst = Status.FAIL
     indicator = (summary.get("status") or {}).get("indicator")
-    facts = {"page_indicator": indicator, "incidents": [i.get("name") for i in incidents]}
+    facts = {
+        "page_indicator": indicator,
+        "incidents": [i.get("name") for i in incidents],
+    }
     if worst is Status.OK:
         text = f"Workers, KV and D1 operational (page indicator {indicator!r} reflects other components)"
         return Finding("cloudflare-status", Status.OK, text, rows, facts)
-    troubled = [f"{r['component']} {r['status']}" for r in rows if r["status"] != "operational"]
-    return Finding("cloudflare-status", worst, "Cloudflare reports: " + "; ".join(troubled), rows, facts)
+    troubled = [
+        f"{r['component']} {r['status']}" for r in rows if r["status"] != "operational"
+    ]
+    return Finding(
+        "cloudflare-status",
+        worst,
+        "Cloudflare reports: " + "; ".join(troubled),
+        rows,
+        facts,
+    )
 
 
 def diagnose_api_down(
@@ -234,56 +347,96 @@ def diagnose_api_down(
     make = _verdict_maker(list(found.values()), evidence)
 
     if status("cloudflare-status") is Status.FAIL:
-        return make(Status.FAIL, "cloudflare-outage",
-                    "Cloudflare reports an outage of a product the API runs on.",
-                    "Do not roll back or redeploy: follow the incident on cloudflarestatus.com, "
-                    "post on the platform's status page, and re-run this runbook when it resolves.")
+        return make(
+            Status.FAIL,
+            "cloudflare-outage",
+            "Cloudflare reports an outage of a product the API runs on.",
+            "Do not roll back or redeploy: follow the incident on cloudflarestatus.com, "
+            "post on the platform's status page, and re-run this runbook when it resolves.",
+        )
     if status("d1") is Status.FAIL:
-        return make(Status.FAIL, "d1-unavailable",
-                    f"D1 database {environment.d1_database_name} does not answer queries.",
-                    "A rollback does not touch D1. Check D1 on the Cloudflare dashboard; if the "
-                    "error persists open a Cloudflare support case with the request ids; if the "
-                    "data is damaged, follow the restore procedure.")
+        return make(
+            Status.FAIL,
+            "d1-unavailable",
+            f"D1 database {environment.d1_database_name} does not answer queries.",
+            "A rollback does not touch D1. Check D1 on the Cloudflare dashboard; if the "
+            "error persists open a Cloudflare support case with the request ids; if the "
+            "data is damaged, follow the restore procedure.",
+        )
     if status("kv-binding") is Status.FAIL:
-        return make(Status.FAIL, "kv-binding",
-                    "The SESSIONS KV binding is broken, so every route fails before routing.",
-                    "Point the SESSIONS binding at an existing namespace in wrangler.toml "
-                    "(create one with `wrangler kv namespace create SESSIONS` if it was deleted; "
-                    "sessions in it are lost and users must log in again) and deploy.")
+        return make(
+            Status.FAIL,
+            "kv-binding",
+            "The SESSIONS KV binding is broken, so every route fails before routing.",
+            "Point the SESSIONS binding at an existing namespace in wrangler.toml "
+            "(create one with `wrangler kv namespace create SESSIONS` if it was deleted; "
+            "sessions in it are lost and users must log in again) and deploy.",
+        )
     if status("secrets") is Status.FAIL:
         missing = ", ".join(facts("secrets").get("missing", []))
-        return make(Status.FAIL, "missing-secret",
-                    f"The live Worker lacks required secrets: {missing}.",
-                    f"Set each with `wrangler secret put NAME --name {environment.worker_name}` "
-                    "using the value from the secret store (a secret edit is itself a deployment).")
+        return make(
+            Status.FAIL,
+            "missing-secret",
+            f"The live Worker lacks required secrets: {missing}.",
+            f"Set each with `wrangler secret put NAME --name {environment.worker_name}` "
+            "using the value from the secret store (a secret edit is itself a deployment).",
+        )
     if status("probe") is Status.FAIL and facts("deployments").get("is_recent"):
         return _bad_deployment(make, facts("deployments"), environment, incident_id)
     if status("probe") is Status.OK:
         level = Status.WARN if unknowns else Status.OK
-        return make(level, "healthy", "The API answers as expected." + blind,
-                    "No repair needed; if users still report errors, check the failing route.")
-    return make(Status.UNKNOWN if status("probe") is Status.UNKNOWN else Status.FAIL,
-                "inconclusive", "The API fails but no checked cause explains it." + blind,
-                "Watch live errors with `wrangler tail --format pretty`, widen lookback if a "
-                "deployment is older than the window, and check per-route error rates.")
+        return make(
+            level,
+            "healthy",
+            "The API answers as expected." + blind,
+            "No repair needed; if users still report errors, check the failing route.",
+        )
+    return make(
+        Status.UNKNOWN if status("probe") is Status.UNKNOWN else Status.FAIL,
+        "inconclusive",
+        "The API fails but no checked cause explains it." + blind,
+        "Watch live errors with `wrangler tail --format pretty`, widen lookback if a "
+        "deployment is older than the window, and check per-route error rates.",
+    )
 
 
-def _bad_deployment(make: Any, facts: Mapping[str, Any], environment: Environment,
-                    incident_id: str) -> Verdict:
+def _bad_deployment(
+    make: Any, facts: Mapping[str, Any], environment: Environment, incident_id: str
+) -> Verdict:
     bad, good = facts.get("live_version"), facts.get("previous_version")
-    summary = (f"Version {facts.get('live_number')} ({bad}), deployed {facts.get('live_deployed_at')}, "
-               f"fails; the last good version is {facts.get('previous_number')} ({good}).")
+    summary = (
+        f"Version {facts.get('live_number')} ({bad}), deployed {facts.get('live_deployed_at')}, "
+        f"fails; the last good version is {facts.get('previous_number')} ({good})."
+    )
     if not good:
-        return make(Status.FAIL, "bad-deployment", summary,
-                    "No earlier version at 100 % to roll back to: redeploy a known-good commit.")
+        return make(
+            Status.FAIL,
+            "bad-deployment",
+            summary,
+            "No earlier version at 100 % to roll back to: redeploy a known-good commit.",
+        )
     phrase = rollback_phrase(environment, good)
-    command = (f"runbook run api-down --env {environment.name} -p incident_id "
-               f"{shlex.quote(incident_id or 'INC-...')} -p apply true -p confirm {shlex.quote(phrase)}")
-    step = {"action": "rollback", "worker": environment.worker_name, "environment": environment.name,
-            "from_version": bad, "to_version": good, "confirm": phrase, "command": command}
-    return make(Status.FAIL, "bad-deployment", summary,
-                f"Roll back {environment.worker_name} to version {facts.get('previous_number')} "
-                f"({good}).", step)
+    command = (
+        f"runbook run api-down --env {environment.name} -p incident_id "
+        f"{shlex.quote(incident_id or 'INC-...')} -p apply true -p confirm {shlex.quote(phrase)}"
+    )
+    step = {
+        "action": "rollback",
+        "worker": environment.worker_name,
+        "environment": environment.name,
+        "from_version": bad,
+        "to_version": good,
+        "confirm": phrase,
+        "command": command,
+    }
+    return make(
+        Status.FAIL,
+        "bad-deployment",
+        summary,
+        f"Roll back {environment.worker_name} to version {facts.get('previous_number')} "
+        f"({good}).",
+        step,
+    )
 
 
 def rollback_phrase(environment: Environment, version_id: str) -> str:
@@ -292,19 +445,31 @@ def rollback_phrase(environment: Environment, version_id: str) -> str:
 
 
 def _verdict_maker(findings: list[Finding], evidence: list[str]) -> Any:
-    def make(status: Status, cause: str, summary: str, next_action: str,
-             gated_step: Mapping[str, Any] | None = None) -> Verdict:
-        return Verdict(RUNBOOK, status, cause, summary, evidence, next_action, gated_step, findings)
+    def make(
+        status: Status,
+        cause: str,
+        summary: str,
+        next_action: str,
+        gated_step: Mapping[str, Any] | None = None,
+    ) -> Verdict:
+        return Verdict(
+            RUNBOOK, status, cause, summary, evidence, next_action, gated_step, findings
+        )
 
     return make
 
 
-def _deployment_row(deployment: Mapping[str, Any], numbers: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+def _deployment_row(
+    deployment: Mapping[str, Any], numbers: Mapping[str, Any], now: datetime
+) -> dict[str, Any]:
     annotations = deployment.get("annotations") or {}
     return {
         "deployed": describe_age(parse_timestamp(deployment["created_on"]), now),
-        "versions": ", ".join(f"#{numbers.get(v['version_id'], '?')} {v['version_id'][:8]} "
-                              f"{v['percentage']:g}%" for v in deployment.get("versions", [])),
+        "versions": ", ".join(
+            f"#{numbers.get(v['version_id'], '?')} {v['version_id'][:8]} "
+            f"{v['percentage']:g}%"
+            for v in deployment.get("versions", [])
+        ),
         "triggered_by": annotations.get("workers/triggered_by", ""),
         "message": str(annotations.get("workers/message", ""))[:60],
         "author": deployment.get("author_email", ""),
@@ -334,7 +499,10 @@ def _last_good(deployments: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | 
 def _names_critical_product(incident: Mapping[str, Any]) -> bool:
     names = [str(c.get("name", "")).lower() for c in incident.get("components") or []]
     for update in incident.get("incident_updates") or []:
-        names += [str(c.get("name", "")).lower() for c in update.get("affected_components") or []]
+        names += [
+            str(c.get("name", "")).lower()
+            for c in update.get("affected_components") or []
+        ]
     return any(n.split(" - ")[-1] in CRITICAL_PRODUCTS for n in names)
 
 

@@ -11,10 +11,7 @@ Exit codes, for people and schedulers alike:
 
 from __future__ import annotations
 
-import os
 import sys
-import time
-from pathlib import Path
 from typing import Any
 
 import click
@@ -28,8 +25,12 @@ EXIT_VERDICT = 4
 DEFAULT_RECORDS = "records"
 
 _records_option = click.option(
-    "--records", "records_dir", default=DEFAULT_RECORDS, show_default=True,
-    type=click.Path(file_okay=False), help="Archive folder for records and the index.",
+    "--records",
+    "records_dir",
+    default=DEFAULT_RECORDS,
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Archive folder for records and the index.",
 )
 
 
@@ -47,23 +48,58 @@ def main() -> None:
 
 @main.command()
 @click.argument("notebook")
-@click.option("-p", "--parameter", "pairs", multiple=True, nargs=2,
-              metavar="NAME VALUE", help="Set a parameter (repeatable), like papermill -p.")
-@click.option("-f", "--parameters-file", "files", multiple=True,
-              type=click.Path(exists=True, dir_okay=False),
-              help="YAML file with a flat mapping of parameters (repeatable); -p wins.")
-@click.option("--env", "environment", default="sandbox", show_default=True,
-              help="Environment to run against: a name under parameters/environments/.")
+@click.option(
+    "-p",
+    "--parameter",
+    "pairs",
+    multiple=True,
+    nargs=2,
+    metavar="NAME VALUE",
+    help="Set a parameter (repeatable), like papermill -p.",
+)
+@click.option(
+    "-f",
+    "--parameters-file",
+    "files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="YAML file with a flat mapping of parameters (repeatable); -p wins.",
+)
+@click.option(
+    "--env",
+    "environment",
+    default="sandbox",
+    show_default=True,
+    help="Environment to run against: a name under parameters/environments/.",
+)
 @_records_option
-@click.option("--timeout", default=600.0, show_default=True, type=click.FloatRange(min=1),
-              help="Seconds one cell may run before the run is stopped as failed.")
-@click.option("--operator", default=None,
-              help="Who runs it, for the record (default: $RUNBOOK_OPERATOR or user@host).")
-@click.option("--fail-on-verdict", is_flag=True,
-              help="Exit 4 when the verdict is not ok (for schedulers and alerting).")
-def run(notebook: str, pairs: tuple[tuple[str, str], ...], files: tuple[str, ...],
-        environment: str, records_dir: str, timeout: float, operator: str | None,
-        fail_on_verdict: bool) -> None:
+@click.option(
+    "--timeout",
+    default=600.0,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="Seconds one cell may run before the run is stopped as failed.",
+)
+@click.option(
+    "--operator",
+    default=None,
+    help="Who runs it, for the record (default: $RUNBOOK_OPERATOR or user@host).",
+)
+@click.option(
+    "--fail-on-verdict",
+    is_flag=True,
+    help="Exit 4 when the verdict is not ok (for schedulers and alerting).",
+)
+def run(
+    notebook: str,
+    pairs: tuple[tuple[str, str], ...],
+    files: tuple[str, ...],
+    environment: str,
+    records_dir: str,
+    timeout: float,
+    operator: str | None,
+    fail_on_verdict: bool,
+) -> None:
     """Run NOTEBOOK (a runbook name like api-down, or a path) headless.
 
     Parameters are checked against the notebook's parameters cell before any kernel
@@ -78,8 +114,15 @@ def run(notebook: str, pairs: tuple[tuple[str, str], ...], files: tuple[str, ...
             parameters.update(load_parameter_file(path))
         parameters.update(dict(pairs))
         raw = frozenset(name for name, _ in pairs)
-        record = run_notebook(notebook, parameters=parameters, raw=raw, environment=environment,
-                              records_dir=records_dir, operator=operator, timeout=timeout)
+        record = run_notebook(
+            notebook,
+            parameters=parameters,
+            raw=raw,
+            environment=environment,
+            records_dir=records_dir,
+            operator=operator,
+            timeout=timeout,
+        )
     except (ConfigError, RunError) as error:
         _usage_exit(error)
     _print_record(record.sidecar)
@@ -89,25 +132,35 @@ def run(notebook: str, pairs: tuple[tuple[str, str], ...], files: tuple[str, ...
 @main.command()
 @_records_option
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
-@click.option("--runbook", "runbook_name", default=None, help="Only this runbook (api-down...).")
+@click.option(
+    "--runbook", "runbook_name", default=None, help="Only this runbook (api-down...)."
+)
 @click.option("--env", "environment", default=None, help="Only this environment.")
-def records(records_dir: str, limit: int, runbook_name: str | None, environment: str | None) -> None:
+def records(
+    records_dir: str, limit: int, runbook_name: str | None, environment: str | None
+) -> None:
     """List recent records, newest first."""
     from ._records import list_records
 
-    rows = list_records(records_dir, limit=limit, runbook=runbook_name, environment=environment)
+    rows = list_records(
+        records_dir, limit=limit, runbook=runbook_name, environment=environment
+    )
     if not rows:
         click.echo(f"no records in {records_dir}")
         return
     for row in rows:
-        click.echo(f"{row.get('id')}  {row.get('status'):<9} {row.get('environment'):<10} "
-                   f"{row.get('verdict_status') or '-':<7} {row.get('cause') or '-'}")
+        click.echo(
+            f"{row.get('id')}  {row.get('status'):<9} {row.get('environment'):<10} "
+            f"{row.get('verdict_status') or '-':<7} {row.get('cause') or '-'}"
+        )
 
 
 @main.command()
 @click.argument("record_id")
 @_records_option
-@click.option("--json", "as_json", is_flag=True, help="Print the whole sidecar as JSON.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the whole sidecar as JSON."
+)
 def show(record_id: str, records_dir: str, as_json: bool) -> None:
     """Print the verdict of record RECORD_ID (a unique prefix is enough)."""
     import json
@@ -129,7 +182,9 @@ def list_runbooks() -> None:
     for path in sorted(find_notebooks_dir().glob("*/[0-9][0-9]-*.ipynb")):
         click.echo(f"{runbook_name(path)}  ({path.relative_to(find_notebooks_dir())})")
         for spec in read_parameters(path).values():
-            click.echo(f"    {spec.name}: {spec.type_name} = {spec.default!r}  # {spec.help}")
+            click.echo(
+                f"    {spec.name}: {spec.type_name} = {spec.default!r}  # {spec.help}"
+            )
 
 
 @main.command()
@@ -146,12 +201,20 @@ def drill(scenario: str | None, run_all: bool, records_dir: str) -> None:
     from .sandbox import SCENARIOS
 
     if run_all == bool(scenario):
-        _usage_exit(ConfigError("give one SCENARIO or --all; scenarios: " + ", ".join(SCENARIOS)))
+        _usage_exit(
+            ConfigError(
+                "give one SCENARIO or --all; scenarios: " + ", ".join(SCENARIOS)
+            )
+        )
     names = list(SCENARIOS) if run_all else [str(scenario)]
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
-        _usage_exit(ConfigError(f"scenario: got {unknown[0]!r}, expected one of: "
-                                + ", ".join(SCENARIOS)))
+        _usage_exit(
+            ConfigError(
+                f"scenario: got {unknown[0]!r}, expected one of: "
+                + ", ".join(SCENARIOS)
+            )
+        )
     from ._drill import run_drills
 
     results = run_drills(names, records_dir=records_dir, echo=click.echo)
@@ -176,7 +239,11 @@ def _print_record(sidecar: dict[str, Any]) -> None:
 def _exit_code(sidecar: dict[str, Any], fail_on_verdict: bool) -> int:
     if sidecar.get("status") != "succeeded":
         return EXIT_FAILED_RUN
-    outcomes = [a.get("outcome") for a in sidecar.get("actions") or [] if a.get("kind") == "result"]
+    outcomes = [
+        a.get("outcome")
+        for a in sidecar.get("actions") or []
+        if a.get("kind") == "result"
+    ]
     if any(o in ("refused", "failed") for o in outcomes):
         return EXIT_GATE
     verdict = sidecar.get("verdict") or {}

@@ -45,10 +45,15 @@ class CloudflareClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._has_token = bool(token)
         self._http = HttpClient(
-            "cloudflare", environment.cloudflare_api_url, headers=headers, timeout=timeout
+            "cloudflare",
+            environment.cloudflare_api_url,
+            headers=headers,
+            timeout=timeout,
         )
         self._account = f"accounts/{environment.account_id}"
-        self._script = f"{self._account}/workers/scripts/{quote(environment.worker_name)}"
+        self._script = (
+            f"{self._account}/workers/scripts/{quote(environment.worker_name)}"
+        )
 
     # Workers ------------------------------------------------------------------
 
@@ -64,7 +69,9 @@ class CloudflareClient:
 
     def get_version(self, version_id: str) -> dict[str, Any]:
         """Return one version with its bindings and annotations."""
-        result: dict[str, Any] = self.get(f"{self._script}/versions/{quote(version_id)}")
+        result: dict[str, Any] = self.get(
+            f"{self._script}/versions/{quote(version_id)}"
+        )
         return result
 
     def list_secrets(self) -> list[dict[str, Any]]:
@@ -150,7 +157,11 @@ class CloudflareClient:
             items.extend(batch)
             info = response.json().get("result_info") or {}
             total = info.get("total_count")
-            if len(batch) < PAGE_SIZE or len(items) >= limit or (total and len(items) >= total):
+            if (
+                len(batch) < PAGE_SIZE
+                or len(items) >= limit
+                or (total and len(items) >= total)
+            ):
                 break
         return items[:limit]
 
@@ -170,8 +181,10 @@ class CloudflareClient:
                 f"cloudflare: HTTP {response.status_code} with a non-JSON body "
                 f"({response.headers.get('content-type', 'no content type')}); "
                 "a WAF challenge or an outage page?",
-                system="cloudflare", url=str(response.url.copy_with(query=None)),
-                status_code=response.status_code, request_id=ray,
+                system="cloudflare",
+                url=str(response.url.copy_with(query=None)),
+                status_code=response.status_code,
+                request_id=ray,
             )
         if response.is_success and payload.get("success", False):
             return payload.get("result")
@@ -182,12 +195,26 @@ class CloudflareClient:
     ) -> ServiceError:
         errors = payload.get("errors") or []
         codes = tuple(int(e.get("code", 0)) for e in errors if isinstance(e, dict))
-        text = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors if isinstance(e, dict))
+        text = "; ".join(
+            f"{e.get('code')}: {e.get('message')}"
+            for e in errors
+            if isinstance(e, dict)
+        )
         url = str(response.url.copy_with(query=None))
-        context = dict(system="cloudflare", url=url, status_code=response.status_code, codes=codes, request_id=ray)
-        message = f"cloudflare: HTTP {response.status_code} ({text or 'no error detail'})"
+        context = dict(
+            system="cloudflare",
+            url=url,
+            status_code=response.status_code,
+            codes=codes,
+            request_id=ray,
+        )
+        message = (
+            f"cloudflare: HTTP {response.status_code} ({text or 'no error detail'})"
+        )
         if response.status_code == 429 or 971 in codes:
-            return RateLimitError(message + "; wait 5 minutes before retrying", **context)
+            return RateLimitError(
+                message + "; wait 5 minutes before retrying", **context
+            )
         if response.status_code in (401, 403) or AUTH_CODES.intersection(codes):
             hint = "" if self._has_token else f"; {TOKEN_VARIABLE} is not set"
             return AuthError(message + hint, **context)

@@ -196,7 +196,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({error})") from error
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+        raise ConfigError(
+            f"{path}: expected a mapping of settings, got {type(data).__name__}"
+        )
     return data
 
 
@@ -241,7 +243,11 @@ def _collect_secrets(
     found.update({k: environ[k] for k in SECRET_VARIABLES if environ.get(k)})
     if secrets_file:
         path = Path(secrets_file)
-        found.update(_read_dotenv(path if path.is_absolute() else project_root / path, dotenv_values))
+        found.update(
+            _read_dotenv(
+                path if path.is_absolute() else project_root / path, dotenv_values
+            )
+        )
     logger.debug("secrets found names=%s", sorted(found))
     return found
 

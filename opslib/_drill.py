@@ -44,13 +44,18 @@ class DrillResult:
 
     def __str__(self) -> str:
         mark = "PASS" if self.passed else "FAIL"
-        text = (f"{mark} {self.scenario}: cause {self.got or '-'} (expected {self.expected}) "
-                f"in {self.seconds:.1f} s  record: {self.record_path}")
+        text = (
+            f"{mark} {self.scenario}: cause {self.got or '-'} (expected {self.expected}) "
+            f"in {self.seconds:.1f} s  record: {self.record_path}"
+        )
         return text + (f"\n     {self.detail}" if self.detail else "")
 
 
 def run_drills(
-    scenarios: Sequence[str], *, records_dir: str | Path, echo: Callable[[str], Any] = print
+    scenarios: Sequence[str],
+    *,
+    records_dir: str | Path,
+    echo: Callable[[str], Any] = print,
 ) -> list[DrillResult]:
     """Drill each scenario in turn on one throw-away sandbox.
 
@@ -74,13 +79,28 @@ def drill_once(sandbox: Any, *, records_dir: str | Path) -> DrillResult:
     """Run the runbook of the sandbox's current scenario and score its verdict."""
     truth = sandbox.truth()
     started = time.monotonic()
-    record = run_notebook(truth["notebook"], parameters={"incident_id": f"DRILL-{truth['scenario']}"},
-                          environment="sandbox", records_dir=records_dir)
+    record = run_notebook(
+        truth["notebook"],
+        parameters={"incident_id": f"DRILL-{truth['scenario']}"},
+        environment="sandbox",
+        records_dir=records_dir,
+    )
     seconds = time.monotonic() - started
     verdict = record.verdict or {}
-    detail = _mismatch(truth, verdict) if record.status == "succeeded" else f"run failed: {record.error}"
-    return DrillResult(truth["scenario"], truth["cause"], verdict.get("cause", ""), not detail,
-                       seconds, str(record.record_path), detail)
+    detail = (
+        _mismatch(truth, verdict)
+        if record.status == "succeeded"
+        else f"run failed: {record.error}"
+    )
+    return DrillResult(
+        truth["scenario"],
+        truth["cause"],
+        verdict.get("cause", ""),
+        not detail,
+        seconds,
+        str(record.record_path),
+        detail,
+    )
 
 
 def _mismatch(truth: dict[str, Any], verdict: dict[str, Any]) -> str:
@@ -88,9 +108,14 @@ def _mismatch(truth: dict[str, Any], verdict: dict[str, Any]) -> str:
         return f"verdict named {verdict.get('cause')!r}: {verdict.get('summary', '')}"
     details = truth.get("details") or {}
     step = verdict.get("gated_step") or {}
-    for truth_key, step_key in (("bad_version", "from_version"), ("good_version", "to_version")):
+    for truth_key, step_key in (
+        ("bad_version", "from_version"),
+        ("good_version", "to_version"),
+    ):
         if truth_key in details and step.get(step_key) != details[truth_key]:
-            return f"{step_key} is {step.get(step_key)!r}, expected {details[truth_key]!r}"
+            return (
+                f"{step_key} is {step.get(step_key)!r}, expected {details[truth_key]!r}"
+            )
     return ""
 
 
@@ -100,7 +125,9 @@ def _drill_sandbox(first_scenario: str) -> Iterator[Any]:
 
     saved = os.environ.get(ENVIRONMENTS_VARIABLE)
     with tempfile.TemporaryDirectory(prefix="runbook-drill-") as folder:
-        sandbox = Sandbox(Path(folder), load_environment("sandbox"), ephemeral_ports=True)
+        sandbox = Sandbox(
+            Path(folder), load_environment("sandbox"), ephemeral_ports=True
+        )
         sandbox.start(first_scenario)
         os.environ[ENVIRONMENTS_VARIABLE] = str(sandbox.environments_dir)
         try:

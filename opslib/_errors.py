@@ -112,7 +112,9 @@ class ActionError(OpslibError):
         self.context = context
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(action={self.action!r}, context={self.context!r})"
+        return (
+            f"{type(self).__name__}(action={self.action!r}, context={self.context!r})"
+        )
 
 
 class ConfirmationError(ActionError):

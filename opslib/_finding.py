@@ -39,7 +39,12 @@ class Status(str, enum.Enum):
         return self.value
 
 
-_MARKS = {Status.OK: "OK", Status.WARN: "WARN", Status.FAIL: "FAIL", Status.UNKNOWN: "??"}
+_MARKS = {
+    Status.OK: "OK",
+    Status.WARN: "WARN",
+    Status.FAIL: "FAIL",
+    Status.UNKNOWN: "??",
+}
 
 
 @dataclass(frozen=True)
@@ -93,7 +98,11 @@ class Finding:
         head = f"<p><b>[{_MARKS[self.status]}] {html.escape(self.name)}</b>: "
         head += f"{html.escape(self.summary)} <i>({self.elapsed_s:.2f} s)</i></p>"
         table = self.table().to_html(index=False, escape=True) if self.evidence else ""
-        return {"text/plain": text, "text/html": head + table, FINDING_MIME: self.to_dict()}
+        return {
+            "text/plain": text,
+            "text/html": head + table,
+            FINDING_MIME: self.to_dict(),
+        }
 
 
 def unknown(name: str, reason: str, **facts: Any) -> Finding:

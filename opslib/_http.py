@@ -89,7 +89,10 @@ class HttpClient:
             delay = _retry_delay(response, attempt)
             logger.info(
                 "retrying system=%s status=%s attempt=%s delay_s=%.1f",
-                self.system, response.status_code, attempt, delay,
+                self.system,
+                response.status_code,
+                attempt,
+                delay,
             )
             time.sleep(delay)
         raise AssertionError("unreachable: the loop always returns")
@@ -105,7 +108,11 @@ class HttpClient:
         self.close()
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        url = self._client.base_url.join(path.lstrip("/")) if path else self._client.base_url
+        url = (
+            self._client.base_url.join(path.lstrip("/"))
+            if path
+            else self._client.base_url
+        )
         try:
             response = self._client.request(method, url, **kwargs)
         except httpx.TimeoutException as error:
@@ -123,7 +130,10 @@ class HttpClient:
             ) from error
         logger.info(
             "request system=%s method=%s url=%s status=%s elapsed_ms=%d",
-            self.system, method, _safe_url(url), response.status_code,
+            self.system,
+            method,
+            _safe_url(url),
+            response.status_code,
             response.elapsed.total_seconds() * 1000,
         )
         return response

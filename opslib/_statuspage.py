@@ -23,7 +23,9 @@ class StatusPageClient:
     """Reads the status page of the environment's ``status_page_url``."""
 
     def __init__(self, environment: Environment, *, timeout: float = 10.0) -> None:
-        self._http = HttpClient("statuspage", environment.status_page_url, timeout=timeout)
+        self._http = HttpClient(
+            "statuspage", environment.status_page_url, timeout=timeout
+        )
 
     def summary(self) -> dict[str, Any]:
         """Return ``summary.json``: page status, all components, open incidents."""

@@ -17,7 +17,9 @@ def parse_duration(text: str) -> timedelta:
     """
     match = _DURATION.match(text.strip()) if isinstance(text, str) else None
     if not match or int(match.group(1)) == 0:
-        raise ValueError(f"duration: got {text!r}, expected a whole number and m, h or d (such as 6h)")
+        raise ValueError(
+            f"duration: got {text!r}, expected a whole number and m, h or d (such as 6h)"
+        )
     return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 

@@ -5,8 +5,14 @@ import dataclasses
 import pytest
 
 from opslib import (
-    Status, check_cloudflare_status, check_d1, check_deployments, check_kv_binding,
-    check_secrets, load_environment, probe_api,
+    Status,
+    check_cloudflare_status,
+    check_d1,
+    check_deployments,
+    check_kv_binding,
+    check_secrets,
+    load_environment,
+    probe_api,
 )
 
 
@@ -22,7 +28,9 @@ def env_for(sandbox):
 def test_healthy_platform_answers_401_on_manuscripts(env_for):
     finding = probe_api(env_for("healthy"), ["/", "/manuscripts"])
     assert finding.status is Status.OK
-    assert {row["path"]: row["status"] for row in finding.evidence}["/manuscripts"] == 401
+    assert {row["path"]: row["status"] for row in finding.evidence}[
+        "/manuscripts"
+    ] == 401
 
 
 def test_bad_deployment_probe_fails_and_deployment_is_recent(env_for, sandbox):
@@ -85,5 +93,7 @@ def test_unreachable_platform_is_unknown_not_an_exception(env_for):
 
 
 def test_unreachable_status_page_is_unknown(env_for):
-    closed = dataclasses.replace(env_for("healthy"), status_page_url="http://127.0.0.1:9/api/v2")
+    closed = dataclasses.replace(
+        env_for("healthy"), status_page_url="http://127.0.0.1:9/api/v2"
+    )
     assert check_cloudflare_status(closed).status is Status.UNKNOWN

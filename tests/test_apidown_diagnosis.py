@@ -5,8 +5,14 @@ import pytest
 from opslib import Finding, Status, diagnose_api_down, load_environment
 
 OK, WARN, FAIL, UNKNOWN = Status.OK, Status.WARN, Status.FAIL, Status.UNKNOWN
-RECENT = {"is_recent": True, "live_version": "bad-v", "previous_version": "good-v",
-          "live_number": 6, "previous_number": 5, "live_deployed_at": "2026-12-04T10:00:00Z"}
+RECENT = {
+    "is_recent": True,
+    "live_version": "bad-v",
+    "previous_version": "good-v",
+    "live_number": 6,
+    "previous_number": 5,
+    "live_deployed_at": "2026-12-04T10:00:00Z",
+}
 OLD = {**RECENT, "is_recent": False}
 
 
@@ -15,7 +21,9 @@ def findings(probe=OK, deployments=(OK, OLD), d1=OK, secrets=OK, kv=OK, status=O
         Finding("probe", probe, "probe"),
         Finding("deployments", deployments[0], "deployments", facts=deployments[1]),
         Finding("d1", d1, "d1"),
-        Finding("secrets", secrets, "secrets", facts={"missing": ["STRIPE_SECRET_KEY"]}),
+        Finding(
+            "secrets", secrets, "secrets", facts={"missing": ["STRIPE_SECRET_KEY"]}
+        ),
         Finding("kv-binding", kv, "kv"),
         Finding("cloudflare-status", status, "status"),
     ]
@@ -36,7 +44,11 @@ def environment():
         (findings(d1=FAIL), "d1-unavailable", FAIL),
         (findings(probe=FAIL, kv=FAIL), "kv-binding", FAIL),
         (findings(secrets=FAIL, deployments=(WARN, RECENT)), "missing-secret", FAIL),
-        (findings(probe=FAIL, status=FAIL, deployments=(WARN, RECENT)), "cloudflare-outage", FAIL),
+        (
+            findings(probe=FAIL, status=FAIL, deployments=(WARN, RECENT)),
+            "cloudflare-outage",
+            FAIL,
+        ),
         (findings(probe=UNKNOWN), "inconclusive", UNKNOWN),
         (findings(d1=UNKNOWN), "healthy", WARN),
     ],
@@ -47,25 +59,34 @@ def test_diagnosis_names_the_cause(environment, situation, cause, status):
 
 
 def test_only_a_bad_deployment_gets_a_gated_rollback(environment):
-    bad = diagnose_api_down(findings(probe=FAIL, deployments=(WARN, RECENT)),
-                            environment=environment, incident_id="INC-7")
+    bad = diagnose_api_down(
+        findings(probe=FAIL, deployments=(WARN, RECENT)),
+        environment=environment,
+        incident_id="INC-7",
+    )
     other = diagnose_api_down(findings(d1=FAIL), environment=environment)
     assert bad.gated_step["from_version"] == "bad-v"
     assert bad.gated_step["to_version"] == "good-v"
-    assert bad.gated_step["confirm"] == "rollback manuscript-upload-api to good-v in sandbox"
+    assert (
+        bad.gated_step["confirm"]
+        == "rollback manuscript-upload-api to good-v in sandbox"
+    )
     assert "-p incident_id INC-7" in bad.gated_step["command"]
     assert other.gated_step is None
 
 
 def test_bad_deployment_without_an_earlier_version_offers_no_rollback(environment):
     facts = {**RECENT, "previous_version": None}
-    verdict = diagnose_api_down(findings(probe=FAIL, deployments=(WARN, facts)),
-                                environment=environment)
+    verdict = diagnose_api_down(
+        findings(probe=FAIL, deployments=(WARN, facts)), environment=environment
+    )
     assert verdict.cause == "bad-deployment"
     assert verdict.gated_step is None
     assert "redeploy a known-good commit" in verdict.next_action
 
 
 def test_missing_findings_count_as_unknown(environment):
-    verdict = diagnose_api_down([Finding("probe", FAIL, "500s")], environment=environment)
+    verdict = diagnose_api_down(
+        [Finding("probe", FAIL, "500s")], environment=environment
+    )
     assert verdict.cause == "inconclusive"

@@ -19,8 +19,14 @@ VERBS = ["run", "records", "show", "list", "drill", "sandbox"]
 
 
 def runbook(*args, check_code=None):
-    done = subprocess.run([str(BIN / "runbook"), *args], capture_output=True, text=True,
-                          cwd=ROOT, env=os.environ.copy(), timeout=300)
+    done = subprocess.run(
+        [str(BIN / "runbook"), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=os.environ.copy(),
+        timeout=300,
+    )
     if check_code is not None:
         assert done.returncode == check_code, done.stdout + done.stderr
     return done
@@ -58,7 +64,9 @@ def test_every_verb_explains_itself(verb):
 )
 def test_bad_parameters_exit_2_and_write_nothing(tmp_path, args, message):
     records = tmp_path / "records"
-    result = CliRunner().invoke(main, ["run", "api-down", "--records", str(records), *args])
+    result = CliRunner().invoke(
+        main, ["run", "api-down", "--records", str(records), *args]
+    )
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert not records.exists() or files_under(records) == []
@@ -89,9 +97,19 @@ def live_version():
         client.close()
 
 
-def test_run_prints_verdict_and_archives_a_scrubbed_record(bad_deployment, sandbox_token, tmp_path):
-    done = runbook("run", "api-down", "-p", "incident_id", "INC-CLI-1", "--records",
-                   str(tmp_path), check_code=0)
+def test_run_prints_verdict_and_archives_a_scrubbed_record(
+    bad_deployment, sandbox_token, tmp_path
+):
+    done = runbook(
+        "run",
+        "api-down",
+        "-p",
+        "incident_id",
+        "INC-CLI-1",
+        "--records",
+        str(tmp_path),
+        check_code=0,
+    )
     assert "bad-deployment" in done.stdout
     assert bad_deployment["good_version"] in done.stdout
     sidecars = list(tmp_path.rglob("*-api-down-INC-CLI-1-*.json"))
@@ -107,9 +125,25 @@ def test_run_prints_verdict_and_archives_a_scrubbed_record(bad_deployment, sandb
 
 
 def test_rollback_applied_from_the_command_line_heals_the_api(bad_deployment, tmp_path):
-    phrase = f"rollback manuscript-upload-api to {bad_deployment['good_version']} in sandbox"
-    runbook("run", "api-down", "-p", "incident_id", "INC-CLI-2", "-p", "apply", "true",
-            "-p", "confirm", phrase, "--records", str(tmp_path), check_code=0)
+    phrase = (
+        f"rollback manuscript-upload-api to {bad_deployment['good_version']} in sandbox"
+    )
+    runbook(
+        "run",
+        "api-down",
+        "-p",
+        "incident_id",
+        "INC-CLI-2",
+        "-p",
+        "apply",
+        "true",
+        "-p",
+        "confirm",
+        phrase,
+        "--records",
+        str(tmp_path),
+        check_code=0,
+    )
     sidecar = json.loads(next(tmp_path.rglob("*.json")).read_text())
     result = [a for a in sidecar["actions"] if a.get("kind") == "result"][-1]
     assert result["outcome"] == "applied"
@@ -118,31 +152,69 @@ def test_rollback_applied_from_the_command_line_heals_the_api(bad_deployment, tm
 
 
 def test_wrong_confirm_phrase_exits_3_and_changes_nothing(bad_deployment, tmp_path):
-    runbook("run", "api-down", "-p", "apply", "true", "-p", "confirm", "rollback please",
-            "--records", str(tmp_path), check_code=3)
+    runbook(
+        "run",
+        "api-down",
+        "-p",
+        "apply",
+        "true",
+        "-p",
+        "confirm",
+        "rollback please",
+        "--records",
+        str(tmp_path),
+        check_code=3,
+    )
     assert live_version() == bad_deployment["bad_version"]
 
 
 def test_fail_on_verdict_exits_4_for_a_failing_verdict(bad_deployment, tmp_path):
-    runbook("run", "api-down", "--fail-on-verdict", "--records", str(tmp_path), check_code=4)
+    runbook(
+        "run", "api-down", "--fail-on-verdict", "--records", str(tmp_path), check_code=4
+    )
 
 
 def test_records_and_show_read_back_a_run(bad_deployment, tmp_path):
-    runbook("run", "api-down", "-p", "incident_id", "INC-CLI-3", "--records", str(tmp_path),
-            check_code=0)
+    runbook(
+        "run",
+        "api-down",
+        "-p",
+        "incident_id",
+        "INC-CLI-3",
+        "--records",
+        str(tmp_path),
+        check_code=0,
+    )
     listing = runbook("records", "--records", str(tmp_path), check_code=0).stdout
     record_id = listing.split()[0]
     assert "INC-CLI-3" in record_id
-    shown = runbook("show", record_id[:24], "--records", str(tmp_path), check_code=0).stdout
+    shown = runbook(
+        "show", record_id[:24], "--records", str(tmp_path), check_code=0
+    ).stdout
     assert "bad-deployment" in shown
 
 
 def test_notebook_runs_under_plain_papermill(bad_deployment, tmp_path):
     out = tmp_path / "out.ipynb"
-    subprocess.run([str(BIN / "papermill"), str(ROOT / "notebooks/incidents/01-api-down.ipynb"),
-                    str(out), "-p", "incident_id", "INC-PM", "--no-progress-bar"],
-                   check=True, capture_output=True, cwd=ROOT, timeout=300)
-    bundles = [o.get("data", {}) for c in nbformat.read(out, as_version=4).cells
-               for o in c.get("outputs", [])]
+    subprocess.run(
+        [
+            str(BIN / "papermill"),
+            str(ROOT / "notebooks/incidents/01-api-down.ipynb"),
+            str(out),
+            "-p",
+            "incident_id",
+            "INC-PM",
+            "--no-progress-bar",
+        ],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    bundles = [
+        o.get("data", {})
+        for c in nbformat.read(out, as_version=4).cells
+        for o in c.get("outputs", [])
+    ]
     verdicts = [b[VERDICT_MIME] for b in bundles if VERDICT_MIME in b]
     assert verdicts[-1]["cause"] == "bad-deployment"

@@ -6,7 +6,12 @@ import time
 import pytest
 
 from opslib import (
-    APIError, AuthError, CloudflareClient, RateLimitError, UnreachableError, load_environment,
+    APIError,
+    AuthError,
+    CloudflareClient,
+    RateLimitError,
+    UnreachableError,
+    load_environment,
 )
 
 
@@ -39,7 +44,9 @@ def test_versions_are_read_across_pages(client, monkeypatch):
 
 
 def test_d1_query_returns_rows_and_meta(client):
-    statements = client.d1_query("SELECT COUNT(*) AS n FROM users WHERE email LIKE ?", ["%@example.com"])
+    statements = client.d1_query(
+        "SELECT COUNT(*) AS n FROM users WHERE email LIKE ?", ["%@example.com"]
+    )
     assert statements[0]["results"][0]["n"] > 100
     assert "duration" in statements[0]["meta"]
 
@@ -51,7 +58,9 @@ def test_d1_sql_error_raises_api_error_with_code_7500(client):
 
 
 def test_wrong_token_raises_auth_error(environment):
-    wrong = dataclasses.replace(environment, secrets={"CLOUDFLARE_API_TOKEN": "not-the-token"})
+    wrong = dataclasses.replace(
+        environment, secrets={"CLOUDFLARE_API_TOKEN": "not-the-token"}
+    )
     client = CloudflareClient(wrong)
     with pytest.raises(AuthError, match="HTTP 40"):
         client.list_deployments()
@@ -80,11 +89,15 @@ def test_persistent_429_raises_rate_limit_error(sandbox, client, monkeypatch):
 def test_writes_are_never_replayed_on_429(sandbox, client):
     sandbox.inject(cloudflare_429=1)
     with pytest.raises(RateLimitError):
-        client.create_deployment(client.list_versions()[0]["id"], "should not be retried")
+        client.create_deployment(
+            client.list_versions()[0]["id"], "should not be retried"
+        )
     sandbox.inject(cloudflare_429=0)
 
 
 def test_unreachable_api_raises_unreachable_error(environment):
-    closed = dataclasses.replace(environment, cloudflare_api_url="http://127.0.0.1:9/client/v4")
+    closed = dataclasses.replace(
+        environment, cloudflare_api_url="http://127.0.0.1:9/client/v4"
+    )
     with pytest.raises(UnreachableError, match="cannot reach"):
         CloudflareClient(closed).list_deployments()

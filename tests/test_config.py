@@ -5,7 +5,9 @@ import pytest
 from opslib import ConfigError, load_environment
 from opslib._config import find_environments_dir, list_environments
 
-SANDBOX_YAML = (Path(__file__).parent.parent / "parameters/environments/sandbox.yaml").read_text()
+SANDBOX_YAML = (
+    Path(__file__).parent.parent / "parameters/environments/sandbox.yaml"
+).read_text()
 
 
 @pytest.fixture()
@@ -13,7 +15,9 @@ def env_dir(tmp_path, monkeypatch):
     """A project-like tree with its own environments folder."""
     folder = tmp_path / "parameters" / "environments"
     folder.mkdir(parents=True)
-    text = SANDBOX_YAML.replace("secrets_file: .sandbox/secrets.env", "secrets_file: own.env")
+    text = SANDBOX_YAML.replace(
+        "secrets_file: .sandbox/secrets.env", "secrets_file: own.env"
+    )
     (folder / "sandbox.yaml").write_text(text)
     monkeypatch.setenv("RUNBOOK_ENVIRONMENTS", str(folder))
     for name in ("CLOUDFLARE_API_TOKEN", "STRIPE_API_KEY"):
@@ -23,7 +27,9 @@ def env_dir(tmp_path, monkeypatch):
 
 def test_project_environments_define_the_three_names():
     folder = find_environments_dir(environ={})
-    assert {"sandbox", "staging", "production"} <= {p.stem for p in folder.glob("*.yaml")}
+    assert {"sandbox", "staging", "production"} <= {
+        p.stem for p in folder.glob("*.yaml")
+    }
 
 
 def test_load_environment_defaults_to_sandbox(env_dir):
@@ -75,9 +81,14 @@ def test_secrets_come_from_variables_and_dotenv(env_dir, monkeypatch):
 
 
 def test_environment_secrets_file_wins_over_variables(env_dir, monkeypatch):
-    (env_dir.parent.parent / "own.env").write_text("CLOUDFLARE_API_TOKEN=sandbox-own-token\n")
+    (env_dir.parent.parent / "own.env").write_text(
+        "CLOUDFLARE_API_TOKEN=sandbox-own-token\n"
+    )
     monkeypatch.setenv("CLOUDFLARE_API_TOKEN", "production-token-in-shell")
-    assert load_environment("sandbox").secret("CLOUDFLARE_API_TOKEN") == "sandbox-own-token"
+    assert (
+        load_environment("sandbox").secret("CLOUDFLARE_API_TOKEN")
+        == "sandbox-own-token"
+    )
 
 
 def test_secret_values_are_not_in_the_repr(env_dir, monkeypatch):

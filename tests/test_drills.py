@@ -28,7 +28,9 @@ def test_healthy_drill_raises_no_alarm(sandbox, tmp_path):
 def test_drill_fails_when_the_truth_disagrees(sandbox, tmp_path, monkeypatch):
     sandbox.reset("healthy")
     real_truth = sandbox.truth()
-    monkeypatch.setattr(sandbox, "truth", lambda: {**real_truth, "cause": "d1-unavailable"})
+    monkeypatch.setattr(
+        sandbox, "truth", lambda: {**real_truth, "cause": "d1-unavailable"}
+    )
     result = drill_once(sandbox, records_dir=tmp_path)
     assert not result.passed
     assert "verdict named 'healthy'" in result.detail

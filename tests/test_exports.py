@@ -12,7 +12,9 @@ def test_every_exported_name_exists():
 
 def test_public_callables_have_docstrings():
     undocumented = [
-        name for name in opslib.__all__
-        if callable(getattr(opslib, name)) and not (getattr(opslib, name).__doc__ or "").strip()
+        name
+        for name in opslib.__all__
+        if callable(getattr(opslib, name))
+        and not (getattr(opslib, name).__doc__ or "").strip()
     ]
     assert undocumented == []

@@ -10,7 +10,9 @@ def _raises(error):
 
 
 def test_check_turns_unreachable_system_into_unknown_finding():
-    finding = _raises(UnreachableError("cloudflare: cannot reach x", system="cloudflare"))
+    finding = _raises(
+        UnreachableError("cloudflare: cannot reach x", system="cloudflare")
+    )
     assert finding.status is Status.UNKNOWN
     assert finding.name == "demo"
     assert "cannot reach x" in finding.summary
@@ -18,7 +20,9 @@ def test_check_turns_unreachable_system_into_unknown_finding():
 
 
 def test_check_turns_api_error_into_unknown_finding():
-    finding = _raises(APIError("cloudflare: HTTP 403", system="cloudflare", status_code=403))
+    finding = _raises(
+        APIError("cloudflare: HTTP 403", system="cloudflare", status_code=403)
+    )
     assert finding.status is Status.UNKNOWN
 
 

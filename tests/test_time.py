@@ -7,7 +7,11 @@ from opslib._time import describe_age, parse_duration, parse_timestamp
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("30m", timedelta(minutes=30)), ("6h", timedelta(hours=6)), ("2d", timedelta(days=2))],
+    [
+        ("30m", timedelta(minutes=30)),
+        ("6h", timedelta(hours=6)),
+        ("2d", timedelta(days=2)),
+    ],
 )
 def test_parse_duration_reads_minutes_hours_days(text, expected):
     assert parse_duration(text) == expected
@@ -30,8 +34,11 @@ def test_parse_timestamp_treats_naive_times_as_utc():
 
 @pytest.mark.parametrize(
     ("age", "text"),
-    [(timedelta(minutes=20), "20 min ago"), (timedelta(hours=5), "5.0 h ago"),
-     (timedelta(days=3), "3 d ago")],
+    [
+        (timedelta(minutes=20), "20 min ago"),
+        (timedelta(hours=5), "5.0 h ago"),
+        (timedelta(days=3), "3 d ago"),
+    ],
 )
 def test_describe_age_picks_a_readable_unit(age, text):
     now = datetime(2026, 12, 4, tzinfo=timezone.utc)

@@ -18,8 +18,15 @@ def test_api_down_vocabulary_ends_with_healthy_and_inconclusive():
 
 
 def test_verdict_bundle_carries_the_json_the_runner_reads():
-    verdict = Verdict("api-down", Status.FAIL, "bad-deployment", "v6 fails", ["probe failed"],
-                      "roll back", {"action": "rollback", "command": "runbook run ..."})
+    verdict = Verdict(
+        "api-down",
+        Status.FAIL,
+        "bad-deployment",
+        "v6 fails",
+        ["probe failed"],
+        "roll back",
+        {"action": "rollback", "command": "runbook run ..."},
+    )
     bundle = verdict._repr_mimebundle_()
     assert bundle[VERDICT_MIME]["cause"] == "bad-deployment"
     assert bundle[VERDICT_MIME]["gated_step"]["action"] == "rollback"
