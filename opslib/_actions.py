@@ -263,7 +263,7 @@ def _apply_rollback(
     try:
         live = client.list_deployments()
         live_versions = [
-            v["version_id"] for v in (live[0].get("versions") if live else [])
+            v["version_id"] for v in (live[0].get("versions") or [] if live else [])
         ]
         if live_versions != [change["from"]]:
             return ActionResult(

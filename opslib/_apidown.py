@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import shlex
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +25,8 @@ from ._time import describe_age, parse_duration, parse_timestamp, utcnow
 from ._verdict import Verdict
 
 logger = logging.getLogger(__name__)
+
+_MakeVerdict = Callable[..., Verdict]
 
 RUNBOOK = "api-down"
 DEFAULT_PATHS = ("/", "/manuscripts")
@@ -401,7 +403,10 @@ def diagnose_api_down(
 
 
 def _bad_deployment(
-    make: Any, facts: Mapping[str, Any], environment: Environment, incident_id: str
+    make: _MakeVerdict,
+    facts: Mapping[str, Any],
+    environment: Environment,
+    incident_id: str,
 ) -> Verdict:
     bad, good = facts.get("live_version"), facts.get("previous_version")
     summary = (
@@ -444,7 +449,7 @@ def rollback_phrase(environment: Environment, version_id: str) -> str:
     return f"rollback {environment.worker_name} to {version_id} in {environment.name}"
 
 
-def _verdict_maker(findings: list[Finding], evidence: list[str]) -> Any:
+def _verdict_maker(findings: list[Finding], evidence: list[str]) -> _MakeVerdict:
     def make(
         status: Status,
         cause: str,

@@ -200,22 +200,20 @@ class CloudflareClient:
             for e in errors
             if isinstance(e, dict)
         )
-        url = str(response.url.copy_with(query=None))
-        context = dict(
+        message = (
+            f"cloudflare: HTTP {response.status_code} ({text or 'no error detail'})"
+        )
+        kind: type[ServiceError] = APIError
+        if response.status_code == 429 or 971 in codes:
+            kind, message = RateLimitError, message + "; wait 5 minutes before retrying"
+        elif response.status_code in (401, 403) or AUTH_CODES.intersection(codes):
+            kind = AuthError
+            message += "" if self._has_token else f"; {TOKEN_VARIABLE} is not set"
+        return kind(
+            message,
             system="cloudflare",
-            url=url,
+            url=str(response.url.copy_with(query=None)),
             status_code=response.status_code,
             codes=codes,
             request_id=ray,
         )
-        message = (
-            f"cloudflare: HTTP {response.status_code} ({text or 'no error detail'})"
-        )
-        if response.status_code == 429 or 971 in codes:
-            return RateLimitError(
-                message + "; wait 5 minutes before retrying", **context
-            )
-        if response.status_code in (401, 403) or AUTH_CODES.intersection(codes):
-            hint = "" if self._has_token else f"; {TOKEN_VARIABLE} is not set"
-            return AuthError(message + hint, **context)
-        return APIError(message, **context)
