@@ -40,6 +40,7 @@ from ._log import enable_logging
 from ._platform import PlatformClient, Probe
 from ._statuspage import StatusPageClient
 from ._verdict import CAUSES, VERDICT_MIME, Verdict
+from ._widgets import gate_widget
 
 try:
     __version__ = version("opslib")
@@ -82,6 +83,7 @@ __all__ = [
     "check_secrets",
     "diagnose_api_down",
     "enable_logging",
+    "gate_widget",
     "list_environments",
     "load_environment",
     "plan_rollback",
