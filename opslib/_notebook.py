@@ -1,8 +1,10 @@
-"""Runbook notebooks as files: where they live and what parameters they take.
+"""Runbook notebooks as files: where they live, what they take, what they showed.
 
-The runner knows a notebook only through this module: its path, its runbook name
-and the parameters its cell tagged ``parameters`` declares. Nothing here starts a
-kernel or imports the notebook's code; the parameters cell is read with ``ast``.
+The runner knows a notebook only through this module: its path, its runbook name,
+the parameters its cell tagged ``parameters`` declares and, once executed, the
+verdict and action outputs it displayed and the per-cell state papermill kept.
+Nothing here starts a kernel or imports the notebook's code; the parameters cell
+is read with ``ast``.
 
 A parameters cell holds one line per value::
 
@@ -17,9 +19,13 @@ import ast
 import json
 import logging
 import re
+import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import nbformat
 
 from ._config import find_environments_dir
 from ._errors import RunError
@@ -31,6 +37,27 @@ NOTEBOOK_FOLDERS = ("incidents", "procedures")
 PARAMETERS_TAG = "parameters"
 
 _NUMBER_PREFIX = re.compile(r"^\d+-")
+VERDICT_MIME = "application/vnd.opslib.verdict+json"
+ACTION_MIME = "application/vnd.opslib.action+json"
+VERDICT_KEYS = (
+    "runbook",
+    "status",
+    "cause",
+    "summary",
+    "evidence",
+    "next_action",
+    "gated_step",
+    "findings",
+)
+# papermill's own tag for its error banner cells, so tools that know it see ours.
+_ERROR_TAG = "papermill-error-cell-tag"
+_FAILURE_TEXT = {
+    "kernel-died": "the kernel died",
+    "timeout": "a cell ran past the timeout",
+    "interrupted": "the run was interrupted",
+    "kernel-missing": "the kernel could not be found",
+    "runner-error": "the runner failed",
+}
 
 
 @dataclass(frozen=True)
@@ -239,3 +266,136 @@ def _cell_error(path: Path, line: int, problem: str) -> RunError:
         f"{path}: parameters cell line {line}: {problem}; expected one "
         f"'name: type = literal  # help' per line, with a type among {SUPPORTED_TYPES}"
     )
+
+
+def parse_notebook(text: str) -> nbformat.NotebookNode:
+    """Parse notebook JSON text into a version 4 notebook node."""
+    nb: nbformat.NotebookNode = nbformat.reads(text, as_version=4)  # type: ignore[no-untyped-call]
+    return nb
+
+
+def dump_notebook(nb: nbformat.NotebookNode) -> str:
+    """Serialize a notebook node the way Jupyter writes it."""
+    text: str = nbformat.writes(nb)  # type: ignore[no-untyped-call]
+    return text
+
+
+def collect_outputs(nb: Mapping[str, Any], mime: str) -> list[Any]:
+    """Return every output value of one MIME type in an executed notebook, in order."""
+    found = []
+    for cell in nb.get("cells", []):
+        for output in cell.get("outputs", []):
+            data = output.get("data") or {}
+            if mime in data:
+                found.append(_plain_json(data[mime]))
+    return found
+
+
+def collect_verdict(nb: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Return the last verdict an executed notebook displayed, or None."""
+    verdicts = [v for v in collect_outputs(nb, VERDICT_MIME) if isinstance(v, dict)]
+    if not verdicts:
+        return None
+    missing = [key for key in VERDICT_KEYS if key not in verdicts[-1]]
+    if missing:
+        logger.warning("verdict lacks keys missing=%s", missing)
+    return verdicts[-1]
+
+
+def _plain_json(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return json.loads(json.dumps(value))
+
+
+def cell_timings(nb: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Return one row per code cell: index, first source line, duration, status."""
+    rows = []
+    for index, cell in enumerate(nb.get("cells", [])):
+        if cell.get("cell_type") != "code":
+            continue
+        papermill = cell.get("metadata", {}).get("papermill", {})
+        source = "".join(cell.get("source", "")).strip().splitlines()
+        rows.append(
+            {
+                "index": index,
+                "source": source[0][:80] if source else "",
+                "duration_s": papermill.get("duration"),
+                "status": papermill.get("status"),
+            }
+        )
+    return rows
+
+
+def mark_stopped_cell(nb: nbformat.NotebookNode, error: Mapping[str, Any]) -> None:
+    """Record where a run stopped when no cell raised.
+
+    After a kernel death or a timeout papermill marks the stopped cell and every
+    later one "completed"; here the stopped cell becomes "failed" with an error
+    output, later cells "pending", and a banner goes on top.
+    """
+    started = [i for i, cell in enumerate(nb.cells) if _pm(cell).get("start_time")]
+    if started:
+        stopped = nb.cells[started[-1]]
+        _pm(stopped).update(status="failed", exception=True)
+        if stopped.cell_type == "code":
+            stopped.outputs.append(_error_output(error))
+        for cell in nb.cells[started[-1] + 1 :]:
+            _pm(cell)["status"] = "pending"
+    # the banner goes on top, so the stopped cell's index moves down by one
+    where = f"cell {started[-1] + 1}" if started else "before any cell ran"
+    text = (
+        f"**This run failed: {_FAILURE_TEXT[error['kind']]} ({where}).** "
+        "The notebook below is as it was when the run stopped."
+    )
+    banner = _node(
+        cell_type="markdown",
+        id=uuid.uuid4().hex[:8],
+        metadata=_node(tags=[_ERROR_TAG]),
+        source=text,
+    )
+    nb.cells.insert(0, banner)
+
+
+def _error_output(error: Mapping[str, Any]) -> nbformat.NotebookNode:
+    return _node(
+        output_type="error", ename=error["ename"], evalue=error["evalue"], traceback=[]
+    )
+
+
+def _node(**fields: Any) -> nbformat.NotebookNode:
+    return nbformat.NotebookNode(fields)  # type: ignore[no-untyped-call]
+
+
+def _pm(cell: nbformat.NotebookNode) -> dict[str, Any]:
+    metadata: dict[str, Any] = cell.metadata.setdefault("papermill", {})
+    return metadata
+
+
+def join_streams(nb: nbformat.NotebookNode) -> None:
+    """Join consecutive stream outputs, so no secret is split across two."""
+    for cell in nb.cells:
+        joined: list[Any] = []
+        for output in cell.get("outputs", []):
+            last = joined[-1] if joined else None
+            if (
+                last is not None
+                and output.output_type == last.output_type == "stream"
+                and output.name == last.name
+            ):
+                last.text += output.text
+            else:
+                joined.append(output)
+        if "outputs" in cell:
+            cell.outputs = joined
+
+
+def failed_cell_index(nb: nbformat.NotebookNode) -> int | None:
+    """Return the index of the first cell papermill (or the runner) marked failed."""
+    for index, cell in enumerate(nb.cells):
+        if _pm(cell).get("status") == "failed":
+            return index
+    return None

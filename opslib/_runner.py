@@ -1,0 +1,438 @@
+"""Run a runbook notebook headless and archive the executed copy as its record.
+
+``run_notebook`` checks the parameters before any kernel starts, runs the notebook
+with papermill's Python API, scrubs the executed notebook and writes it, with a
+JSON sidecar, into the archive (see ``_records``). The executed notebook never
+touches the disk unscrubbed: papermill writes it to an in-memory I/O handler
+registered for a private scheme, so even after a failure (a cell raising, the
+kernel dying, a timeout) the last state papermill saved is at hand.
+"""
+
+from __future__ import annotations
+
+import datetime
+import getpass
+import importlib.metadata
+import json
+import logging
+import math
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from ._config import find_environments_dir, load_environment
+from ._errors import ParameterError, RunError
+from ._notebook import (
+    ACTION_MIME,
+    ParameterSpec,
+    cell_timings,
+    collect_outputs,
+    collect_verdict,
+    dump_notebook,
+    failed_cell_index,
+    join_streams,
+    mark_stopped_cell,
+    parse_notebook,
+    read_parameters,
+    resolve_notebook,
+    runbook_name,
+)
+from ._params import coerce_parameters
+from ._records import (
+    append_index,
+    archive_dir,
+    new_record_id,
+    record_folder,
+    write_once,
+)
+from ._scrub import Scrubber
+
+logger = logging.getLogger(__name__)
+
+MEMORY_SCHEME = "opslib-memory://"
+OPERATOR_VARIABLE = "RUNBOOK_OPERATOR"
+SIDECAR_VERSION = 1
+_EVALUE_LIMIT = 500
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What ``run_notebook`` archived.
+
+    Attributes:
+        id: the record id, such as ``20261204T171501Z-api-down-INC-42-3fa9``.
+        status: ``succeeded`` when the notebook ran to its end (whatever its
+            verdict found), else ``failed``.
+        record_path: the executed, scrubbed notebook.
+        sidecar_path: the JSON sidecar beside it.
+        verdict: the notebook's last verdict, or None.
+        error: ``{kind, ename, evalue, cell_index}`` for a failed run, else None.
+        duration_s: seconds from the call to the end of the run.
+        sidecar: the sidecar's content.
+    """
+
+    id: str
+    status: str
+    record_path: Path
+    sidecar_path: Path
+    verdict: dict[str, Any] | None
+    error: dict[str, Any] | None
+    duration_s: float
+    sidecar: dict[str, Any]
+
+
+class _MemoryHandler:
+    """A papermill I/O handler that keeps the latest notebook written per path."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._latest: dict[str, str] = {}
+
+    def read(self, path: str) -> str:
+        with self._lock:
+            if path not in self._latest:
+                raise FileNotFoundError(path)
+            return self._latest[path]
+
+    def write(self, buf: str, path: str) -> None:
+        with self._lock:
+            self._latest[path] = buf
+
+    def listdir(self, path: str) -> list[str]:
+        raise NotImplementedError(f"{MEMORY_SCHEME} paths cannot be listed: {path}")
+
+    def pretty_path(self, path: str) -> str:
+        return path
+
+    def pop(self, path: str) -> str | None:
+        with self._lock:
+            return self._latest.pop(path, None)
+
+
+_MEMORY = _MemoryHandler()
+
+
+def _memory_path() -> str:
+    """Register the memory handler with papermill if needed; return a fresh path."""
+    from papermill.iorw import papermill_io  # type: ignore[import-untyped]
+
+    path = f"{MEMORY_SCHEME}{uuid.uuid4().hex}.ipynb"
+    if papermill_io.get_handler(path) is not _MEMORY:
+        papermill_io.register(MEMORY_SCHEME, _MEMORY)
+    return path
+
+
+def run_notebook(
+    notebook: str | Path,
+    *,
+    parameters: Mapping[str, object] | None = None,
+    raw: frozenset[str] = frozenset(),
+    environment: str = "sandbox",
+    records_dir: str | Path = "records",
+    operator: str | None = None,
+    timeout: float | None = 600,
+    kernel_name: str | None = None,
+) -> RunRecord:
+    """Run a runbook headless and archive it as an incident record.
+
+    Args:
+        notebook: a runbook name (``api-down``) or a notebook path.
+        parameters: values by name, from ``-p`` (text) and ``-f`` (YAML-typed).
+        raw: the names in ``parameters`` whose values are command-line text.
+        environment: the environment to run against; injected as the
+            ``environment`` parameter when the notebook declares one.
+        records_dir: the local archive folder; relative to the current directory.
+        operator: who runs it; default ``$RUNBOOK_OPERATOR``, else user@host. It
+            is stored as given, so prefer a login name to an email address.
+        timeout: seconds one cell may run (papermill's per-cell execution
+            timeout, rounded up to whole seconds); None for no limit.
+        kernel_name: the Jupyter kernel; default the notebook's own.
+
+    Returns:
+        The archived record. A run that failed is archived too and returned
+        with status ``failed``; the caller decides the exit code.
+
+    Raises:
+        RunError: an unknown notebook, an unreadable parameters cell, a bad
+            timeout or archive folder, or a record that could not be written.
+        ParameterError: a bad parameter; nothing was started or written.
+        ConfigError: a broken environment; nothing was started or written.
+    """
+    started = _utcnow()
+    path = resolve_notebook(str(notebook))
+    specs = read_parameters(path)
+    given = _parameters_with_environment(specs, dict(parameters or {}), environment)
+    values = coerce_parameters(specs, given, raw=raw)
+    env = load_environment(environment)
+    cell_timeout = _cell_timeout(timeout)
+
+    effective = {name: spec.default for name, spec in specs.items()} | values
+    record_id = new_record_id(started, runbook_name(path), _incident_id(effective))
+    folder = _prepare_folder(records_dir, started)
+    scrubber = Scrubber.from_environment().extended(env.secrets)
+    logger.info(
+        "run started record_id=%s notebook=%s environment=%s", record_id, path, env.name
+    )
+
+    nb, error, interrupted = _execute(path, values, cell_timeout, kernel_name)
+    nb = _finish_notebook(nb, error, scrubber)
+    run = _Run(record_id, path, env.name, started, effective, operator, error)
+    record = _archive(run, nb, scrubber, folder, archive_dir(records_dir))
+    if interrupted:
+        raise KeyboardInterrupt
+    return record
+
+
+def _parameters_with_environment(
+    specs: Mapping[str, ParameterSpec], given: dict[str, object], environment: str
+) -> dict[str, object]:
+    if "environment" not in specs:
+        return given
+    if given.get("environment", environment) != environment:
+        raise ParameterError(
+            [
+                f"environment: got {given['environment']!r} as a parameter but "
+                f"{environment!r} as the environment to run against — expected one "
+                "environment; drop the parameter and use --env"
+            ]
+        )
+    return given | {"environment": environment}
+
+
+def _incident_id(values: Mapping[str, object]) -> str:
+    incident_id = values.get("incident_id")
+    return incident_id if isinstance(incident_id, str) else ""
+
+
+def _cell_timeout(timeout: float | None) -> int | None:
+    if timeout is None:
+        return None
+    if not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
+        raise RunError(
+            f"timeout: got {timeout!r}, expected a positive number of seconds per "
+            "cell, or None for no limit"
+        )
+    return math.ceil(timeout)
+
+
+def _prepare_folder(records_dir: str | Path, started: datetime.datetime) -> Path:
+    folder = record_folder(records_dir, started)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RunError(
+            f"records_dir: could not create {str(folder)!r} ({error}); expected a "
+            "writable folder"
+        ) from error
+    return folder
+
+
+def _execute(
+    path: Path,
+    values: Mapping[str, object],
+    timeout: int | None,
+    kernel_name: str | None,
+) -> tuple[nbformat.NotebookNode, dict[str, Any] | None, bool]:
+    """Run the notebook; return the last state saved, the error and a Ctrl-C flag."""
+    import papermill  # type: ignore[import-untyped]
+
+    memory_path = _memory_path()
+    error: dict[str, Any] | None = None
+    interrupted = False
+    try:
+        papermill.execute_notebook(
+            str(path.absolute()),
+            memory_path,
+            parameters=dict(values),
+            kernel_name=kernel_name,
+            progress_bar=False,
+            cwd=str(_project_root()),
+            execution_timeout=timeout,
+            shutdown_kernel="immediate",
+        )
+    except KeyboardInterrupt:
+        error, interrupted = _error("interrupted", "KeyboardInterrupt", ""), True
+    except Exception as exc:  # every failure is archived, then reported
+        error = _classify(exc)
+    text = _MEMORY.pop(memory_path)
+    nb = parse_notebook(text if text else path.read_text(encoding="utf-8"))
+    return nb, error, interrupted
+
+
+def _project_root() -> Path:
+    return find_environments_dir().parent.parent
+
+
+def _classify(exc: Exception) -> dict[str, Any]:
+    from jupyter_client.kernelspec import NoSuchKernel
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from papermill.exceptions import PapermillExecutionError  # type: ignore[import-untyped]
+
+    if isinstance(exc, PapermillExecutionError):
+        return _error("cell-error", exc.ename, exc.evalue)
+    kind = "runner-error"
+    if isinstance(exc, DeadKernelError):
+        kind = "kernel-died"
+    elif isinstance(exc, (CellTimeoutError, TimeoutError)):
+        kind = "timeout"
+    elif isinstance(exc, NoSuchKernel):
+        kind = "kernel-missing"
+    return _error(kind, type(exc).__name__, str(exc))
+
+
+def _error(kind: str, ename: str, evalue: str) -> dict[str, Any]:
+    if len(evalue) > _EVALUE_LIMIT:
+        evalue = evalue[:_EVALUE_LIMIT] + f"… ({len(evalue)} characters)"
+    return {"kind": kind, "ename": ename, "evalue": evalue, "cell_index": None}
+
+
+def _finish_notebook(
+    nb: nbformat.NotebookNode, error: dict[str, Any] | None, scrubber: Scrubber
+) -> nbformat.NotebookNode:
+    """Mark a failure papermill did not mark, join streams, scrub, find the cell."""
+    if error is not None and error["kind"] != "cell-error":
+        mark_stopped_cell(nb, error)
+    join_streams(nb)
+    nb = scrubber.scrub_notebook(nb)
+    if error is not None:
+        error["cell_index"] = failed_cell_index(nb)
+    return nb
+
+
+@dataclass(frozen=True)
+class _Run:
+    id: str
+    path: Path
+    environment: str
+    started: datetime.datetime
+    parameters: dict[str, object]
+    operator: str | None
+    error: dict[str, Any] | None
+
+
+def _archive(
+    run: _Run, nb: nbformat.NotebookNode, scrubber: Scrubber, folder: Path, root: Path
+) -> RunRecord:
+    verdict = collect_verdict(nb)
+    actions = collect_outputs(nb, ACTION_MIME)
+    nb.metadata["opslib"] = {
+        "record_id": run.id,
+        "verdict": verdict,
+        "actions": actions,
+        "environment": run.environment,
+    }
+    record_path = folder / f"{run.id}.ipynb"
+    sidecar_path = folder / f"{run.id}.json"
+    relative_path = record_path.relative_to(root).as_posix()
+    # papermill noted the private in-memory path; name where the record went
+    nb.metadata.setdefault("papermill", {})["output_path"] = relative_path
+    finished = _utcnow()
+    sidecar = _sidecar(run, nb, verdict, actions, finished, scrubber)
+    sidecar["record_path"] = relative_path
+
+    write_once(record_path, dump_notebook(nb))
+    write_once(sidecar_path, json.dumps(sidecar, indent=2, ensure_ascii=False) + "\n")
+    append_index(root, _index_row(sidecar))
+    _log_outcome(run)
+    return RunRecord(
+        id=run.id,
+        status=sidecar["status"],
+        record_path=record_path,
+        sidecar_path=sidecar_path,
+        verdict=verdict,
+        error=sidecar["error"],
+        duration_s=sidecar["duration_s"],
+        sidecar=sidecar,
+    )
+
+
+def _log_outcome(run: _Run) -> None:
+    if run.error is None:
+        logger.info("run archived record_id=%s status=succeeded", run.id)
+        return
+    logger.warning(
+        "run archived record_id=%s status=failed kind=%s cell_index=%s",
+        run.id,
+        run.error["kind"],
+        run.error["cell_index"],
+    )
+
+
+def _sidecar(
+    run: _Run,
+    nb: nbformat.NotebookNode,
+    verdict: dict[str, Any] | None,
+    actions: list[Any],
+    finished: datetime.datetime,
+    scrubber: Scrubber,
+) -> dict[str, Any]:
+    return {
+        "sidecar_version": SIDECAR_VERSION,
+        "id": run.id,
+        "notebook": _relative_to_root(run.path),
+        "runbook": runbook_name(run.path),
+        "environment": run.environment,
+        "incident_id": scrubber.scrub_text(_incident_id(run.parameters)) or None,
+        "parameters": scrubber.scrub_obj(run.parameters),
+        "operator": run.operator or _default_operator(),
+        "started_at": _iso(run.started),
+        "finished_at": _iso(finished),
+        "duration_s": round((finished - run.started).total_seconds(), 3),
+        "status": "failed" if run.error else "succeeded",
+        "error": scrubber.scrub_obj(run.error),
+        "verdict": verdict,
+        "actions": actions,
+        "cells": cell_timings(nb),
+        "opslib_version": _version("opslib"),
+        "papermill_version": _version("papermill"),
+        "record_path": None,
+    }
+
+
+def _index_row(sidecar: Mapping[str, Any]) -> dict[str, Any]:
+    verdict = sidecar.get("verdict") or {}
+    return {
+        **sidecar,
+        "verdict_status": verdict.get("status"),
+        "cause": verdict.get("cause"),
+    }
+
+
+def _relative_to_root(path: Path) -> str:
+    absolute = path.absolute()
+    try:
+        return absolute.relative_to(_project_root().absolute()).as_posix()
+    except ValueError:
+        return absolute.as_posix()
+
+
+def _default_operator() -> str:
+    if os.environ.get(OPERATOR_VARIABLE):
+        return os.environ[OPERATOR_VARIABLE]
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _iso(moment: datetime.datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
