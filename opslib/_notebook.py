@@ -249,7 +249,7 @@ def _literal_default(
 
     if not is_of_type(value, type_name):
         raise _cell_error(
-            path, node.lineno, f"{name}: default {value!r} is not a {type_name}"
+            path, node.lineno, f"{name}: default {value!r} is not of type {type_name}"
         )
     return float(value) if type_name == "float" else value
 

@@ -466,7 +466,7 @@ def load_parameter_file(path: str | Path) -> dict[str, object]:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise ParameterError(
-            [f"parameter file {str(path)!r}: {error}; {expected}"]
+            [f"parameter file {str(path)!r}: {_read_problem(error)}; {expected}"]
         ) from error
 
     if data is None:
@@ -482,6 +482,15 @@ def load_parameter_file(path: str | Path) -> dict[str, object]:
     if problems:
         raise ParameterError(problems)
     return {str(key): value for key, value in data.items()}
+
+
+def _read_problem(error: Exception) -> str:
+    mark = getattr(error, "problem_mark", None)
+    if isinstance(error, yaml.YAMLError) and mark is not None:
+        problem = getattr(error, "problem", None) or "syntax error"
+        where = f"line {mark.line + 1}, column {mark.column + 1}"
+        return f"not valid YAML at {where} ({problem})"
+    return " ".join(str(error).split())
 
 
 def _flat_problems(data: dict[object, object]) -> Iterator[tuple[object, str]]:

@@ -60,6 +60,7 @@ _SENSITIVE_KEYS = frozenset(
         "x-auth-key",
         "x-auth-email",
         "session_id",
+        "password",
     }
 )
 
@@ -172,8 +173,9 @@ class Scrubber:
         """Return a scrubbed copy of JSON-like data: dicts (keys too), lists, strings.
 
         Values under credential-like keys (``Authorization``, ``Cookie``,
-        ``X-Auth-Key``, ``session_id`` ...) are replaced whole. Values under the
-        ``text/html`` and ``image/svg+xml`` keys of a MIME bundle are scrubbed as HTML.
+        ``X-Auth-Key``, ``session_id``, ``password`` ...) are replaced whole.
+        Values under the ``text/html`` and ``image/svg+xml`` keys of a MIME bundle
+        are scrubbed as HTML.
         """
         if isinstance(obj, str):
             return self.scrub_text(obj, is_html=is_html)
