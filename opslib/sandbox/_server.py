@@ -1,0 +1,212 @@
+"""The sandbox process: four loopback servers around one shared state.
+
+``python -m opslib.sandbox serve --state-dir DIR --scenario NAME`` reads
+``DIR/serve.json`` (environment names and wanted ports, written by
+``Sandbox.start``) and the token from ``DIR/secrets.env``, prepares the scenario,
+binds the platform, Cloudflare API, status page and control servers, and only then
+writes ``DIR/sandbox.json``: its appearance means "ready". SIGTERM or SIGINT shuts
+the servers down and removes the status files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from opslib._config import Environment
+
+from ._cloudflare import CloudflareApp
+from ._http import LOOPBACK, AppServer, Request, Response
+from ._platform import PlatformApp
+from ._scenarios import SCENARIOS, start_scenario
+from ._state import FAULT_NAMES, World
+from ._statuspage import StatusPageApp
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "serve.json"
+STATUS_FILE = "sandbox.json"
+PID_FILE = "sandbox.pid"
+SECRETS_FILE = "secrets.env"
+EXIT_PORT_BUSY = 3
+SERVER_NAMES = ("platform", "cloudflare", "status_page", "control")
+
+
+def serve(state_dir: Path, scenario: str) -> int:
+    """Run the sandbox until SIGTERM; returns the process exit code."""
+    config = json.loads((state_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+    world = World(_environment(config["environment"]), state_dir,
+                  read_dotenv(state_dir / SECRETS_FILE).get("CLOUDFLARE_API_TOKEN", ""))
+    start_scenario(world, scenario)
+    try:
+        servers = _bind(world, config["ports"], state_dir)
+    except OSError as error:
+        logger.error("sandbox port is busy: %s", error)
+        return EXIT_PORT_BUSY
+
+    threads = [threading.Thread(target=s.serve_forever, args=(0.1,),
+                                name=f"sandbox-{s.name}", daemon=True)
+               for s in servers.values()]
+    for thread in threads:
+        thread.start()
+    write_status(state_dir, _status(servers, scenario, world.started_at, state_dir))
+    logger.info("sandbox ready pid=%s scenario=%s", os.getpid(), scenario)
+
+    _wait_for_signal()
+    for server in servers.values():
+        server.shutdown()
+        server.server_close()
+    _remove_own_files(state_dir)
+    logger.info("sandbox stopped pid=%s", os.getpid())
+    return 0
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """Read ``NAME=value`` lines of a dotenv file (comments and blanks skipped)."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for line in path.read_text(encoding="utf-8").splitlines():
+        name, sep, value = line.strip().partition("=")
+        if sep and not name.startswith("#"):
+            values[name.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def write_status(state_dir: Path, data: dict[str, Any]) -> None:
+    """Replace ``sandbox.json`` in one step, so readers never see half a file."""
+    partial = state_dir / (STATUS_FILE + ".partial")
+    partial.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    os.replace(partial, state_dir / STATUS_FILE)
+
+
+def _environment(data: dict[str, Any]) -> Environment:
+    data = dict(data)
+    data["required_secrets"] = tuple(data.get("required_secrets") or ())
+    return Environment(**data)
+
+
+def _bind(world: World, ports: dict[str, int], state_dir: Path) -> dict[str, AppServer]:
+    apps = {
+        "platform": (PlatformApp(world), "cloudflare"),
+        "cloudflare": (CloudflareApp(world), "cloudflare"),
+        "status_page": (StatusPageApp(world), "nginx"),
+        "control": (ControlApp(world, state_dir), "opslib-sandbox"),
+    }
+    servers: dict[str, AppServer] = {}
+    try:
+        for name in SERVER_NAMES:
+            app, header = apps[name]
+            servers[name] = AppServer(int(ports.get(name, 0)), app, name, header)
+    except OSError:
+        for server in servers.values():
+            server.server_close()
+        raise
+    return servers
+
+
+def _status(servers: dict[str, AppServer], scenario: str, started_at: float,
+            state_dir: Path) -> dict[str, Any]:
+    ports = {name: server.port for name, server in servers.items()}
+    base = {name: f"http://{LOOPBACK}:{port}" for name, port in ports.items()}
+    return {
+        "pid": os.getpid(), "scenario": scenario, "started_at": started_at,
+        "state_dir": str(state_dir), "ports": ports,
+        "urls": {
+            "platform_url": base["platform"],
+            "cloudflare_api_url": base["cloudflare"] + "/client/v4",
+            "status_page_url": base["status_page"] + "/api/v2",
+            "control_url": base["control"],
+        },
+    }
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+
+    def _handle(signum: int, _frame: object) -> None:
+        logger.info("sandbox got signal=%s", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _handle)
+    signal.signal(signal.SIGINT, _handle)
+    while not stop.wait(0.1):
+        pass
+
+
+def _remove_own_files(state_dir: Path) -> None:
+    status = state_dir / STATUS_FILE
+    try:
+        owner = json.loads(status.read_text(encoding="utf-8")).get("pid")
+    except (OSError, ValueError):
+        return
+    if owner == os.getpid():
+        status.unlink(missing_ok=True)
+        (state_dir / PID_FILE).unlink(missing_ok=True)
+
+
+class ControlApp:
+    """The sandbox's own loopback API for ``Sandbox`` and tests.
+
+    Routes: GET /__sandbox/health, GET /__sandbox/truth, GET or POST
+    /__sandbox/faults, POST /__sandbox/reset with ``{"scenario": name}``.
+    """
+
+    def __init__(self, world: World, state_dir: Path) -> None:
+        self.world = world
+        self.state_dir = state_dir
+
+    def __call__(self, request: Request) -> Response:
+        """Answer one control request."""
+        route = (request.method, request.path.rstrip("/"))
+        if route == ("GET", "/__sandbox/health"):
+            return Response.json(200, {"ok": True, "pid": os.getpid(),
+                                       "scenario": self.world.scenario.name})
+        if route == ("GET", "/__sandbox/truth"):
+            with self.world.lock:
+                return Response.json(200, self.world.truth())
+        if route == ("GET", "/__sandbox/faults"):
+            return Response.json(200, {"faults": dict(self.world.faults)})
+        if route == ("POST", "/__sandbox/faults"):
+            return self._faults(request)
+        if route == ("POST", "/__sandbox/reset"):
+            return self._reset(request)
+        return Response.json(404, {"error": "Not Found", "path": request.path})
+
+    def _reset(self, request: Request) -> Response:
+        try:
+            name = request.json().get("scenario")
+        except (ValueError, AttributeError):
+            return Response.json(400, {"error": "body must be {\"scenario\": name}"})
+        if name not in SCENARIOS:
+            known = ", ".join(SCENARIOS)
+            return Response.json(400, {"error": f"unknown scenario {name!r}; known: {known}"})
+        started = time.monotonic()
+        start_scenario(self.world, name)
+        status_path = self.state_dir / STATUS_FILE
+        status = json.loads(status_path.read_text(encoding="utf-8"))
+        status.update(scenario=name, started_at=self.world.started_at)
+        write_status(self.state_dir, status)
+        return Response.json(200, {"scenario": name,
+                                   "seconds": round(time.monotonic() - started, 4)})
+
+    def _faults(self, request: Request) -> Response:
+        try:
+            faults = request.json()
+        except ValueError:
+            faults = None
+        if not isinstance(faults, dict):
+            return Response.json(400, {"error": "body must be a JSON object"})
+        problems = [f"{k!r}: expected a non-negative integer" for k, v in faults.items()
+                    if isinstance(v, bool) or not isinstance(v, int) or v < 0]
+        problems += [f"unknown fault {k!r}" for k in faults if k not in FAULT_NAMES]
+        if problems:
+            return Response.json(400, {"error": "; ".join(problems),
+                                       "known": list(FAULT_NAMES)})
+        return Response.json(200, {"faults": self.world.inject(faults)})
