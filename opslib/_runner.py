@@ -288,9 +288,15 @@ def _classify(exc: Exception) -> dict[str, Any]:
 
 
 def _error(kind: str, ename: str, evalue: str) -> dict[str, Any]:
-    if len(evalue) > _EVALUE_LIMIT:
-        evalue = evalue[:_EVALUE_LIMIT] + f"… ({len(evalue)} characters)"
     return {"kind": kind, "ename": ename, "evalue": evalue, "cell_index": None}
+
+
+def _trimmed(error: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Shorten a long error value; only after scrubbing, so no secret is cut in two."""
+    evalue = error["evalue"] if error else ""
+    if error is None or len(evalue) <= _EVALUE_LIMIT:
+        return error
+    return {**error, "evalue": f"{evalue[:_EVALUE_LIMIT]}… ({len(evalue)} characters)"}
 
 
 def _finish_notebook(
@@ -386,7 +392,7 @@ def _sidecar(
         "finished_at": _iso(finished),
         "duration_s": round((finished - run.started).total_seconds(), 3),
         "status": "failed" if run.error else "succeeded",
-        "error": scrubber.scrub_obj(run.error),
+        "error": _trimmed(scrubber.scrub_obj(run.error)),
         "verdict": verdict,
         "actions": actions,
         "cells": cell_timings(nb),
