@@ -158,7 +158,7 @@ class Sandbox:
         Counted faults (``cloudflare_429``, ``cloudflare_500``, ``platform_500``,
         ``status_page_500``) make the next N calls fail; delays
         (``cloudflare_delay_ms``, ``platform_delay_ms``) apply until changed or
-        until the next reset.
+        until the next reset. A value replaces the pending one, so 0 clears it.
 
         Raises:
             ConfigError: for an unknown fault name or a negative value.

@@ -222,13 +222,9 @@ class World:
             time.sleep(milliseconds / 1000)
 
     def inject(self, faults: dict[str, int]) -> dict[str, int]:
-        """Add counted faults and set delays; returns the faults now pending."""
+        """Set faults (0 clears one); returns the faults now pending."""
         with self.lock:
-            for name, value in faults.items():
-                if name in FAULT_COUNTERS:
-                    self.faults[name] += value
-                else:
-                    self.faults[name] = value
+            self.faults.update(faults)
             return dict(self.faults)
 
     def truth(self) -> dict[str, Any]:
