@@ -54,7 +54,9 @@ def login(call: Call) -> Response:
     limiter_key = f"rate_limit:login:{call.ip}"
     failures = call.kv_json(call.sessions, limiter_key) or {}
     if failures.get("count", 0) >= LOGIN_FAILURES:
-        return json_response(429, {"error": "Too many login attempts. Try again in 5 minutes."})
+        return json_response(
+            429, {"error": "Too many login attempts. Try again in 5 minutes."}
+        )
 
     with call.d1() as db:
         user = db.execute("SELECT * FROM users WHERE email = ?", (email,)).fetchone()
@@ -63,10 +65,13 @@ def login(call: Call) -> Response:
             _audit(db, call, user["id"] if user else "anonymous", "login_failed", email)
             return json_response(400, {"error": "Invalid credentials"})
         if not user["email_verified"]:
-            return json_response(403, {"error": "Please verify your email address "
-                                                "before logging in"})
+            return json_response(
+                403, {"error": "Please verify your email address before logging in"}
+            )
         call.sessions.delete(limiter_key)
-        db.execute("UPDATE users SET last_login = ? WHERE id = ?", (int(call.now), user["id"]))
+        db.execute(
+            "UPDATE users SET last_login = ? WHERE id = ?", (int(call.now), user["id"])
+        )
         _audit(db, call, user["id"], "login", email)
     return _start_session(call, user, bool(body.get("rememberMe")))
 
@@ -79,8 +84,11 @@ def logout(call: Call) -> Response:
     call.sessions.delete(f"session:{session['id']}")
     with call.d1() as db:
         _audit(db, call, session["userId"], "logout", "")
-    return json_response(200, {"success": True, "message": "Logged out successfully"},
-                         [("Set-Cookie", _cookie("", 0))])
+    return json_response(
+        200,
+        {"success": True, "message": "Logged out successfully"},
+        [("Set-Cookie", _cookie("", 0))],
+    )
 
 
 def me(call: Call) -> Response:
@@ -98,37 +106,56 @@ def me(call: Call) -> Response:
         with call.d1() as db:
             row = db.execute(
                 "SELECT id, email, role, subscription_tier, created_at, last_login "
-                "FROM users WHERE id = ?", (user_id,)).fetchone()
+                "FROM users WHERE id = ?",
+                (user_id,),
+            ).fetchone()
         if row is None:
             raise WorkerError("User not found")
         profile = dict(row)
         call.kv_put_json(call.cache, f"user:{user_id}", profile, 3600)
-    return json_response(200, {
-        "userId": profile.get("id"), "email": profile.get("email"),
-        "role": profile.get("role"), "subscriptionTier": profile.get("subscription_tier"),
-        "createdAt": profile.get("created_at"), "lastLogin": profile.get("last_login"),
-        "emailVerified": False,
-    })
+    return json_response(
+        200,
+        {
+            "userId": profile.get("id"),
+            "email": profile.get("email"),
+            "role": profile.get("role"),
+            "subscriptionTier": profile.get("subscription_tier"),
+            "createdAt": profile.get("created_at"),
+            "lastLogin": profile.get("last_login"),
+            "emailVerified": False,
+        },
+    )
 
 
 def _start_session(call: Call, user: sqlite3.Row, remember: bool) -> Response:
     session_id = str(uuid.uuid4())
     ttl = REMEMBER_TTL if remember else SESSION_TTL
-    session = {"userId": user["id"], "createdAt": int(call.now * 1000),
-               "expiresAt": int((call.now + ttl) * 1000), "rememberMe": remember}
+    session = {
+        "userId": user["id"],
+        "createdAt": int(call.now * 1000),
+        "expiresAt": int((call.now + ttl) * 1000),
+        "rememberMe": remember,
+    }
     call.kv_put_json(call.sessions, f"session:{session_id}", session, ttl)
     logger.info("sandbox login user=%s", user["id"])
     payload = {
-        "success": True, "message": "Login successful",
-        "user": {"id": user["id"], "email": user["email"], "role": user["role"],
-                 "subscriptionTier": user["subscription_tier"]},
+        "success": True,
+        "message": "Login successful",
+        "user": {
+            "id": user["id"],
+            "email": user["email"],
+            "role": user["role"],
+            "subscriptionTier": user["subscription_tier"],
+        },
     }
     return json_response(200, payload, [("Set-Cookie", _cookie(session_id, ttl))])
 
 
 def _cookie(value: str, max_age: int) -> str:
-    return (f"{COOKIE_NAME}={value}; Path=/; Domain=.example.com; HttpOnly; Secure; "
-            f"SameSite=None; Max-Age={max_age}")
+    return (
+        f"{COOKIE_NAME}={value}; Path=/; Domain=.example.com; HttpOnly; Secure; "
+        f"SameSite=None; Max-Age={max_age}"
+    )
 
 
 def _count_failure(call: Call, key: str, failures: dict[str, Any]) -> None:
@@ -138,8 +165,9 @@ def _count_failure(call: Call, key: str, failures: dict[str, Any]) -> None:
     call.kv_put_json(call.sessions, key, record, remaining)
 
 
-def _audit(db: sqlite3.Connection, call: Call, user_id: str, action: str,
-           email: str) -> None:
+def _audit(
+    db: sqlite3.Connection, call: Call, user_id: str, action: str, email: str
+) -> None:
     """Write an audit row; a failed insert is only logged, as on the platform.
 
     Failed logins for unknown emails use user id 'anonymous', which breaks the
@@ -149,8 +177,17 @@ def _audit(db: sqlite3.Connection, call: Call, user_id: str, action: str,
         db.execute(
             "INSERT INTO audit_log (id, user_id, action, resource_type, resource_id, "
             "timestamp, ip_address, user_agent, metadata) VALUES (?,?,?,?,?,?,?,?,?)",
-            (str(uuid.uuid4()), user_id, action, "auth", user_id, int(call.now), call.ip,
-             call.request.headers.get("User-Agent"), json.dumps({"email": email})),
+            (
+                str(uuid.uuid4()),
+                user_id,
+                action,
+                "auth",
+                user_id,
+                int(call.now),
+                call.ip,
+                call.request.headers.get("User-Agent"),
+                json.dumps({"email": email}),
+            ),
         )
     except sqlite3.Error as error:
         logger.debug("audit insert failed action=%s error=%s", action, error)

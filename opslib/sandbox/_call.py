@@ -95,8 +95,9 @@ class Call:
         """
         if not self.world.scenario.d1_available:
             raise WorkerError(UNAVAILABLE_MESSAGE)
-        connection = sqlite3.connect(self.world.database, isolation_level=None,
-                                     timeout=10)
+        connection = sqlite3.connect(
+            self.world.database, isolation_level=None, timeout=10
+        )
         connection.row_factory = sqlite3.Row
         connection.execute("PRAGMA foreign_keys = ON")
         try:
@@ -116,14 +117,16 @@ class Call:
         except ValueError:
             return None
 
-    def kv_put_json(self, namespace: Namespace | None, key: str, value: Any,
-                    ttl: float) -> None:
+    def kv_put_json(
+        self, namespace: Namespace | None, key: str, value: Any, ttl: float
+    ) -> None:
         """Write a JSON value with a TTL in seconds."""
         if namespace is not None:
             namespace.put(key, json.dumps(value).encode("utf-8"), ttl=ttl)
 
 
-def json_response(status: int, payload: Any,
-                  headers: list[tuple[str, str]] | None = None) -> Response:
+def json_response(
+    status: int, payload: Any, headers: list[tuple[str, str]] | None = None
+) -> Response:
     """Build a Worker JSON answer."""
     return Response.json(status, payload, headers)

@@ -42,11 +42,19 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--scenario", type=click.Choice(list(SCENARIOS)), default="healthy",
-              show_default=True,
-              help="Scenario to set up; every one but healthy injects one fault.")
-@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
-              default=None, help=_STATE_DIR_HELP)
+@click.option(
+    "--scenario",
+    type=click.Choice(list(SCENARIOS)),
+    default="healthy",
+    show_default=True,
+    help="Scenario to set up; every one but healthy injects one fault.",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help=_STATE_DIR_HELP,
+)
 def start(scenario: str, state_dir: Path | None) -> None:
     """Start the sandbox in the background and wait until it is ready.
 
@@ -66,8 +74,12 @@ def start(scenario: str, state_dir: Path | None) -> None:
 
 
 @cli.command()
-@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
-              default=None, help=_STATE_DIR_HELP)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help=_STATE_DIR_HELP,
+)
 def stop(state_dir: Path | None) -> None:
     """Stop the sandbox running in the state folder (SIGTERM, then SIGKILL)."""
     sandbox = _sandbox(state_dir)
@@ -78,8 +90,12 @@ def stop(state_dir: Path | None) -> None:
 
 
 @cli.command()
-@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
-              default=None, help=_STATE_DIR_HELP)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help=_STATE_DIR_HELP,
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(state_dir: Path | None, as_json: bool) -> None:
     """Show whether a sandbox runs, its scenario and URLs (exit 1 when stopped)."""
@@ -97,13 +113,15 @@ def status(state_dir: Path | None, as_json: bool) -> None:
 
 
 @cli.command(hidden=True)
-@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
-              required=True)
+@click.option(
+    "--state-dir", type=click.Path(file_okay=False, path_type=Path), required=True
+)
 @click.option("--scenario", type=click.Choice(list(SCENARIOS)), default="healthy")
 def serve(state_dir: Path, scenario: str) -> None:
     """Run the sandbox servers in the foreground (spawned by ``start``)."""
     from ._server import serve as run_servers
 
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     sys.exit(run_servers(state_dir.resolve(), scenario))

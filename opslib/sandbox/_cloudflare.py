@@ -40,9 +40,16 @@ _KV = r"/accounts/(?P<account>[^/]+)/storage/kv/namespaces"
 
 def _verify_token(world: World, request: Request, params: dict[str, str]) -> Response:
     token_id = hashlib.sha256(world.token.encode()).hexdigest()[:32]
-    return ok({"id": token_id, "status": "active"},
-              messages=[{"code": 10000, "message": "This API Token is valid and active",
-                         "type": None}])
+    return ok(
+        {"id": token_id, "status": "active"},
+        messages=[
+            {
+                "code": 10000,
+                "message": "This API Token is valid and active",
+                "type": None,
+            }
+        ],
+    )
 
 
 _ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
@@ -50,15 +57,21 @@ _ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
     for method, pattern, handler in (
         ("GET", r"/user/tokens/verify", _verify_token),
         ("GET", r"/accounts/(?P<account>[^/]+)/tokens/verify", _verify_token),
-        ("GET", r"/accounts/(?P<account>[^/]+)/workers/scripts",
-         _workers_api.list_scripts),
+        (
+            "GET",
+            r"/accounts/(?P<account>[^/]+)/workers/scripts",
+            _workers_api.list_scripts,
+        ),
         ("GET", _SCRIPT + r"/settings", _workers_api.script_settings),
         ("GET", _SCRIPT + r"/secrets", _workers_api.list_secrets),
         ("PUT", _SCRIPT + r"/secrets", _workers_api.put_secret),
         ("GET", _SCRIPT + r"/deployments", _workers_api.list_deployments),
         ("POST", _SCRIPT + r"/deployments", _workers_api.create_deployment),
-        ("GET", _SCRIPT + r"/deployments/(?P<deployment>[^/]+)",
-         _workers_api.get_deployment),
+        (
+            "GET",
+            _SCRIPT + r"/deployments/(?P<deployment>[^/]+)",
+            _workers_api.get_deployment,
+        ),
         ("GET", _SCRIPT + r"/versions", _workers_api.list_versions),
         ("GET", _SCRIPT + r"/versions/(?P<version>[^/]+)", _workers_api.get_version),
         ("GET", _D1, _storage_api.list_databases),
@@ -67,12 +80,21 @@ _ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
         ("POST", _D1 + r"/(?P<database>[^/]+)/raw", _storage_api.raw_query_database),
         ("GET", _KV, _storage_api.list_namespaces),
         ("GET", _KV + r"/(?P<namespace>[^/]+)/keys", _storage_api.list_keys),
-        ("GET", _KV + r"/(?P<namespace>[^/]+)/values/(?P<key>.+)",
-         _storage_api.get_value),
-        ("PUT", _KV + r"/(?P<namespace>[^/]+)/values/(?P<key>.+)",
-         _storage_api.put_value),
-        ("DELETE", _KV + r"/(?P<namespace>[^/]+)/values/(?P<key>.+)",
-         _storage_api.delete_value),
+        (
+            "GET",
+            _KV + r"/(?P<namespace>[^/]+)/values/(?P<key>.+)",
+            _storage_api.get_value,
+        ),
+        (
+            "PUT",
+            _KV + r"/(?P<namespace>[^/]+)/values/(?P<key>.+)",
+            _storage_api.put_value,
+        ),
+        (
+            "DELETE",
+            _KV + r"/(?P<namespace>[^/]+)/values/(?P<key>.+)",
+            _storage_api.delete_value,
+        ),
         ("POST", _KV + r"/(?P<namespace>[^/]+)/bulk/delete", _storage_api.bulk_delete),
     )
 ]
@@ -102,22 +124,35 @@ class CloudflareApp:
         if not request.raw_path.startswith(PREFIX + "/"):
             raise ApiError(404, 7000, "No route for that URI")
         self._authenticate(request)
-        handler, params = _match(request.method, request.raw_path[len(PREFIX):])
-        if "account" in params and params["account"] != self.world.environment.account_id:
-            raise ApiError(404, 7003, f"Could not route to {request.raw_path}, perhaps "
-                           "your object identifier is invalid?")
+        handler, params = _match(request.method, request.raw_path[len(PREFIX) :])
+        if (
+            "account" in params
+            and params["account"] != self.world.environment.account_id
+        ):
+            raise ApiError(
+                404,
+                7003,
+                f"Could not route to {request.raw_path}, perhaps "
+                "your object identifier is invalid?",
+            )
         with self.world.lock:
             return handler(self.world, request, params)
 
     def _check_faults(self) -> None:
         if self.world.take_fault("cloudflare_429"):
-            # 971 with Retry-After and the x-ratelimit headers (CLOUDFLARE.md section 1).
+            # 971 with Retry-After and x-ratelimit headers (CLOUDFLARE.md section 1).
             reset = http_date(time.time() + 1)
-            raise ApiError(429, 971, "Please wait and consider throttling your request "
-                           "speed", headers=[("Retry-After", "1"),
-                                             ("X-RateLimit-Limit", "1200"),
-                                             ("X-RateLimit-Remaining", "0"),
-                                             ("X-RateLimit-Reset", reset)])
+            raise ApiError(
+                429,
+                971,
+                "Please wait and consider throttling your request speed",
+                headers=[
+                    ("Retry-After", "1"),
+                    ("X-RateLimit-Limit", "1200"),
+                    ("X-RateLimit-Remaining", "0"),
+                    ("X-RateLimit-Reset", reset),
+                ],
+            )
         if self.world.take_fault("cloudflare_500"):
             # The reference names no code for internal errors; 10002 is the stand-in's.
             raise ApiError(500, 10002, "An internal error occurred; please retry")
@@ -128,8 +163,12 @@ class CloudflareApp:
             raise ApiError(401, 1001, 'Missing "Authorization" header')
         scheme, _, token = header.partition(" ")
         if scheme != "Bearer" or not _TOKEN_SHAPE.match(token.strip()):
-            raise ApiError(400, 6003, "Invalid request headers",
-                           chain=((6111, "Invalid format for Authorization header"),))
+            raise ApiError(
+                400,
+                6003,
+                "Invalid request headers",
+                chain=((6111, "Invalid format for Authorization header"),),
+            )
         if not hmac.compare_digest(token.strip().encode(), self.world.token.encode()):
             raise ApiError(401, 1000, "Invalid API Token")
 
@@ -140,4 +179,3 @@ def _match(method: str, path: str) -> tuple[Handler, dict[str, str]]:
         if found and route_method == method:
             return handler, {k: unquote(v) for k, v in found.groupdict().items()}
     raise ApiError(404, 7000, "No route for that URI")
-

@@ -30,9 +30,16 @@ UNAVAILABLE_MESSAGE = (
 _TRANSACTION_WORDS = ("BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE")
 _WRITE_WORDS = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER")
 _PRIMARY_CODES = {
-    1: "SQLITE_ERROR", 5: "SQLITE_BUSY", 6: "SQLITE_LOCKED", 8: "SQLITE_READONLY",
-    11: "SQLITE_CORRUPT", 13: "SQLITE_FULL", 18: "SQLITE_TOOBIG",
-    19: "SQLITE_CONSTRAINT", 20: "SQLITE_MISMATCH", 23: "SQLITE_AUTH",
+    1: "SQLITE_ERROR",
+    5: "SQLITE_BUSY",
+    6: "SQLITE_LOCKED",
+    8: "SQLITE_READONLY",
+    11: "SQLITE_CORRUPT",
+    13: "SQLITE_FULL",
+    18: "SQLITE_TOOBIG",
+    19: "SQLITE_CONSTRAINT",
+    20: "SQLITE_MISMATCH",
+    23: "SQLITE_AUTH",
     25: "SQLITE_RANGE",
 }
 
@@ -92,13 +99,15 @@ def parse_body(body: Any) -> list[_Statement]:
     elif isinstance(body, dict) and "sql" in body:
         items = [body]
     else:
-        raise D1Error("The request is malformed: expected {sql, params} or {batch}",
-                      code=7400)
+        raise D1Error(
+            "The request is malformed: expected {sql, params} or {batch}", code=7400
+        )
     statements: list[_Statement] = []
     for item in items:
         if not isinstance(item, dict) or not isinstance(item.get("sql"), str):
-            raise D1Error("The request is malformed: every entry needs a sql string",
-                          code=7400)
+            raise D1Error(
+                "The request is malformed: every entry needs a sql string", code=7400
+            )
         statements += _split_item(item["sql"], _check_params(item.get("params")))
     if not statements:
         raise D1Error("No SQL statements detected.: SQLITE_ERROR")
@@ -132,9 +141,14 @@ def database_info(path: Path, uuid: str, name: str, created_at: str) -> dict[str
     finally:
         connection.close()
     return {
-        "uuid": uuid, "name": name, "created_at": created_at, "version": "production",
-        "num_tables": tables, "file_size": path.stat().st_size,
-        "running_in_region": "ENAM", "read_replication": {"mode": "disabled"},
+        "uuid": uuid,
+        "name": name,
+        "created_at": created_at,
+        "version": "production",
+        "num_tables": tables,
+        "file_size": path.stat().st_size,
+        "running_in_region": "ENAM",
+        "read_replication": {"mode": "disabled"},
         "jurisdiction": None,
     }
 
@@ -145,13 +159,15 @@ def _check_params(params: Any) -> list[Any]:
     if not isinstance(params, list):
         raise D1Error("The request is malformed: params must be a list", code=7400)
     if len(params) > MAX_PARAMS:
-        raise D1Error(f"too many SQL variables ({len(params)} > {MAX_PARAMS}): "
-                      "SQLITE_ERROR")
+        raise D1Error(
+            f"too many SQL variables ({len(params)} > {MAX_PARAMS}): SQLITE_ERROR"
+        )
     checked = []
     for value in params:
         if isinstance(value, (list, dict)):
-            raise D1Error("Type 'object' not supported for value in params: "
-                          "SQLITE_MISMATCH")
+            raise D1Error(
+                "Type 'object' not supported for value in params: SQLITE_MISMATCH"
+            )
         checked.append(int(value) if isinstance(value, bool) else value)
     return checked
 
@@ -166,22 +182,40 @@ def _split_item(sql: str, params: list[Any]) -> list[_Statement]:
     return [_Statement(piece, params) for piece in pieces]
 
 
-def _authorize(action: int, arg1: str | None, arg2: str | None, _db: str | None,
-               _trigger: str | None) -> int:
-    if action in (sqlite3.SQLITE_TRANSACTION, sqlite3.SQLITE_SAVEPOINT,
-                  sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
+def _authorize(
+    action: int,
+    arg1: str | None,
+    arg2: str | None,
+    _db: str | None,
+    _trigger: str | None,
+) -> int:
+    if action in (
+        sqlite3.SQLITE_TRANSACTION,
+        sqlite3.SQLITE_SAVEPOINT,
+        sqlite3.SQLITE_ATTACH,
+        sqlite3.SQLITE_DETACH,
+    ):
         return sqlite3.SQLITE_DENY
     if action == sqlite3.SQLITE_PRAGMA:
         allowed = (arg1 or "").lower() == "defer_foreign_keys"
         return sqlite3.SQLITE_OK if allowed else sqlite3.SQLITE_DENY
-    if action in (sqlite3.SQLITE_READ, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_INSERT,
-                  sqlite3.SQLITE_DELETE) and arg1 == INTERNAL_TABLE:
+    if (
+        action
+        in (
+            sqlite3.SQLITE_READ,
+            sqlite3.SQLITE_UPDATE,
+            sqlite3.SQLITE_INSERT,
+            sqlite3.SQLITE_DELETE,
+        )
+        and arg1 == INTERNAL_TABLE
+    ):
         return sqlite3.SQLITE_DENY
     return sqlite3.SQLITE_OK
 
 
-def _execute(connection: sqlite3.Connection, statement: _Statement,
-             raw: bool) -> dict[str, Any]:
+def _execute(
+    connection: sqlite3.Connection, statement: _Statement, raw: bool
+) -> dict[str, Any]:
     before = connection.total_changes
     connection.set_authorizer(_authorize)
     started = time.perf_counter()
@@ -195,12 +229,18 @@ def _execute(connection: sqlite3.Connection, statement: _Statement,
     changes = connection.total_changes - before
     first = statement.sql.lstrip("( \n\t").split(None, 1)[0].upper()
     meta = {
-        "served_by": "v3-prod", "served_by_region": "ENAM", "served_by_primary": True,
-        "served_by_colo": "EWR", "duration": round(duration, 4), "changes": changes,
+        "served_by": "v3-prod",
+        "served_by_region": "ENAM",
+        "served_by_primary": True,
+        "served_by_colo": "EWR",
+        "duration": round(duration, 4),
+        "changes": changes,
         "last_row_id": cursor.lastrowid or 0,
         "changed_db": changes > 0 or first in _WRITE_WORDS,
-        "size_after": _size(connection), "rows_read": max(len(rows), changes),
-        "rows_written": changes, "timings": {"sql_duration_ms": round(duration, 4)},
+        "size_after": _size(connection),
+        "rows_read": max(len(rows), changes),
+        "rows_written": changes,
+        "timings": {"sql_duration_ms": round(duration, 4)},
     }
     if raw:
         result: Any = {"columns": columns, "rows": values}
@@ -223,8 +263,10 @@ def _as_d1_error(error: sqlite3.Error, statements: list[_Statement]) -> D1Error:
     code = getattr(error, "sqlite_errorcode", 1) or 1
     name = _PRIMARY_CODES.get(code & 0xFF, "SQLITE_ERROR")
     if name == "SQLITE_AUTH" and any(_is_transaction(s.sql) for s in statements):
-        message = ("D1_ERROR: explicit transactions are not allowed: use the batch "
-                   "API or state.storage.transaction() instead: SQLITE_AUTH")
+        message = (
+            "D1_ERROR: explicit transactions are not allowed: use the batch "
+            "API or state.storage.transaction() instead: SQLITE_AUTH"
+        )
     else:
         message = f"{error}: {name}"
     logger.debug("d1 statement refused message=%s", message)

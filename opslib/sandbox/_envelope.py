@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ._http import Request, Response
@@ -20,9 +20,15 @@ class ApiError(Exception):
         headers: extra response headers.
     """
 
-    def __init__(self, status: int, code: int, message: str, *,
-                 chain: tuple[tuple[int, str], ...] = (),
-                 headers: list[tuple[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: int,
+        message: str,
+        *,
+        chain: tuple[tuple[int, str], ...] = (),
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -38,19 +44,27 @@ class ApiError(Exception):
         return Response.json(self.status, payload, [*_ray(), *self.headers])
 
 
-def ok(result: Any, *, result_info: dict[str, Any] | None = None,
-       messages: list[dict[str, Any]] | None = None) -> Response:
+def ok(
+    result: Any,
+    *,
+    result_info: dict[str, Any] | None = None,
+    messages: list[dict[str, Any]] | None = None,
+) -> Response:
     """Render a successful answer in the v4 envelope."""
     payload: dict[str, Any] = {
-        "success": True, "errors": [], "messages": messages or [], "result": result,
+        "success": True,
+        "errors": [],
+        "messages": messages or [],
+        "result": result,
     }
     if result_info is not None:
         payload["result_info"] = result_info
     return Response.json(200, payload, _ray())
 
 
-def paginate(items: list[Any], request: Request, *, default: int,
-             maximum: int) -> tuple[list[Any], dict[str, int]]:
+def paginate(
+    items: list[Any], request: Request, *, default: int, maximum: int
+) -> tuple[list[Any], dict[str, int]]:
     """Cut one page out of ``items`` with page-style ``result_info``.
 
     ``page`` and ``per_page`` are honoured; a page past the end is empty, which is
@@ -58,23 +72,26 @@ def paginate(items: list[Any], request: Request, *, default: int,
     """
     page = max(1, _int_arg(request, "page", 1))
     per_page = min(maximum, max(1, _int_arg(request, "per_page", default)))
-    chunk = items[(page - 1) * per_page: page * per_page]
+    chunk = items[(page - 1) * per_page : page * per_page]
     info = {
-        "page": page, "per_page": per_page, "count": len(chunk),
-        "total_count": len(items), "total_pages": math.ceil(len(items) / per_page),
+        "page": page,
+        "per_page": per_page,
+        "count": len(chunk),
+        "total_count": len(items),
+        "total_pages": math.ceil(len(items) / per_page),
     }
     return chunk, info
 
 
 def iso(timestamp: float) -> str:
     """Format epoch seconds the way the API does: UTC with microseconds and Z."""
-    moment = datetime.fromtimestamp(timestamp, tz=timezone.utc)
+    moment = datetime.fromtimestamp(timestamp, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def http_date(timestamp: float) -> str:
     """Format epoch seconds as an RFC 1123 date."""
-    moment = datetime.fromtimestamp(timestamp, tz=timezone.utc)
+    moment = datetime.fromtimestamp(timestamp, tz=UTC)
     return moment.strftime("%a, %d %b %Y %H:%M:%S GMT")
 
 
@@ -98,7 +115,9 @@ def _int_arg(request: Request, name: str, default: int) -> int:
     try:
         return int(str(value))
     except ValueError as error:
-        raise ApiError(400, 1004, f"{name} must be an integer, got {value!r}") from error
+        raise ApiError(
+            400, 1004, f"{name} must be an integer, got {value!r}"
+        ) from error
 
 
 def _ray() -> list[tuple[str, str]]:

@@ -68,19 +68,29 @@ class Response:
     headers: list[tuple[str, str]] = field(default_factory=list)
 
     @classmethod
-    def json(cls, status: int, payload: Any,
-             headers: list[tuple[str, str]] | None = None) -> Response:
+    def json(
+        cls, status: int, payload: Any, headers: list[tuple[str, str]] | None = None
+    ) -> Response:
         """Build a JSON response."""
         body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
-        return cls(status, body,
-                   [("Content-Type", "application/json"), *(headers or [])])
+        return cls(
+            status, body, [("Content-Type", "application/json"), *(headers or [])]
+        )
 
     @classmethod
-    def text(cls, status: int, text: str, content_type: str = "text/plain; charset=UTF-8",
-             headers: list[tuple[str, str]] | None = None) -> Response:
+    def text(
+        cls,
+        status: int,
+        text: str,
+        content_type: str = "text/plain; charset=UTF-8",
+        headers: list[tuple[str, str]] | None = None,
+    ) -> Response:
         """Build a text response."""
-        return cls(status, text.encode("utf-8"),
-                   [("Content-Type", content_type), *(headers or [])])
+        return cls(
+            status,
+            text.encode("utf-8"),
+            [("Content-Type", content_type), *(headers or [])],
+        )
 
     def header(self, name: str) -> str | None:
         """Return the first header of that name, case-insensitively."""
@@ -98,7 +108,7 @@ class _Handler(BaseHTTPRequestHandler):
     def version_string(self) -> str:
         return self.server.server_header
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         logger.debug("request server=%s line=%s", self.server.name, format % args)
 
     def _dispatch(self) -> None:
@@ -106,8 +116,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             response = self.server.app(request)
         except Exception:
-            logger.exception("handler failed server=%s path=%s", self.server.name,
-                             request.path)
+            logger.exception(
+                "handler failed server=%s path=%s", self.server.name, request.path
+            )
             response = Response.text(500, "sandbox handler error\n")
         self._write_response(response)
 
@@ -116,9 +127,13 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
         return Request(
-            method=self.command, path=unquote(split.path), raw_path=split.path,
+            method=self.command,
+            path=unquote(split.path),
+            raw_path=split.path,
             query=parse_qs(split.query, keep_blank_values=True),
-            headers=self.headers, body=body, client_ip=self.client_address[0],
+            headers=self.headers,
+            body=body,
+            client_ip=self.client_address[0],
         )
 
     def _write_response(self, response: Response) -> None:

@@ -10,7 +10,7 @@ window as TTL; the request that would exceed a limit is refused with 429.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ._auth import validate_session
 from ._call import Call, WorkerError, json_response
@@ -35,17 +35,19 @@ def check_limits(call: Call) -> Response | None:
     The X-RateLimit headers of the last check are added to ``call.headers``.
     """
     path = call.path
-    if path.startswith("/webhooks/") or path.startswith("/assets/"):
+    if path.startswith(("/webhooks/", "/assets/")):
         return None
     limit, window = _ip_rule(path)
-    refused = _hit(call, f"rate_limit:ip:{call.ip}:{path.replace('/', '_')}",
-                   limit, window, "IP")
+    refused = _hit(
+        call, f"rate_limit:ip:{call.ip}:{path.replace('/', '_')}", limit, window, "IP"
+    )
     if refused is None:
         refused = _check_user(call)
     if refused is None:
         limit, window = _endpoint_rule(path)
-        refused = _hit(call, f"rate_limit:endpoint:{call.ip}:{path}", limit, window,
-                       "Endpoint")
+        refused = _hit(
+            call, f"rate_limit:endpoint:{call.ip}:{path}", limit, window, "Endpoint"
+        )
     return refused
 
 
@@ -77,8 +79,10 @@ def _check_user(call: Call) -> Response | None:
         return None
     try:
         with call.d1() as db:
-            row = db.execute("SELECT role, subscription_tier FROM users WHERE id = ?",
-                             (session["userId"],)).fetchone()
+            row = db.execute(
+                "SELECT role, subscription_tier FROM users WHERE id = ?",
+                (session["userId"],),
+            ).fetchone()
     except WorkerError as error:
         logger.debug("rate limiter skipped user check error=%s", error)
         return None
@@ -86,12 +90,16 @@ def _check_user(call: Call) -> Response | None:
         return None
     tier = "ADMIN" if row["role"] == "admin" else str(row["subscription_tier"]).upper()
     uploads, analyses, other = _USER_LIMITS.get(tier, _USER_LIMITS["FREE"])
-    limit = uploads if "/upload" in call.path else (
-        analyses if "/analyze" in call.path else other)
+    limit = (
+        uploads
+        if "/upload" in call.path
+        else (analyses if "/analyze" in call.path else other)
+    )
     if limit is None:
         return None
-    return _hit(call, f"rate_limit:user:{session['userId']}:{call.path}", limit, DAY,
-                "User")
+    return _hit(
+        call, f"rate_limit:user:{session['userId']}:{call.path}", limit, DAY, "User"
+    )
 
 
 def _hit(call: Call, key: str, limit: int, window: int, kind: str) -> Response | None:
@@ -109,12 +117,14 @@ def _hit(call: Call, key: str, limit: int, window: int, kind: str) -> Response |
 
 def _refuse(call: Call, kind: str, limit: int, reset: float) -> Response:
     retry_after = max(1, int(reset - call.now + 0.999))
-    reset_iso = datetime.fromtimestamp(reset, tz=timezone.utc).isoformat()
+    reset_iso = datetime.fromtimestamp(reset, tz=UTC).isoformat()
     logger.info("rate limit hit kind=%s path=%s", kind, call.path)
     payload = {
         "error": "Rate limit exceeded",
         "message": f"{kind} rate limit exceeded. Try again in {retry_after} seconds.",
-        "limit": limit, "remaining": 0, "resetAt": reset_iso.replace("+00:00", "Z"),
+        "limit": limit,
+        "remaining": 0,
+        "resetAt": reset_iso.replace("+00:00", "Z"),
         "retryAfter": retry_after,
     }
     headers = [*_headers(limit, 0, reset), ("Retry-After", str(retry_after))]
@@ -122,6 +132,8 @@ def _refuse(call: Call, kind: str, limit: int, reset: float) -> Response:
 
 
 def _headers(limit: int, remaining: int, reset: float) -> list[tuple[str, str]]:
-    return [("X-RateLimit-Limit", str(limit)),
-            ("X-RateLimit-Remaining", str(max(0, remaining))),
-            ("X-RateLimit-Reset", http_date(reset))]
+    return [
+        ("X-RateLimit-Limit", str(limit)),
+        ("X-RateLimit-Remaining", str(max(0, remaining))),
+        ("X-RateLimit-Reset", http_date(reset)),
+    ]

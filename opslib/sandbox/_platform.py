@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import secrets
+from typing import Any
 
 from . import _auth
 from ._call import Call, WorkerError, json_response
@@ -29,17 +30,26 @@ from ._state import World
 logger = logging.getLogger(__name__)
 
 ALLOWED_ORIGINS = (
-    "https://example.com", "https://www.example.com", "https://api.example.com",
-    "https://dashboard.example.com", "https://manuscript-platform.pages.dev",
-    "https://manuscript-dashboard.pages.dev", "http://localhost:8000",
-    "http://localhost:3000", "http://localhost:8787",
+    "https://example.com",
+    "https://www.example.com",
+    "https://api.example.com",
+    "https://dashboard.example.com",
+    "https://manuscript-platform.pages.dev",
+    "https://manuscript-dashboard.pages.dev",
+    "http://localhost:8000",
+    "http://localhost:3000",
+    "http://localhost:8787",
 )
 SECURITY_HEADERS = (
-    ("Content-Security-Policy",
-     "default-src 'self'; script-src 'self' https://js.stripe.com; "
-     "connect-src 'self' https://api.stripe.com; "
-     "frame-src https://js.stripe.com https://hooks.stripe.com; "
-     "img-src 'self' data: https:; style-src 'self' 'unsafe-inline'"),
+    (
+        "Content-Security-Policy",
+        (
+            "default-src 'self'; script-src 'self' https://js.stripe.com; "
+            "connect-src 'self' https://api.stripe.com; "
+            "frame-src https://js.stripe.com https://hooks.stripe.com; "
+            "img-src 'self' data: https:; style-src 'self' 'unsafe-inline'"
+        ),
+    ),
     ("X-Frame-Options", "DENY"),
     ("X-Content-Type-Options", "nosniff"),
     ("X-XSS-Protection", "1; mode=block"),
@@ -90,8 +100,13 @@ class PlatformApp:
             sessions = world.bound_namespace(version, "SESSIONS")
             if sessions is None:
                 raise WorkerError(_KV_UNBOUND)
-            call = Call(world, request, version, sessions,
-                        world.bound_namespace(version, "CACHE_KV"))
+            call = Call(
+                world,
+                request,
+                version,
+                sessions,
+                world.bound_namespace(version, "CACHE_KV"),
+            )
             refused = check_limits(call)
             if refused is not None:
                 return refused
@@ -139,11 +154,17 @@ def _list_manuscripts(call: Call) -> Response:
         rows = db.execute(
             "SELECT id, title, status, genre, word_count, file_type, uploaded_at, "
             f"updated_at, flagged_for_review FROM manuscripts WHERE {where} "
-            "ORDER BY uploaded_at DESC LIMIT ?", [*args, _PAGE_SIZE]).fetchall()
+            "ORDER BY uploaded_at DESC LIMIT ?",
+            [*args, _PAGE_SIZE],
+        ).fetchall()
     payload = {
         "manuscripts": [dict(row) for row in rows],
-        "pagination": {"page": 1, "limit": _PAGE_SIZE, "total": count,
-                       "totalPages": math.ceil(count / _PAGE_SIZE)},
+        "pagination": {
+            "page": 1,
+            "limit": _PAGE_SIZE,
+            "total": count,
+            "totalPages": math.ceil(count / _PAGE_SIZE),
+        },
     }
     call.kv_put_json(call.cache, cache_key, payload, 300)
     return json_response(200, payload, [("X-Cache", "MISS")])
@@ -172,10 +193,11 @@ def _payments(call: Call, method: str, path: str) -> Response:
     return handler(call, session["userId"])
 
 
-def _subscription_row(call: Call, user_id: str) -> dict[str, object]:
+def _subscription_row(call: Call, user_id: str) -> dict[str, Any]:
     with call.d1() as db:
-        row = db.execute("SELECT * FROM user_subscriptions_with_usage WHERE user_id = ?",
-                         (user_id,)).fetchone()
+        row = db.execute(
+            "SELECT * FROM user_subscriptions_with_usage WHERE user_id = ?", (user_id,)
+        ).fetchone()
     if row is None:
         raise WorkerError("User does not exist")
     return dict(row)
@@ -183,29 +205,47 @@ def _subscription_row(call: Call, user_id: str) -> dict[str, object]:
 
 def _subscription(call: Call, user_id: str) -> Response:
     row = _subscription_row(call, user_id)
-    return json_response(200, {"subscription": {
-        "planType": row["plan_type"] or "free", "status": row["subscription_status"],
-        "currentPeriodStart": row["current_period_start"],
-        "currentPeriodEnd": row["current_period_end"],
-        "cancelAtPeriodEnd": bool(row["cancel_at_period_end"]),
-        "manuscriptsThisPeriod": row["manuscripts_this_period"],
-        "monthlyLimit": row["monthly_limit"],
-    }})
+    return json_response(
+        200,
+        {
+            "subscription": {
+                "planType": row["plan_type"] or "free",
+                "status": row["subscription_status"],
+                "currentPeriodStart": row["current_period_start"],
+                "currentPeriodEnd": row["current_period_end"],
+                "cancelAtPeriodEnd": bool(row["cancel_at_period_end"]),
+                "manuscriptsThisPeriod": row["manuscripts_this_period"],
+                "monthlyLimit": row["monthly_limit"],
+            }
+        },
+    )
 
 
 def _can_upload(call: Call, user_id: str) -> Response:
     row = _subscription_row(call, user_id)
-    used, limit = int(row["manuscripts_this_period"] or 0), int(row["monthly_limit"] or 1)
-    return json_response(200, {"canUpload": used < limit, "manuscriptsThisPeriod": used,
-                               "monthlyLimit": limit, "planType": row["plan_type"]})
+    used, limit = (
+        int(row["manuscripts_this_period"] or 0),
+        int(row["monthly_limit"] or 1),
+    )
+    return json_response(
+        200,
+        {
+            "canUpload": used < limit,
+            "manuscriptsThisPeriod": used,
+            "monthlyLimit": limit,
+            "planType": row["plan_type"],
+        },
+    )
 
 
 def _history(call: Call, user_id: str) -> Response:
     with call.d1() as db:
         rows = db.execute(
-            "SELECT id, amount, currency, payment_type, status, description, created_at "
+            "SELECT id, amount, currency, payment_type, status, description, "
+            "created_at "
             "FROM payment_history WHERE user_id = ? ORDER BY created_at DESC LIMIT 50",
-            (user_id,)).fetchall()
+            (user_id,),
+        ).fetchall()
     return json_response(200, {"payments": [dict(row) for row in rows]})
 
 
@@ -236,8 +276,10 @@ def _cors_headers(request: Request) -> list[tuple[str, str]]:
         ("Access-Control-Allow-Origin", allowed),
         ("Access-Control-Allow-Credentials", "true"),
         ("Access-Control-Allow-Methods", "GET, PUT, POST, DELETE, OPTIONS"),
-        ("Access-Control-Allow-Headers",
-         "Content-Type, X-Filename, X-Author-Id, X-File-Type, Authorization"),
+        (
+            "Access-Control-Allow-Headers",
+            "Content-Type, X-Filename, X-Author-Id, X-File-Type, Authorization",
+        ),
         ("Access-Control-Max-Age", "86400"),
         ("Vary", "Origin"),
     ]
@@ -246,5 +288,8 @@ def _cors_headers(request: Request) -> list[tuple[str, str]]:
 def _edge_error() -> Response:
     """What Cloudflare's edge sends when Workers itself is down."""
     ray = secrets.token_hex(8) + "-EWR"
-    return Response.text(503, "error code: 1105",
-                         headers=[("cf-ray", ray), ("Cache-Control", "no-store")])
+    return Response.text(
+        503,
+        "error code: 1105",
+        headers=[("cf-ray", ray), ("Cache-Control", "no-store")],
+    )

@@ -31,15 +31,24 @@ from opslib._errors import ConfigError
 from ._http import LOOPBACK
 from ._scenarios import SCENARIOS
 from ._seed import ensure_template
-from ._server import (CONFIG_FILE, EXIT_PORT_BUSY, PID_FILE, SECRETS_FILE, STATUS_FILE,
-                      read_dotenv)
+from ._server import (
+    CONFIG_FILE,
+    EXIT_PORT_BUSY,
+    PID_FILE,
+    SECRETS_FILE,
+    STATUS_FILE,
+    read_dotenv,
+)
 from ._state import FAULT_NAMES
 
 logger = logging.getLogger(__name__)
 
 LOG_FILE = "sandbox.log"
-_URL_PORTS = (("platform", "platform_url"), ("cloudflare", "cloudflare_api_url"),
-              ("status_page", "status_page_url"))
+_URL_PORTS = (
+    ("platform", "platform_url"),
+    ("cloudflare", "cloudflare_api_url"),
+    ("status_page", "status_page_url"),
+)
 
 
 def default_state_dir() -> Path:
@@ -59,8 +68,14 @@ class Sandbox:
         ephemeral_ports: bind free ports instead of those in the environment's URLs.
     """
 
-    def __init__(self, state_dir: Path, environment: Environment, *,
-                 token: str | None = None, ephemeral_ports: bool = False) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        environment: Environment,
+        *,
+        token: str | None = None,
+        ephemeral_ports: bool = False,
+    ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.environment = environment
         self.token = token
@@ -98,7 +113,8 @@ class Sandbox:
             raise ConfigError(
                 f"a sandbox already runs in {str(self.state_dir)!r} (pid "
                 f"{running['pid']}); stop it first (runbook sandbox stop --state-dir "
-                f"{self.state_dir})")
+                f"{self.state_dir})"
+            )
         self._remove_files()
 
         ports = self._ports()
@@ -165,8 +181,10 @@ class Sandbox:
         """
         unknown = sorted(set(faults) - set(FAULT_NAMES))
         if unknown:
-            raise ConfigError(f"unknown fault(s) {unknown!r}; expected some of: "
-                              f"{', '.join(FAULT_NAMES)}")
+            raise ConfigError(
+                f"unknown fault(s) {unknown!r}; expected some of: "
+                f"{', '.join(FAULT_NAMES)}"
+            )
         self._control("POST", "/__sandbox/faults", dict(faults))
 
     # -- start helpers -------------------------------------------------------------
@@ -182,18 +200,22 @@ class Sandbox:
                 raise ConfigError(
                     f"port {ports[name]} of {key} ({url}) is busy on {LOOPBACK}: "
                     "another sandbox or a local server holds it; stop that, or "
-                    "start with ephemeral ports")
+                    "start with ephemeral ports"
+                )
         return ports
 
     def _write_secrets(self) -> str:
         path = self.state_dir / SECRETS_FILE
         password = read_dotenv(path).get("RUNBOOK_TEST_ACCOUNT_PASSWORD") or (
-            "Sb!" + secrets.token_urlsafe(15) + "9x")
+            "Sb!" + secrets.token_urlsafe(15) + "9x"
+        )
         self.token = self.token or secrets.token_urlsafe(30)
         path.write_text(
             "# Written by the sandbox: throw-away credentials of the local stand-in.\n"
             f"CLOUDFLARE_API_TOKEN={self.token}\n"
-            f"RUNBOOK_TEST_ACCOUNT_PASSWORD={password}\n", encoding="utf-8")
+            f"RUNBOOK_TEST_ACCOUNT_PASSWORD={password}\n",
+            encoding="utf-8",
+        )
         path.chmod(0o600)
         return password
 
@@ -209,16 +231,33 @@ class Sandbox:
         package_root = Path(__file__).resolve().parents[2]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(package_root), env.get("PYTHONPATH", "")) if p)
-        command = [sys.executable, "-m", "opslib.sandbox", "serve",
-                   "--state-dir", str(self.state_dir), "--scenario", scenario]
+            p for p in (str(package_root), env.get("PYTHONPATH", "")) if p
+        )
+        command = [
+            sys.executable,
+            "-m",
+            "opslib.sandbox",
+            "serve",
+            "--state-dir",
+            str(self.state_dir),
+            "--scenario",
+            scenario,
+        ]
         with open(self.state_dir / LOG_FILE, "ab") as log:
             self._process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, cwd=self.state_dir, env=env)
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=self.state_dir,
+                env=env,
+            )
         return self._process
 
-    def _wait_ready(self, process: subprocess.Popen[bytes], timeout: float) -> dict[str, Any]:
+    def _wait_ready(
+        self, process: subprocess.Popen[bytes], timeout: float
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             code = process.poll()
@@ -232,16 +271,21 @@ class Sandbox:
         process.wait()
         raise ConfigError(
             f"the sandbox did not become ready within {timeout:g} s; last lines of "
-            f"{self.state_dir / LOG_FILE}:\n{self._log_tail()}")
+            f"{self.state_dir / LOG_FILE}:\n{self._log_tail()}"
+        )
 
     def _failure_message(self, code: int) -> str:
         reason = "a port is busy" if code == EXIT_PORT_BUSY else f"exit code {code}"
-        return (f"the sandbox stopped before it was ready ({reason}); last lines of "
-                f"{self.state_dir / LOG_FILE}:\n{self._log_tail()}")
+        return (
+            f"the sandbox stopped before it was ready ({reason}); last lines of "
+            f"{self.state_dir / LOG_FILE}:\n{self._log_tail()}"
+        )
 
     def _log_tail(self, lines: int = 15) -> str:
         try:
-            text = (self.state_dir / LOG_FILE).read_text(encoding="utf-8", errors="replace")
+            text = (self.state_dir / LOG_FILE).read_text(
+                encoding="utf-8", errors="replace"
+            )
         except OSError:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
@@ -250,12 +294,17 @@ class Sandbox:
         env = self.environment
         data = {
             "name": "sandbox",
-            "description": env.description or "Local stand-in started by opslib.sandbox",
+            "description": env.description
+            or "Local stand-in started by opslib.sandbox",
             **{key: urls[key] for _, key in _URL_PORTS},
-            "account_id": env.account_id, "worker_name": env.worker_name,
-            "d1_database_id": env.d1_database_id, "d1_database_name": env.d1_database_name,
-            "kv_namespaces": dict(env.kv_namespaces), "r2_buckets": dict(env.r2_buckets),
-            "queues": dict(env.queues), "required_secrets": list(env.required_secrets),
+            "account_id": env.account_id,
+            "worker_name": env.worker_name,
+            "d1_database_id": env.d1_database_id,
+            "d1_database_name": env.d1_database_name,
+            "kv_namespaces": dict(env.kv_namespaces),
+            "r2_buckets": dict(env.r2_buckets),
+            "queues": dict(env.queues),
+            "required_secrets": list(env.required_secrets),
             "test_account_email": env.test_account_email or "prodtest1@example.com",
             "secrets_file": str(self.state_dir / SECRETS_FILE),
         }
@@ -297,18 +346,22 @@ class Sandbox:
     def _require_status(self) -> dict[str, Any]:
         status = self.status()
         if status is None:
-            raise ConfigError(f"no sandbox runs in {str(self.state_dir)!r}; start one "
-                              "with Sandbox.start() or `runbook sandbox start`")
+            raise ConfigError(
+                f"no sandbox runs in {str(self.state_dir)!r}; start one "
+                "with Sandbox.start() or `runbook sandbox start`"
+            )
         return status
 
     def _control(self, method: str, path: str, body: Any = None) -> Any:
         split = urlsplit(self._require_status()["urls"]["control_url"])
-        connection = http.client.HTTPConnection(split.hostname or LOOPBACK,
-                                                split.port, timeout=30)
+        connection = http.client.HTTPConnection(
+            split.hostname or LOOPBACK, split.port, timeout=30
+        )
         try:
             payload = None if body is None else json.dumps(body).encode("utf-8")
-            connection.request(method, path, body=payload,
-                               headers={"Content-Type": "application/json"})
+            connection.request(
+                method, path, body=payload, headers={"Content-Type": "application/json"}
+            )
             response = connection.getresponse()
             data = json.loads(response.read().decode("utf-8") or "null")
         finally:
@@ -321,8 +374,9 @@ class Sandbox:
 
 def _check_scenario(name: str) -> None:
     if name not in SCENARIOS:
-        raise ConfigError(f"scenario: got {name!r}, expected one of: "
-                          f"{', '.join(SCENARIOS)}")
+        raise ConfigError(
+            f"scenario: got {name!r}, expected one of: {', '.join(SCENARIOS)}"
+        )
 
 
 def _is_port_busy(port: int) -> bool:

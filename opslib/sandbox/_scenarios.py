@@ -62,18 +62,42 @@ class Scenario:
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
-        Scenario("healthy", "api-down", "healthy",
-                 "Everything works; last deployment three days ago."),
-        Scenario("bad-deployment", "api-down", "bad-deployment",
-                 "Version 6, deployed 20 minutes ago at 100 %, fails every request."),
-        Scenario("d1-unavailable", "api-down", "d1-unavailable",
-                 "D1 queries fail with a transient remote-node error."),
-        Scenario("missing-secret", "api-down", "missing-secret",
-                 "STRIPE_SECRET_KEY was deleted 40 minutes ago; payments fail."),
-        Scenario("kv-binding-broken", "api-down", "kv-binding",
-                 "The SESSIONS namespace was deleted 25 minutes ago; every route 500."),
-        Scenario("cloudflare-outage", "api-down", "cloudflare-outage",
-                 "Workers is in a major outage; the edge answers 5xx."),
+        Scenario(
+            "healthy",
+            "api-down",
+            "healthy",
+            "Everything works; last deployment three days ago.",
+        ),
+        Scenario(
+            "bad-deployment",
+            "api-down",
+            "bad-deployment",
+            "Version 6, deployed 20 minutes ago at 100 %, fails every request.",
+        ),
+        Scenario(
+            "d1-unavailable",
+            "api-down",
+            "d1-unavailable",
+            "D1 queries fail with a transient remote-node error.",
+        ),
+        Scenario(
+            "missing-secret",
+            "api-down",
+            "missing-secret",
+            "STRIPE_SECRET_KEY was deleted 40 minutes ago; payments fail.",
+        ),
+        Scenario(
+            "kv-binding-broken",
+            "api-down",
+            "kv-binding",
+            "The SESSIONS namespace was deleted 25 minutes ago; every route 500.",
+        ),
+        Scenario(
+            "cloudflare-outage",
+            "api-down",
+            "cloudflare-outage",
+            "Workers is in a major outage; the edge answers 5xx.",
+        ),
     )
 }
 
@@ -105,86 +129,155 @@ def build_state(name: str, environment: Environment, now: float) -> ScenarioStat
     return state
 
 
-def _apply_fault(state: ScenarioState, main: Script, environment: Environment,
-                 rng: random.Random, now: float) -> None:
+def _apply_fault(
+    state: ScenarioState,
+    main: Script,
+    environment: Environment,
+    rng: random.Random,
+    now: float,
+) -> None:
     good = main.versions[-1]
     if state.name == "bad-deployment":
-        bad = _new_version(main, rng, now - 20 * 60, "upload", dict(good.secrets),
-                           "Refactor router: move handlers to src/handlers")
+        bad = _new_version(
+            main,
+            rng,
+            now - 20 * 60,
+            "upload",
+            dict(good.secrets),
+            "Refactor router: move handlers to src/handlers",
+        )
         bad.broken = True
         state.details = {"bad_version": bad.id, "good_version": good.id}
     elif state.name == "missing-secret":
         secrets = {k: v for k, v in good.secrets.items() if k != "STRIPE_SECRET_KEY"}
         changed = _new_version(main, rng, now - 40 * 60, "secret", secrets, "")
         changed.etag = good.etag
-        state.details = {"missing": ["STRIPE_SECRET_KEY"], "version": changed.id,
-                         "previous_version": good.id}
+        state.details = {
+            "missing": ["STRIPE_SECRET_KEY"],
+            "version": changed.id,
+            "previous_version": good.id,
+        }
     elif state.name == "d1-unavailable":
         state.d1_available = False
         state.details = {"database_id": environment.d1_database_id}
     elif state.name == "kv-binding-broken":
         namespace_id = environment.kv_namespaces["SESSIONS"]
         state.namespaces.pop(namespace_id, None)
-        state.details = {"binding": "SESSIONS", "namespace_id": namespace_id,
-                         "deleted_at": now - 25 * 60}
+        state.details = {
+            "binding": "SESSIONS",
+            "namespace_id": namespace_id,
+            "deleted_at": now - 25 * 60,
+        }
     elif state.name == "cloudflare-outage":
         state.edge_outage = True
         state.details = {"component": "Workers", "started_at": now - 35 * 60}
 
 
-def _new_version(script: Script, rng: random.Random, when: float, triggered_by: str,
-                 secrets: dict[str, str], message: str) -> Version:
+def _new_version(
+    script: Script,
+    rng: random.Random,
+    when: float,
+    triggered_by: str,
+    secrets: dict[str, str],
+    message: str,
+) -> Version:
     """Append a version and deploy it at 100 % at the same moment."""
     previous = script.versions[-1]
     version = Version(
-        id=_uuid(rng), number=previous.number + 1, created_on=when, message=message,
-        triggered_by=triggered_by, secrets=secrets, bindings=list(previous.bindings),
+        id=_uuid(rng),
+        number=previous.number + 1,
+        created_on=when,
+        message=message,
+        triggered_by=triggered_by,
+        secrets=secrets,
+        bindings=list(previous.bindings),
         etag=_hex(rng, 32),
     )
     script.versions.append(version)
-    script.deployments.append(Deployment(
-        id=_uuid(rng), created_on=when + 2, message=message,
-        triggered_by=triggered_by, versions=[(version.id, 100)],
-    ))
+    script.deployments.append(
+        Deployment(
+            id=_uuid(rng),
+            created_on=when + 2,
+            message=message,
+            triggered_by=triggered_by,
+            versions=[(version.id, 100)],
+        )
+    )
     return version
 
 
 def _main_script(environment: Environment, rng: random.Random, now: float) -> Script:
-    script = Script(environment.worker_name, now - 45 * DAY, ["fetch", "queue", "scheduled"],
-                    "2024-09-23", ["nodejs_compat"])
+    script = Script(
+        environment.worker_name,
+        now - 45 * DAY,
+        ["fetch", "queue", "scheduled"],
+        "2024-09-23",
+        ["nodejs_compat"],
+    )
     secrets = {name: _hex(rng, 8) for name in environment.required_secrets}
     bindings = _main_bindings(environment)
     for number, (days, message) in enumerate(_MAIN_HISTORY, start=1):
         when = now - days * DAY - rng.uniform(0, 6) * 3600
-        version = Version(_uuid(rng), number, when, message, "upload", dict(secrets),
-                          bindings, _hex(rng, 32), tag=f"v1.{number}.0")
+        version = Version(
+            _uuid(rng),
+            number,
+            when,
+            message,
+            "upload",
+            dict(secrets),
+            bindings,
+            _hex(rng, 32),
+            tag=f"v1.{number}.0",
+        )
         script.versions.append(version)
-        script.deployments.append(Deployment(_uuid(rng), when + 3, message, "upload",
-                                             [(version.id, 100)]))
+        script.deployments.append(
+            Deployment(_uuid(rng), when + 3, message, "upload", [(version.id, 100)])
+        )
     return script
 
 
 def _consumer_script(rng: random.Random, now: float) -> Script:
-    script = Script(CONSUMER_SCRIPT, now - 33 * DAY, ["queue"], "2024-01-01",
-                    ["nodejs_compat"])
+    script = Script(
+        CONSUMER_SCRIPT, now - 33 * DAY, ["queue"], "2024-01-01", ["nodejs_compat"]
+    )
     bindings = [
-        {"name": "MANUSCRIPTS_RAW", "type": "r2_bucket", "bucket_name": "manuscripts-raw"},
-        {"name": "MANUSCRIPTS_PROCESSED", "type": "r2_bucket",
-         "bucket_name": "manuscripts-processed"},
+        {
+            "name": "MANUSCRIPTS_RAW",
+            "type": "r2_bucket",
+            "bucket_name": "manuscripts-raw",
+        },
+        {
+            "name": "MANUSCRIPTS_PROCESSED",
+            "type": "r2_bucket",
+            "bucket_name": "manuscripts-processed",
+        },
     ]
     for number, days in enumerate((33, 31), start=1):
         when = now - days * DAY
-        version = Version(_uuid(rng), number, when, "Analysis queue consumer", "upload",
-                          {"ANTHROPIC_API_KEY": _hex(rng, 8)}, bindings, _hex(rng, 32))
+        version = Version(
+            _uuid(rng),
+            number,
+            when,
+            "Analysis queue consumer",
+            "upload",
+            {"ANTHROPIC_API_KEY": _hex(rng, 8)},
+            bindings,
+            _hex(rng, 32),
+        )
         script.versions.append(version)
-        script.deployments.append(Deployment(_uuid(rng), when + 3, version.message,
-                                             "upload", [(version.id, 100)]))
+        script.deployments.append(
+            Deployment(
+                _uuid(rng), when + 3, version.message, "upload", [(version.id, 100)]
+            )
+        )
     return script
 
 
 def _main_bindings(environment: Environment) -> list[dict[str, Any]]:
     bindings: list[dict[str, Any]] = [{"name": "ASSETS", "type": "assets"}]
-    bindings.append({"name": "DB", "type": "d1", "database_id": environment.d1_database_id})
+    bindings.append(
+        {"name": "DB", "type": "d1", "database_id": environment.d1_database_id}
+    )
     bindings += [
         {"name": name, "type": "kv_namespace", "namespace_id": ns_id}
         for name, ns_id in environment.kv_namespaces.items()
@@ -216,12 +309,22 @@ def _fill_kv(state: ScenarioState, world: World, now: float) -> None:
     cache = state.namespaces.get(world.environment.kv_namespaces.get("CACHE_KV", ""))
     for user_id, email, role, tier in rng.sample(users, 24):
         left = rng.uniform(120, 1700)
-        session = {"userId": user_id, "createdAt": int((now - 1800 + left) * 1000),
-                   "expiresAt": int((now + left) * 1000), "rememberMe": False}
+        session = {
+            "userId": user_id,
+            "createdAt": int((now - 1800 + left) * 1000),
+            "expiresAt": int((now + left) * 1000),
+            "rememberMe": False,
+        }
         if sessions is not None:
-            sessions.put(f"session:{_uuid(rng)}", json.dumps(session).encode(), ttl=left)
-        profile = {"id": user_id, "email": email, "role": role,
-                   "subscription_tier": tier}
+            sessions.put(
+                f"session:{_uuid(rng)}", json.dumps(session).encode(), ttl=left
+            )
+        profile = {
+            "id": user_id,
+            "email": email,
+            "role": role,
+            "subscription_tier": tier,
+        }
         if cache is not None:
             cache.put(f"user:{user_id}", json.dumps(profile).encode(), ttl=3600)
 

@@ -47,11 +47,14 @@ UPDATE payment_history SET created_at = created_at + :s,
 UPDATE usage_tracking SET timestamp = timestamp + :s,
     billing_period_start = billing_period_start + :s,
     billing_period_end = billing_period_end + :s;
-UPDATE verification_tokens SET created_at = created_at + :s, expires_at = expires_at + :s;
+UPDATE verification_tokens SET created_at = created_at + :s,
+    expires_at = expires_at + :s;
 UPDATE audit_log SET timestamp = timestamp + :s;
 UPDATE schema_version SET applied_at = applied_at + :s;
-UPDATE dmca_requests SET submitted_at = submitted_at + :s, resolved_at = resolved_at + :s;
-UPDATE submissions SET submitted_at = submitted_at + :s, responded_at = responded_at + :s;
+UPDATE dmca_requests SET submitted_at = submitted_at + :s,
+    resolved_at = resolved_at + :s;
+UPDATE submissions SET submitted_at = submitted_at + :s,
+    responded_at = responded_at + :s;
 UPDATE backup_logs SET created_at = created_at + :d,
     id = 'log_' || ((created_at + :d) * 1000 + 417),
     backup_date = date(created_at + :d, 'unixepoch'),
@@ -97,7 +100,9 @@ def build_template(path: Path, password: str) -> dict[str, int]:
     os.replace(partial, path)
     logger.info(
         "seed template built path=%s users=%s seconds=%.2f",
-        path, counts.get("users"), time.monotonic() - started,
+        path,
+        counts.get("users"),
+        time.monotonic() - started,
     )
     return counts
 
@@ -111,9 +116,9 @@ def ensure_template(state_dir: Path, password: str) -> Path:
     path = state_dir / TEMPLATE_NAME
     info_path = state_dir / TEMPLATE_INFO_NAME
     wanted = {"seed_version": SEED_VERSION, "schema_sha256": _schema_digest()}
-    if path.is_file() and _read_json(info_path) == wanted:
-        if _template_accepts(path, password):
-            return path
+    fresh = path.is_file() and _read_json(info_path) == wanted
+    if fresh and _template_accepts(path, password):
+        return path
     build_template(path, password)
     info_path.write_text(json.dumps(wanted), encoding="utf-8")
     return path

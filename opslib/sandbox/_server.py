@@ -22,7 +22,7 @@ from typing import Any
 from opslib._config import Environment
 
 from ._cloudflare import CloudflareApp
-from ._http import LOOPBACK, AppServer, Request, Response
+from ._http import LOOPBACK, App, AppServer, Request, Response
 from ._platform import PlatformApp
 from ._scenarios import SCENARIOS, start_scenario
 from ._state import FAULT_NAMES, World
@@ -41,8 +41,11 @@ SERVER_NAMES = ("platform", "cloudflare", "status_page", "control")
 def serve(state_dir: Path, scenario: str) -> int:
     """Run the sandbox until SIGTERM; returns the process exit code."""
     config = json.loads((state_dir / CONFIG_FILE).read_text(encoding="utf-8"))
-    world = World(_environment(config["environment"]), state_dir,
-                  read_dotenv(state_dir / SECRETS_FILE).get("CLOUDFLARE_API_TOKEN", ""))
+    world = World(
+        _environment(config["environment"]),
+        state_dir,
+        read_dotenv(state_dir / SECRETS_FILE).get("CLOUDFLARE_API_TOKEN", ""),
+    )
     start_scenario(world, scenario)
     try:
         servers = _bind(world, config["ports"], state_dir)
@@ -50,9 +53,12 @@ def serve(state_dir: Path, scenario: str) -> int:
         logger.error("sandbox port is busy: %s", error)
         return EXIT_PORT_BUSY
 
-    threads = [threading.Thread(target=s.serve_forever, args=(0.1,),
-                                name=f"sandbox-{s.name}", daemon=True)
-               for s in servers.values()]
+    threads = [
+        threading.Thread(
+            target=s.serve_forever, args=(0.1,), name=f"sandbox-{s.name}", daemon=True
+        )
+        for s in servers.values()
+    ]
     for thread in threads:
         thread.start()
     write_status(state_dir, _status(servers, scenario, world.started_at, state_dir))
@@ -93,7 +99,7 @@ def _environment(data: dict[str, Any]) -> Environment:
 
 
 def _bind(world: World, ports: dict[str, int], state_dir: Path) -> dict[str, AppServer]:
-    apps = {
+    apps: dict[str, tuple[App, str]] = {
         "platform": (PlatformApp(world), "cloudflare"),
         "cloudflare": (CloudflareApp(world), "cloudflare"),
         "status_page": (StatusPageApp(world), "nginx"),
@@ -111,13 +117,17 @@ def _bind(world: World, ports: dict[str, int], state_dir: Path) -> dict[str, App
     return servers
 
 
-def _status(servers: dict[str, AppServer], scenario: str, started_at: float,
-            state_dir: Path) -> dict[str, Any]:
+def _status(
+    servers: dict[str, AppServer], scenario: str, started_at: float, state_dir: Path
+) -> dict[str, Any]:
     ports = {name: server.port for name, server in servers.items()}
     base = {name: f"http://{LOOPBACK}:{port}" for name, port in ports.items()}
     return {
-        "pid": os.getpid(), "scenario": scenario, "started_at": started_at,
-        "state_dir": str(state_dir), "ports": ports,
+        "pid": os.getpid(),
+        "scenario": scenario,
+        "started_at": started_at,
+        "state_dir": str(state_dir),
+        "ports": ports,
         "urls": {
             "platform_url": base["platform"],
             "cloudflare_api_url": base["cloudflare"] + "/client/v4",
@@ -166,8 +176,10 @@ class ControlApp:
         """Answer one control request."""
         route = (request.method, request.path.rstrip("/"))
         if route == ("GET", "/__sandbox/health"):
-            return Response.json(200, {"ok": True, "pid": os.getpid(),
-                                       "scenario": self.world.scenario.name})
+            return Response.json(
+                200,
+                {"ok": True, "pid": os.getpid(), "scenario": self.world.scenario.name},
+            )
         if route == ("GET", "/__sandbox/truth"):
             with self.world.lock:
                 return Response.json(200, self.world.truth())
@@ -183,18 +195,21 @@ class ControlApp:
         try:
             name = request.json().get("scenario")
         except (ValueError, AttributeError):
-            return Response.json(400, {"error": "body must be {\"scenario\": name}"})
+            return Response.json(400, {"error": 'body must be {"scenario": name}'})
         if name not in SCENARIOS:
             known = ", ".join(SCENARIOS)
-            return Response.json(400, {"error": f"unknown scenario {name!r}; known: {known}"})
+            return Response.json(
+                400, {"error": f"unknown scenario {name!r}; known: {known}"}
+            )
         started = time.monotonic()
         start_scenario(self.world, name)
         status_path = self.state_dir / STATUS_FILE
         status = json.loads(status_path.read_text(encoding="utf-8"))
         status.update(scenario=name, started_at=self.world.started_at)
         write_status(self.state_dir, status)
-        return Response.json(200, {"scenario": name,
-                                   "seconds": round(time.monotonic() - started, 4)})
+        return Response.json(
+            200, {"scenario": name, "seconds": round(time.monotonic() - started, 4)}
+        )
 
     def _faults(self, request: Request) -> Response:
         try:
@@ -203,10 +218,14 @@ class ControlApp:
             faults = None
         if not isinstance(faults, dict):
             return Response.json(400, {"error": "body must be a JSON object"})
-        problems = [f"{k!r}: expected a non-negative integer" for k, v in faults.items()
-                    if isinstance(v, bool) or not isinstance(v, int) or v < 0]
+        problems = [
+            f"{k!r}: expected a non-negative integer"
+            for k, v in faults.items()
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0
+        ]
         problems += [f"unknown fault {k!r}" for k in faults if k not in FAULT_NAMES]
         if problems:
-            return Response.json(400, {"error": "; ".join(problems),
-                                       "known": list(FAULT_NAMES)})
+            return Response.json(
+                400, {"error": "; ".join(problems), "known": list(FAULT_NAMES)}
+            )
         return Response.json(200, {"faults": self.world.inject(faults)})

@@ -55,8 +55,15 @@ class Namespace:
             return None
         return entry
 
-    def put(self, key: str, value: bytes, *, ttl: float | None = None,
-            expiration: float | None = None, metadata: Any = None) -> None:
+    def put(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        ttl: float | None = None,
+        expiration: float | None = None,
+        metadata: Any = None,
+    ) -> None:
         """Store a value; ``ttl`` (seconds from now) wins over ``expiration``."""
         if ttl is not None:
             expiration = time.time() + ttl
@@ -107,7 +114,7 @@ class Deployment:
     created_on: float
     message: str
     triggered_by: str
-    versions: list[tuple[str, int]]
+    versions: list[tuple[str, float]]
     source: str = "wrangler"
     author_email: str = "user@example.com"
 
@@ -233,8 +240,10 @@ class World:
 
         scenario = SCENARIOS[self.scenario.name]
         return {
-            "scenario": scenario.name, "notebook": scenario.notebook,
-            "cause": scenario.cause, "details": dict(self.scenario.details),
+            "scenario": scenario.name,
+            "notebook": scenario.notebook,
+            "cause": scenario.cause,
+            "details": dict(self.scenario.details),
         }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import string
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ._http import Request, Response
@@ -19,41 +19,91 @@ from ._state import World
 
 PAGE_ID = "yh6f0r4529hb"
 PRODUCTS_GROUP = "Cloudflare Sites and Services"
-PRODUCTS = ("API", "Dashboard", "Workers", "Workers KV", "D1", "R2", "Queues", "Pages",
-            "Durable Objects", "Workers AI", "WARP", "CDN/Cache")
+PRODUCTS = (
+    "API",
+    "Dashboard",
+    "Workers",
+    "Workers KV",
+    "D1",
+    "R2",
+    "Queues",
+    "Pages",
+    "Durable Objects",
+    "Workers AI",
+    "WARP",
+    "CDN/Cache",
+)
 REGIONS = {
-    "Africa": ("Cairo, Egypt - (CAI)", "Johannesburg, South Africa - (JNB)",
-               "Lagos, Nigeria - (LOS)", "Nairobi, Kenya - (NBO)"),
-    "Asia": ("Hong Kong - (HKG)", "Mumbai, India - (BOM)", "Osaka, Japan - (KIX)",
-             "Seoul, South Korea - (ICN)", "Singapore, Singapore - (SIN)",
-             "Tokyo, Japan - (NRT)"),
-    "Europe": ("Amsterdam, Netherlands - (AMS)", "Frankfurt, Germany - (FRA)",
-               "London, United Kingdom - (LHR)", "Madrid, Spain - (MAD)",
-               "Milan, Italy - (MXP)", "Paris, France - (CDG)",
-               "Stockholm, Sweden - (ARN)", "Warsaw, Poland - (WAW)"),
+    "Africa": (
+        "Cairo, Egypt - (CAI)",
+        "Johannesburg, South Africa - (JNB)",
+        "Lagos, Nigeria - (LOS)",
+        "Nairobi, Kenya - (NBO)",
+    ),
+    "Asia": (
+        "Hong Kong - (HKG)",
+        "Mumbai, India - (BOM)",
+        "Osaka, Japan - (KIX)",
+        "Seoul, South Korea - (ICN)",
+        "Singapore, Singapore - (SIN)",
+        "Tokyo, Japan - (NRT)",
+    ),
+    "Europe": (
+        "Amsterdam, Netherlands - (AMS)",
+        "Frankfurt, Germany - (FRA)",
+        "London, United Kingdom - (LHR)",
+        "Madrid, Spain - (MAD)",
+        "Milan, Italy - (MXP)",
+        "Paris, France - (CDG)",
+        "Stockholm, Sweden - (ARN)",
+        "Warsaw, Poland - (WAW)",
+    ),
     "Latin America & the Caribbean": (
-        "Bogotá, Colombia - (BOG)", "Buenos Aires, Argentina - (EZE)",
-        "Lima, Peru - (LIM)", "Santiago, Chile - (SCL)", "São Paulo, Brazil - (GRU)"),
-    "Middle East": ("Doha, Qatar - (DOH)", "Dubai, United Arab Emirates - (DXB)",
-                    "Riyadh, Saudi Arabia - (RUH)", "Tel Aviv, Israel - (TLV)"),
-    "North America": ("Ashburn, VA, United States - (IAD)",
-                      "Chicago, IL, United States - (ORD)",
-                      "Dallas, TX, United States - (DFW)",
-                      "Los Angeles, CA, United States - (LAX)",
-                      "Miami, FL, United States - (MIA)",
-                      "Newark, NJ, United States - (EWR)",
-                      "Seattle, WA, United States - (SEA)", "Toronto, ON, Canada - (YYZ)"),
-    "Oceania": ("Auckland, New Zealand - (AKL)", "Melbourne, VIC, Australia - (MEL)",
-                "Perth, WA, Australia - (PER)", "Sydney, NSW, Australia - (SYD)"),
+        "Bogotá, Colombia - (BOG)",
+        "Buenos Aires, Argentina - (EZE)",
+        "Lima, Peru - (LIM)",
+        "Santiago, Chile - (SCL)",
+        "São Paulo, Brazil - (GRU)",
+    ),
+    "Middle East": (
+        "Doha, Qatar - (DOH)",
+        "Dubai, United Arab Emirates - (DXB)",
+        "Riyadh, Saudi Arabia - (RUH)",
+        "Tel Aviv, Israel - (TLV)",
+    ),
+    "North America": (
+        "Ashburn, VA, United States - (IAD)",
+        "Chicago, IL, United States - (ORD)",
+        "Dallas, TX, United States - (DFW)",
+        "Los Angeles, CA, United States - (LAX)",
+        "Miami, FL, United States - (MIA)",
+        "Newark, NJ, United States - (EWR)",
+        "Seattle, WA, United States - (SEA)",
+        "Toronto, ON, Canada - (YYZ)",
+    ),
+    "Oceania": (
+        "Auckland, New Zealand - (AKL)",
+        "Melbourne, VIC, Australia - (MEL)",
+        "Perth, WA, Australia - (PER)",
+        "Sydney, NSW, Australia - (SYD)",
+    ),
 }
 # Data centres that are never fully operational: maintenance and re-routing noise.
-MAINTENANCE = ("Lima, Peru - (LIM)", "Warsaw, Poland - (WAW)",
-               "Perth, WA, Australia - (PER)")
+MAINTENANCE = (
+    "Lima, Peru - (LIM)",
+    "Warsaw, Poland - (WAW)",
+    "Perth, WA, Australia - (PER)",
+)
 REROUTED = ("Bogotá, Colombia - (BOG)", "Riyadh, Saudi Arabia - (RUH)")
 HOUR = 3600.0
 DAY = 86_400.0
-_SEVERITY = ("operational", "under_maintenance", "degraded_performance",
-             "partial_outage", "major_outage")
+_SEVERITY = (
+    "operational",
+    "under_maintenance",
+    "degraded_performance",
+    "partial_outage",
+    "major_outage",
+)
 
 
 class StatusPageApp:
@@ -69,10 +119,14 @@ class StatusPageApp:
     def __call__(self, request: Request) -> Response:
         """Answer a GET under /api/v2."""
         if self.world.take_fault("status_page_500"):
-            return Response.text(500, "<html><body>Internal Server Error</body></html>",
-                                 "text/html; charset=utf-8")
-        page = StatusPage(self.world.scenario.name == "cloudflare-outage",
-                          self.world.started_at)
+            return Response.text(
+                500,
+                "<html><body>Internal Server Error</body></html>",
+                "text/html; charset=utf-8",
+            )
+        page = StatusPage(
+            self.world.scenario.name == "cloudflare-outage", self.world.started_at
+        )
         documents = {
             "/api/v2/status.json": page.status_document,
             "/api/v2/summary.json": page.summary,
@@ -107,8 +161,13 @@ class StatusPage:
 
     def page(self) -> dict[str, Any]:
         """The ``page`` object shared by every document."""
-        return {"id": PAGE_ID, "name": "Cloudflare", "url": "https://www.cloudflarestatus.com",
-                "time_zone": "Etc/UTC", "updated_at": _time(self.now - 300)}
+        return {
+            "id": PAGE_ID,
+            "name": "Cloudflare",
+            "url": "https://www.cloudflarestatus.com",
+            "time_zone": "Etc/UTC",
+            "updated_at": _time(self.now - 300),
+        }
 
     def status(self) -> dict[str, str]:
         """The page indicator: minor from data-centre noise, major in an outage."""
@@ -139,30 +198,51 @@ class StatusPage:
     def summary(self) -> dict[str, Any]:
         """``summary.json``: everything a dashboard needs in one document."""
         active = [m for m in self.maintenances if m["status"] != "completed"]
-        return {"page": self.page(), "status": self.status(),
-                "components": self.components, "incidents": self.unresolved,
-                "scheduled_maintenances": active}
-
-    def _id(self) -> str:
-        return "".join(self.rng.choice(string.ascii_lowercase + string.digits)
-                       for _ in range(12))
-
-    def _component(self, name: str, position: int, group_id: str | None,
-                   status: str = "operational") -> dict[str, Any]:
         return {
-            "id": self._id(), "name": name, "status": status,
-            "created_at": _time(self.now - 900 * DAY),
-            "updated_at": _time(self.now - self.rng.uniform(1, 40) * HOUR),
-            "position": position, "description": None, "showcase": False,
-            "start_date": None, "group_id": group_id, "page_id": PAGE_ID,
-            "group": False, "only_show_if_degraded": False,
+            "page": self.page(),
+            "status": self.status(),
+            "components": self.components,
+            "incidents": self.unresolved,
+            "scheduled_maintenances": active,
         }
 
-    def _group(self, name: str, position: int, children: list[str]) -> list[dict[str, Any]]:
+    def _id(self) -> str:
+        return "".join(
+            self.rng.choice(string.ascii_lowercase + string.digits) for _ in range(12)
+        )
+
+    def _component(
+        self,
+        name: str,
+        position: int,
+        group_id: str | None,
+        status: str = "operational",
+    ) -> dict[str, Any]:
+        return {
+            "id": self._id(),
+            "name": name,
+            "status": status,
+            "created_at": _time(self.now - 900 * DAY),
+            "updated_at": _time(self.now - self.rng.uniform(1, 40) * HOUR),
+            "position": position,
+            "description": None,
+            "showcase": False,
+            "start_date": None,
+            "group_id": group_id,
+            "page_id": PAGE_ID,
+            "group": False,
+            "only_show_if_degraded": False,
+        }
+
+    def _group(
+        self, name: str, position: int, children: list[str]
+    ) -> list[dict[str, Any]]:
         group = self._component(name, position, None)
         group.update(group=True, components=[])
-        members = [self._component(child, index, group["id"], self._status_of(child))
-                   for index, child in enumerate(children, start=1)]
+        members = [
+            self._component(child, index, group["id"], self._status_of(child))
+            for index, child in enumerate(children, start=1)
+        ]
         group["components"] = [m["id"] for m in members]
         group["status"] = max((m["status"] for m in members), key=_SEVERITY.index)
         return [group, *members]
@@ -182,27 +262,59 @@ class StatusPage:
             components += self._group(region, position, list(centres))
         return components
 
-    def _incident(self, name: str, status: str, impact: str, started: float,
-                  updates: list[tuple[str, float, str]], component: str) -> dict[str, Any]:
+    def _incident(
+        self,
+        name: str,
+        status: str,
+        impact: str,
+        started: float,
+        updates: list[tuple[str, float, str]],
+        component: str,
+    ) -> dict[str, Any]:
         incident_id = self._id()
         affected = self.by_name[component]
-        label = f"{PRODUCTS_GROUP} - {component}" if component in PRODUCTS else component
+        label = (
+            f"{PRODUCTS_GROUP} - {component}" if component in PRODUCTS else component
+        )
         new_status = "major_outage" if status != "resolved" else "operational"
-        items = [{
-            "id": self._id(), "status": kind, "body": body, "incident_id": incident_id,
-            "created_at": _time(when), "updated_at": _time(when), "display_at": _time(when),
-            "affected_components": [{"code": affected["id"], "name": label,
-                                     "old_status": "operational", "new_status": new_status}],
-            "deliver_notifications": True, "custom_tweet": None, "tweet_id": None,
-        } for kind, when, body in sorted(updates, key=lambda u: -u[1])]
+        items = [
+            {
+                "id": self._id(),
+                "status": kind,
+                "body": body,
+                "incident_id": incident_id,
+                "created_at": _time(when),
+                "updated_at": _time(when),
+                "display_at": _time(when),
+                "affected_components": [
+                    {
+                        "code": affected["id"],
+                        "name": label,
+                        "old_status": "operational",
+                        "new_status": new_status,
+                    }
+                ],
+                "deliver_notifications": True,
+                "custom_tweet": None,
+                "tweet_id": None,
+            }
+            for kind, when, body in sorted(updates, key=lambda u: -u[1])
+        ]
         resolved = status in ("resolved", "postmortem")
         return {
-            "id": incident_id, "name": name, "status": status, "impact": impact,
-            "created_at": _time(started), "updated_at": _time(max(u[1] for u in updates)),
-            "started_at": _time(started), "monitoring_at": None,
+            "id": incident_id,
+            "name": name,
+            "status": status,
+            "impact": impact,
+            "created_at": _time(started),
+            "updated_at": _time(max(u[1] for u in updates)),
+            "started_at": _time(started),
+            "monitoring_at": None,
             "resolved_at": _time(max(u[1] for u in updates)) if resolved else None,
-            "shortlink": f"https://stspg.io/{incident_id[:8]}", "page_id": PAGE_ID,
-            "incident_updates": items, "components": [affected],
+            "shortlink": f"https://stspg.io/{incident_id[:8]}",
+            "page_id": PAGE_ID,
+            "incident_updates": items,
+            "components": [affected],
         }
 
     def _unresolved(self) -> list[dict[str, Any]]:
@@ -210,62 +322,128 @@ class StatusPage:
             return []
         start = self.now - 35 * 60
         label = f"{PRODUCTS_GROUP} - Workers"
-        return [self._incident(
-            "Workers requests failing with 5xx errors", "identified", "major", start,
-            [("investigating", start, f"Cloudflare is investigating elevated errors "
-              f"affecting {label}. Requests may fail with 5xx responses."),
-             ("identified", start + 15 * 60, f"The cause of the errors affecting {label} "
-              "has been identified and a fix is being rolled out.")],
-            "Workers")]
+        first = (
+            f"Cloudflare is investigating elevated errors affecting {label}. "
+            "Requests may fail with 5xx responses."
+        )
+        second = (
+            f"The cause of the errors affecting {label} has been identified and a "
+            "fix is being rolled out."
+        )
+        return [
+            self._incident(
+                "Workers requests failing with 5xx errors",
+                "identified",
+                "major",
+                start,
+                [
+                    (
+                        "investigating",
+                        start,
+                        first,
+                    ),
+                    (
+                        "identified",
+                        start + 15 * 60,
+                        second,
+                    ),
+                ],
+                "Workers",
+            )
+        ]
 
     def _resolved(self) -> list[dict[str, Any]]:
         rows = (
-            ("Increased latency in Frankfurt, Germany - (FRA)", 2.2,
-             "Frankfurt, Germany - (FRA)"),
+            (
+                "Increased latency in Frankfurt, Germany - (FRA)",
+                2.2,
+                "Frankfurt, Germany - (FRA)",
+            ),
             ("Workers KV elevated error rates", 6.5, "Workers KV"),
             ("Dashboard login issues", 12.1, "Dashboard"),
         )
         incidents = []
         for name, days, component in rows:
             start = self.now - days * DAY
-            incidents.append(self._incident(
-                name, "resolved", "minor", start,
-                [("investigating", start, "We are investigating this issue."),
-                 ("resolved", start + 2 * HOUR, "This incident has been resolved.")],
-                component))
+            incidents.append(
+                self._incident(
+                    name,
+                    "resolved",
+                    "minor",
+                    start,
+                    [
+                        ("investigating", start, "We are investigating this issue."),
+                        (
+                            "resolved",
+                            start + 2 * HOUR,
+                            "This incident has been resolved.",
+                        ),
+                    ],
+                    component,
+                )
+            )
         return incidents
 
     def _maintenances(self) -> list[dict[str, Any]]:
         items = []
         for index, centre in enumerate(MAINTENANCE):
             start = self.now - (index + 1) * HOUR
-            items.append(self._maintenance(f"{centre} datacenter maintenance",
-                                           "in_progress", start, centre))
+            items.append(
+                self._maintenance(
+                    f"{centre} datacenter maintenance", "in_progress", start, centre
+                )
+            )
         upcoming = self.now + 2 * DAY
-        items.append(self._maintenance("Tokyo, Japan - (NRT) datacenter maintenance",
-                                       "scheduled", upcoming, "Tokyo, Japan - (NRT)"))
+        items.append(
+            self._maintenance(
+                "Tokyo, Japan - (NRT) datacenter maintenance",
+                "scheduled",
+                upcoming,
+                "Tokyo, Japan - (NRT)",
+            )
+        )
         return items
 
-    def _maintenance(self, name: str, status: str, start: float,
-                     centre: str) -> dict[str, Any]:
+    def _maintenance(
+        self, name: str, status: str, start: float, centre: str
+    ) -> dict[str, Any]:
         component = self.by_name[centre]
         return {
-            "id": self._id(), "name": name, "status": status, "impact": "maintenance",
-            "created_at": _time(start - 3 * DAY), "updated_at": _time(start),
-            "started_at": _time(start), "scheduled_for": _time(start),
-            "scheduled_until": _time(start + 4 * HOUR), "monitoring_at": None,
-            "resolved_at": None, "shortlink": "https://stspg.io/" + self._id()[:8],
-            "page_id": PAGE_ID, "components": [component],
-            "incident_updates": [{
-                "id": self._id(), "status": status, "created_at": _time(start),
-                "body": "We will be performing scheduled maintenance in " + centre + ".",
-                "affected_components": [{"code": component["id"], "name": centre,
-                                         "old_status": "operational",
-                                         "new_status": "under_maintenance"}],
-            }],
+            "id": self._id(),
+            "name": name,
+            "status": status,
+            "impact": "maintenance",
+            "created_at": _time(start - 3 * DAY),
+            "updated_at": _time(start),
+            "started_at": _time(start),
+            "scheduled_for": _time(start),
+            "scheduled_until": _time(start + 4 * HOUR),
+            "monitoring_at": None,
+            "resolved_at": None,
+            "shortlink": "https://stspg.io/" + self._id()[:8],
+            "page_id": PAGE_ID,
+            "components": [component],
+            "incident_updates": [
+                {
+                    "id": self._id(),
+                    "status": status,
+                    "created_at": _time(start),
+                    "body": "We will be performing scheduled maintenance in "
+                    + centre
+                    + ".",
+                    "affected_components": [
+                        {
+                            "code": component["id"],
+                            "name": centre,
+                            "old_status": "operational",
+                            "new_status": "under_maintenance",
+                        }
+                    ],
+                }
+            ],
         }
 
 
 def _time(timestamp: float) -> str:
-    moment = datetime.fromtimestamp(timestamp, tz=timezone.utc)
+    moment = datetime.fromtimestamp(timestamp, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

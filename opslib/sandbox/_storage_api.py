@@ -35,11 +35,16 @@ MIN_KEYS = 10
 def list_databases(world: World, request: Request, params: dict[str, str]) -> Response:
     """GET /accounts/{a}/d1/database (?name=&page=&per_page=)."""
     env = world.environment
-    entry = {"uuid": env.d1_database_id, "name": env.d1_database_name,
-             "created_at": _created_at(world), "version": "production",
-             "jurisdiction": None}
-    info = _d1.database_info(world.database, env.d1_database_id,
-                             env.d1_database_name, _created_at(world))
+    entry = {
+        "uuid": env.d1_database_id,
+        "name": env.d1_database_name,
+        "created_at": _created_at(world),
+        "version": "production",
+        "jurisdiction": None,
+    }
+    info = _d1.database_info(
+        world.database, env.d1_database_id, env.d1_database_name, _created_at(world)
+    )
     entry.update(num_tables=info["num_tables"], file_size=info["file_size"])
     wanted = (request.arg("name") or "").lower()
     items = [entry] if wanted in env.d1_database_name.lower() else []
@@ -51,8 +56,11 @@ def get_database(world: World, request: Request, params: dict[str, str]) -> Resp
     """GET .../d1/database/{db}: answers even while queries fail."""
     env = world.environment
     _check_database(world, params)
-    return ok(_d1.database_info(world.database, env.d1_database_id,
-                                env.d1_database_name, _created_at(world)))
+    return ok(
+        _d1.database_info(
+            world.database, env.d1_database_id, env.d1_database_name, _created_at(world)
+        )
+    )
 
 
 def query_database(world: World, request: Request, params: dict[str, str]) -> Response:
@@ -60,19 +68,25 @@ def query_database(world: World, request: Request, params: dict[str, str]) -> Re
     return _run(world, request, params, raw=False)
 
 
-def raw_query_database(world: World, request: Request,
-                       params: dict[str, str]) -> Response:
+def raw_query_database(
+    world: World, request: Request, params: dict[str, str]
+) -> Response:
     """POST .../d1/database/{db}/raw: rows as arrays with column names."""
     return _run(world, request, params, raw=True)
 
 
 def list_namespaces(world: World, request: Request, params: dict[str, str]) -> Response:
     """GET .../storage/kv/namespaces (page-style; ?order=id|title&direction=)."""
-    items = [{"id": ns.id, "title": ns.title, "supports_url_encoding": True}
-             for ns in world.scenario.namespaces.values()]
-    order = request.arg("order") if request.arg("order") in ("id", "title") else "id"
-    items.sort(key=lambda item: str(item[order]),
-               reverse=request.arg("direction") == "desc")
+    items = [
+        {"id": ns.id, "title": ns.title, "supports_url_encoding": True}
+        for ns in world.scenario.namespaces.values()
+    ]
+    order = request.arg("order") or "id"
+    if order not in ("id", "title"):
+        order = "id"
+    items.sort(
+        key=lambda item: str(item[order]), reverse=request.arg("direction") == "desc"
+    )
     chunk, info = paginate(items, request, default=20, maximum=100)
     return ok(chunk, result_info=info)
 
@@ -105,9 +119,13 @@ def put_value(world: World, request: Request, params: dict[str, str]) -> Respons
     ttl = _ttl(request)
     value, metadata = _value_and_metadata(request)
     expiration = request.arg("expiration")
-    namespace.put(params["key"], value, ttl=ttl,
-                  expiration=float(expiration) if expiration else None,
-                  metadata=metadata)
+    namespace.put(
+        params["key"],
+        value,
+        ttl=ttl,
+        expiration=float(expiration) if expiration else None,
+        metadata=metadata,
+    )
     return ok({})
 
 
@@ -128,7 +146,9 @@ def bulk_delete(world: World, request: Request, params: dict[str, str]) -> Respo
     return ok({"successful_key_count": len(keys), "unsuccessful_keys": []})
 
 
-def _run(world: World, request: Request, params: dict[str, str], *, raw: bool) -> Response:
+def _run(
+    world: World, request: Request, params: dict[str, str], *, raw: bool
+) -> Response:
     _check_database(world, params)
     body = body_json(request)
     if not world.scenario.d1_available:
@@ -141,7 +161,9 @@ def _run(world: World, request: Request, params: dict[str, str], *, raw: bool) -
 
 def _check_database(world: World, params: dict[str, str]) -> None:
     if params["database"] != world.environment.d1_database_id:
-        raise ApiError(404, 7404, f"The database {params['database']} could not be found")
+        raise ApiError(
+            404, 7404, f"The database {params['database']} could not be found"
+        )
 
 
 def _created_at(world: World) -> str:
@@ -172,8 +194,12 @@ def _ttl(request: Request) -> float | None:
     except ValueError as error:
         raise ApiError(400, 10001, "expiration_ttl must be an integer") from error
     if ttl < MIN_TTL:
-        raise ApiError(400, 10044, f"Invalid expiration_ttl of {ttl}. Expiration TTL "
-                       f"must be at least {MIN_TTL}.")
+        raise ApiError(
+            400,
+            10044,
+            f"Invalid expiration_ttl of {ttl}. Expiration TTL "
+            f"must be at least {MIN_TTL}.",
+        )
     return float(ttl)
 
 
@@ -183,11 +209,13 @@ def _value_and_metadata(request: Request) -> tuple[bytes, Any]:
         return request.body, None
     head = f"Content-Type: {content_type}\r\n\r\n".encode()
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-        head + request.body)
+        head + request.body
+    )
     value, metadata = b"", None
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
-        payload = part.get_payload(decode=True) or b""
+        raw = part.get_payload(decode=True)
+        payload = raw if isinstance(raw, bytes) else b""
         if name == "value":
             value = payload
         elif name == "metadata":
@@ -216,4 +244,3 @@ def _decode_cursor(cursor: str) -> str:
         return base64.urlsafe_b64decode(cursor.encode("ascii")).decode("utf-8")
     except (binascii.Error, UnicodeError, ValueError) as error:
         raise ApiError(400, 10001, f"invalid cursor {cursor!r}") from error
-

@@ -35,14 +35,20 @@ def script_settings(world: World, request: Request, params: dict[str, str]) -> R
     """GET .../scripts/{s}/settings: bindings and runtime of the live version."""
     script = _script(world, params)
     version = script.live_version()
-    return ok({
-        "bindings": list(iter_bindings(version)),
-        "compatibility_date": script.compatibility_date,
-        "compatibility_flags": script.compatibility_flags,
-        "limits": {"cpu_ms": 30_000}, "placement": {}, "usage_model": "standard",
-        "logpush": False, "observability": {"enabled": script.handlers == ["queue"]},
-        "tags": [], "tail_consumers": [],
-    })
+    return ok(
+        {
+            "bindings": list(iter_bindings(version)),
+            "compatibility_date": script.compatibility_date,
+            "compatibility_flags": script.compatibility_flags,
+            "limits": {"cpu_ms": 30_000},
+            "placement": {},
+            "usage_model": "standard",
+            "logpush": False,
+            "observability": {"enabled": script.handlers == ["queue"]},
+            "tags": [],
+            "tail_consumers": [],
+        }
+    )
 
 
 def list_secrets(world: World, request: Request, params: dict[str, str]) -> Response:
@@ -62,8 +68,12 @@ def put_secret(world: World, request: Request, params: dict[str, str]) -> Respon
         raise ApiError(400, 10021, "secret needs name, text and type")
     newest = script.versions[-1]
     if script.live.versions != [(newest.id, 100)]:
-        raise ApiError(400, 10215, "Secret edit refused: the newest version of this "
-                       "Worker is not the one deployed at 100 %; deploy it first.")
+        raise ApiError(
+            400,
+            10215,
+            "Secret edit refused: the newest version of this "
+            "Worker is not the one deployed at 100 %; deploy it first.",
+        )
     secrets = dict(newest.secrets)
     secrets[str(body["name"])] = uuid.uuid4().hex[:16]
     add_version(script, newest, secrets, "secret", "", time.time())
@@ -71,10 +81,14 @@ def put_secret(world: World, request: Request, params: dict[str, str]) -> Respon
     return ok({"name": body["name"], "type": body.get("type", "secret_text")})
 
 
-def list_deployments(world: World, request: Request, params: dict[str, str]) -> Response:
+def list_deployments(
+    world: World, request: Request, params: dict[str, str]
+) -> Response:
     """GET .../scripts/{s}/deployments: ``result.deployments``, newest (live) first."""
     script = _script(world, params)
-    return ok({"deployments": [_deployment_json(d) for d in reversed(script.deployments)]})
+    return ok(
+        {"deployments": [_deployment_json(d) for d in reversed(script.deployments)]}
+    )
 
 
 def get_deployment(world: World, request: Request, params: dict[str, str]) -> Response:
@@ -86,7 +100,9 @@ def get_deployment(world: World, request: Request, params: dict[str, str]) -> Re
     raise _not_found(request)
 
 
-def create_deployment(world: World, request: Request, params: dict[str, str]) -> Response:
+def create_deployment(
+    world: World, request: Request, params: dict[str, str]
+) -> Response:
     """POST .../scripts/{s}/deployments[?force=true]: switch traffic to versions."""
     script = _script(world, params)
     body = body_json(request)
@@ -98,14 +114,17 @@ def create_deployment(world: World, request: Request, params: dict[str, str]) ->
     message = str(((body.get("annotations") or {}).get("workers/message")) or "")
     older = len(targets) == 1 and targets[0][0].number < live.number
     deployment = Deployment(
-        id=str(uuid.uuid4()), created_on=time.time(),
+        id=str(uuid.uuid4()),
+        created_on=time.time(),
         message=message.encode()[:MESSAGE_BYTES].decode("utf-8", "ignore"),
         triggered_by="rollback" if older else "deployment",
-        versions=[(v.id, pct) for v, pct in targets], source="api",
+        versions=[(v.id, pct) for v, pct in targets],
+        source="api",
     )
     script.deployments.append(deployment)
-    logger.info("deployment created script=%s versions=%s", script.name,
-                deployment.versions)
+    logger.info(
+        "deployment created script=%s versions=%s", script.name, deployment.versions
+    )
     return ok(_deployment_json(deployment))
 
 
@@ -119,8 +138,13 @@ def list_versions(world: World, request: Request, params: dict[str, str]) -> Res
     newest_first = [_version_item(v) for v in reversed(script.versions)]
     if request.arg("deployable") == "true":
         items = newest_first[:DEPLOYABLE_VERSIONS]
-        info = {"page": 1, "per_page": len(items), "count": len(items),
-                "total_count": len(items), "total_pages": 1}
+        info = {
+            "page": 1,
+            "per_page": len(items),
+            "count": len(items),
+            "total_count": len(items),
+            "total_pages": 1,
+        }
         return ok({"items": items}, result_info=info)
     chunk, info = paginate(newest_first, request, default=10, maximum=100)
     return ok({"items": chunk}, result_info=info)
@@ -135,70 +159,99 @@ def get_version(world: World, request: Request, params: dict[str, str]) -> Respo
     result = _version_item(version)
     result["resources"] = {
         "bindings": list(iter_bindings(version)),
-        "script": {"etag": version.etag, "handlers": script.handlers,
-                   "last_deployed_from": version.source},
+        "script": {
+            "etag": version.etag,
+            "handlers": script.handlers,
+            "last_deployed_from": version.source,
+        },
         "script_runtime": {
             "compatibility_date": script.compatibility_date,
             "compatibility_flags": script.compatibility_flags,
-            "usage_model": "standard", "limits": {"cpu_ms": 30_000},
+            "usage_model": "standard",
+            "limits": {"cpu_ms": 30_000},
         },
     }
     result["startup_time_ms"] = 11
     return ok(result)
 
 
-def add_version(script: Script, base: Version, secrets: dict[str, str],
-                triggered_by: str, message: str, when: float) -> Version:
+def add_version(
+    script: Script,
+    base: Version,
+    secrets: dict[str, str],
+    triggered_by: str,
+    message: str,
+    when: float,
+) -> Version:
     """Append a version copied from ``base`` and deploy it at 100 %.
 
     Returns:
         The new version.
     """
     version = Version(
-        id=str(uuid.uuid4()), number=script.versions[-1].number + 1, created_on=when,
-        message=message, triggered_by=triggered_by, secrets=secrets,
-        bindings=list(base.bindings), etag=base.etag, broken=base.broken,
+        id=str(uuid.uuid4()),
+        number=script.versions[-1].number + 1,
+        created_on=when,
+        message=message,
+        triggered_by=triggered_by,
+        secrets=secrets,
+        bindings=list(base.bindings),
+        etag=base.etag,
+        broken=base.broken,
     )
     script.versions.append(version)
-    script.deployments.append(Deployment(str(uuid.uuid4()), when, message, triggered_by,
-                                         [(version.id, 100)]))
+    script.deployments.append(
+        Deployment(str(uuid.uuid4()), when, message, triggered_by, [(version.id, 100)])
+    )
     return version
 
 
-def _validate_deployment(script: Script, body: Any) -> list[tuple[Version, int]]:
+def _validate_deployment(script: Script, body: Any) -> list[tuple[Version, float]]:
     if not isinstance(body, dict) or body.get("strategy") != "percentage":
-        raise ApiError(400, 10021, "strategy must be \"percentage\"")
+        raise ApiError(400, 10021, 'strategy must be "percentage"')
     entries = body.get("versions")
     if not isinstance(entries, list) or not 1 <= len(entries) <= 2:
         raise ApiError(400, 10021, "a deployment holds one or two versions")
     recent = {v.id for v in script.versions[-DEPLOYABLE_VERSIONS:]}
-    targets: list[tuple[Version, int]] = []
+    targets: list[tuple[Version, float]] = []
     for entry in entries:
         version = script.version(str((entry or {}).get("version_id")))
         percentage = (entry or {}).get("percentage")
         if version is None:
             raise ApiError(400, 10021, f"version {entry!r} does not exist")
         if version.id not in recent:
-            raise ApiError(400, 10021, f"version {version.id} is not among the "
-                           f"{DEPLOYABLE_VERSIONS} most recent versions")
+            raise ApiError(
+                400,
+                10021,
+                f"version {version.id} is not among the "
+                f"{DEPLOYABLE_VERSIONS} most recent versions",
+            )
         if not isinstance(percentage, (int, float)) or not 0 < percentage <= 100:
             raise ApiError(400, 10021, "percentage must be a number in (0, 100]")
-        targets.append((version, percentage))
+        targets.append(
+            (version, int(percentage) if percentage == int(percentage) else percentage)
+        )
     if abs(sum(p for _, p in targets) - 100) > 1e-9:
         raise ApiError(400, 10021, "version percentages must add up to 100")
     return targets
 
 
-def _refuse_changed_secrets(script: Script, targets: list[tuple[Version, int]]) -> None:
+def _refuse_changed_secrets(
+    script: Script, targets: list[tuple[Version, float]]
+) -> None:
     current = script.live_version().secrets
     changed: set[str] = set()
     for version, _ in targets:
         names = set(current) | set(version.secrets)
         changed |= {n for n in names if current.get(n) != version.secrets.get(n)}
     if changed:
-        raise ApiError(400, 10220, "Deploying this version would change the Worker's "
-                       "secrets; retry with ?force=true to deploy it anyway. The "
-                       "following secrets have changed: " + ", ".join(sorted(changed)))
+        raise ApiError(
+            400,
+            10220,
+            "Deploying this version would change the Worker's "
+            "secrets; retry with ?force=true to deploy it anyway. The "
+            "following secrets have changed: " + ", ".join(sorted(changed)),
+        )
 
 
 def _script(world: World, params: dict[str, str]) -> Script:
@@ -209,42 +262,66 @@ def _script(world: World, params: dict[str, str]) -> Script:
 
 
 def _not_found(request: Request) -> ApiError:
-    return ApiError(404, 7003, f"Could not route to {request.raw_path}, perhaps your "
-                    "object identifier is invalid?")
+    return ApiError(
+        404,
+        7003,
+        f"Could not route to {request.raw_path}, perhaps your "
+        "object identifier is invalid?",
+    )
 
 
 def _script_json(script: Script) -> dict[str, Any]:
     live = script.live_version()
     return {
-        "id": script.name, "etag": live.etag, "created_on": iso(script.created_on),
-        "modified_on": iso(script.live.created_on), "handlers": script.handlers,
+        "id": script.name,
+        "etag": live.etag,
+        "created_on": iso(script.created_on),
+        "modified_on": iso(script.live.created_on),
+        "handlers": script.handlers,
         "compatibility_date": script.compatibility_date,
-        "compatibility_flags": script.compatibility_flags, "usage_model": "standard",
-        "last_deployed_from": live.source, "has_assets": "fetch" in script.handlers,
-        "has_modules": True, "logpush": False, "tags": [], "placement_mode": None,
+        "compatibility_flags": script.compatibility_flags,
+        "usage_model": "standard",
+        "last_deployed_from": live.source,
+        "has_assets": "fetch" in script.handlers,
+        "has_modules": True,
+        "logpush": False,
+        "tags": [],
+        "placement_mode": None,
     }
 
 
 def _deployment_json(deployment: Deployment) -> dict[str, Any]:
     return {
-        "id": deployment.id, "created_on": iso(deployment.created_on),
-        "source": deployment.source, "strategy": "percentage",
+        "id": deployment.id,
+        "created_on": iso(deployment.created_on),
+        "source": deployment.source,
+        "strategy": "percentage",
         "author_email": deployment.author_email,
-        "annotations": {"workers/message": deployment.message,
-                        "workers/triggered_by": deployment.triggered_by},
-        "versions": [{"version_id": v, "percentage": p} for v, p in deployment.versions],
+        "annotations": {
+            "workers/message": deployment.message,
+            "workers/triggered_by": deployment.triggered_by,
+        },
+        "versions": [
+            {"version_id": v, "percentage": p} for v, p in deployment.versions
+        ],
     }
 
 
 def _version_item(version: Version) -> dict[str, Any]:
     return {
-        "id": version.id, "number": version.number,
+        "id": version.id,
+        "number": version.number,
         "metadata": {
-            "created_on": iso(version.created_on), "modified_on": iso(version.created_on),
-            "source": version.source, "author_id": _AUTHOR_ID,
-            "author_email": version.author_email, "hasPreview": False,
+            "created_on": iso(version.created_on),
+            "modified_on": iso(version.created_on),
+            "source": version.source,
+            "author_id": _AUTHOR_ID,
+            "author_email": version.author_email,
+            "hasPreview": False,
         },
-        "annotations": {"workers/message": version.message,
-                        "workers/tag": version.tag,
-                        "workers/triggered_by": version.triggered_by},
+        "annotations": {
+            "workers/message": version.message,
+            "workers/tag": version.tag,
+            "workers/triggered_by": version.triggered_by,
+        },
     }

@@ -22,8 +22,12 @@ from ._sandbox import Sandbox
 
 
 @contextmanager
-def running_sandbox(state_dir: Path, scenario: str = "healthy", *,
-                    environment: Environment | None = None) -> Iterator[Sandbox]:
+def running_sandbox(
+    state_dir: Path,
+    scenario: str = "healthy",
+    *,
+    environment: Environment | None = None,
+) -> Iterator[Sandbox]:
     """Start a sandbox on free ports, yield it, and always stop it.
 
     Args:
@@ -31,8 +35,9 @@ def running_sandbox(state_dir: Path, scenario: str = "healthy", *,
         scenario: scenario to start with.
         environment: environment to serve; ``load_environment("sandbox")`` if None.
     """
-    sandbox = Sandbox(state_dir, environment or load_environment("sandbox"),
-                      ephemeral_ports=True)
+    sandbox = Sandbox(
+        state_dir, environment or load_environment("sandbox"), ephemeral_ports=True
+    )
     sandbox.start(scenario)
     try:
         yield sandbox
@@ -74,4 +79,3 @@ def patched_environ(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = old
-
