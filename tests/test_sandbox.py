@@ -39,7 +39,8 @@ CORE_TABLES = {
 
 @pytest.fixture(scope="module")
 def env() -> Environment:
-    return load_environment("sandbox")
+    folder = Path(__file__).resolve().parent.parent / "parameters" / "environments"
+    return load_environment("sandbox", environ={"RUNBOOK_ENVIRONMENTS": str(folder)})
 
 
 @pytest.fixture(scope="module")
@@ -137,8 +138,13 @@ def test_scenarios_are_the_six_api_down_drills_in_order() -> None:
     assert SCENARIOS["kv-binding-broken"].cause == "kv-binding"
 
 
-def test_default_state_dir_is_dot_sandbox_in_the_project_root() -> None:
-    assert default_state_dir() == Path(__file__).resolve().parent.parent / ".sandbox"
+def test_default_state_dir_is_dot_sandbox_in_the_project_root(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.delenv("RUNBOOK_ENVIRONMENTS", raising=False)
+    monkeypatch.chdir(root / "tests")
+    assert default_state_dir() == root / ".sandbox"
 
 
 def test_start_writes_pid_status_secrets_and_environment(sbx: Sandbox) -> None:
