@@ -8,13 +8,11 @@ actual ports, so clients load it like any other environment.
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +27,7 @@ from opslib._config import Environment, find_environments_dir
 from opslib._errors import ConfigError
 
 from ._http import LOOPBACK
+from ._process import call_control, is_port_busy, is_sandbox_process, read_json
 from ._scenarios import SCENARIOS
 from ._seed import ensure_template
 from ._server import (
@@ -148,7 +147,7 @@ class Sandbox:
 
     def status(self) -> dict[str, Any] | None:
         """Return {pid, scenario, urls, started_at, state_dir}, or None if stopped."""
-        data = _read_json(self.state_dir / STATUS_FILE)
+        data = read_json(self.state_dir / STATUS_FILE)
         if not isinstance(data, dict) or not self._is_running(int(data.get("pid", 0))):
             return None
         keys = ("pid", "scenario", "urls", "started_at", "state_dir")
@@ -196,7 +195,7 @@ class Sandbox:
         for name, key in _URL_PORTS:
             url = getattr(self.environment, key)
             ports[name] = urlsplit(url).port or 80
-            if _is_port_busy(ports[name]):
+            if is_port_busy(ports[name]):
                 raise ConfigError(
                     f"port {ports[name]} of {key} ({url}) is busy on {LOOPBACK}: "
                     "another sandbox or a local server holds it; stop that, or "
@@ -263,7 +262,7 @@ class Sandbox:
             code = process.poll()
             if code is not None:
                 raise ConfigError(self._failure_message(code))
-            status = _read_json(self.state_dir / STATUS_FILE)
+            status = read_json(self.state_dir / STATUS_FILE)
             if isinstance(status, dict) and status.get("pid") == process.pid:
                 return status
             time.sleep(0.02)
@@ -316,7 +315,7 @@ class Sandbox:
     # -- running-process helpers ---------------------------------------------------
 
     def _recorded_pid(self) -> int | None:
-        status = _read_json(self.state_dir / STATUS_FILE)
+        status = read_json(self.state_dir / STATUS_FILE)
         if isinstance(status, dict) and status.get("pid"):
             return int(status["pid"])
         try:
@@ -329,7 +328,7 @@ class Sandbox:
             return False
         if self._process is not None and self._process.pid == pid:
             return self._process.poll() is None
-        return _is_sandbox_process(pid)
+        return is_sandbox_process(pid)
 
     def _wait_exit(self, pid: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -353,23 +352,8 @@ class Sandbox:
         return status
 
     def _control(self, method: str, path: str, body: Any = None) -> Any:
-        split = urlsplit(self._require_status()["urls"]["control_url"])
-        connection = http.client.HTTPConnection(
-            split.hostname or LOOPBACK, split.port, timeout=30
-        )
-        try:
-            payload = None if body is None else json.dumps(body).encode("utf-8")
-            connection.request(
-                method, path, body=payload, headers={"Content-Type": "application/json"}
-            )
-            response = connection.getresponse()
-            data = json.loads(response.read().decode("utf-8") or "null")
-        finally:
-            connection.close()
-        if response.status != 200:
-            error = data.get("error") if isinstance(data, dict) else data
-            raise ConfigError(f"sandbox control {method} {path} failed: {error}")
-        return data
+        url = self._require_status()["urls"]["control_url"]
+        return call_control(url, method, path, body)
 
 
 def _check_scenario(name: str) -> None:
@@ -377,40 +361,3 @@ def _check_scenario(name: str) -> None:
         raise ConfigError(
             f"scenario: got {name!r}, expected one of: {', '.join(SCENARIOS)}"
         )
-
-
-def _is_port_busy(port: int) -> bool:
-    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        probe.bind((LOOPBACK, port))
-    except OSError:
-        return True
-    finally:
-        probe.close()
-    return False
-
-
-def _is_sandbox_process(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return False
-    proc = Path(f"/proc/{pid}")
-    if not proc.is_dir():
-        return True
-    try:
-        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        command = (proc / "cmdline").read_bytes()
-    except (OSError, IndexError):
-        return False
-    return state != "Z" and b"opslib.sandbox" in command
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
