@@ -77,16 +77,30 @@ class ParameterSpec:
     help: str = ""
 
 
-def find_notebooks_dir() -> Path:
-    """Return the project's ``notebooks`` folder.
+def find_project_root() -> Path:
+    """Return the project checkout: the folder holding ``notebooks/``.
 
-    The project root is the folder two levels above the environments folder
-    (``<root>/parameters/environments``).
+    The first folder with ``notebooks/incidents`` or ``notebooks/procedures`` among:
+    the folder two levels above the environments folder (``<root>/parameters/
+    environments``), the working directory and its parents, and the folder above
+    the installed package. The search matters when ``RUNBOOK_ENVIRONMENTS`` points
+    outside the checkout, as the sandbox's own environment files do. When no
+    folder qualifies, the first candidate is returned.
 
     Raises:
         ConfigError: when no environments folder can be found.
     """
-    return find_environments_dir().parent.parent / "notebooks"
+    first = find_environments_dir().parent.parent
+    here = Path.cwd().resolve()
+    for folder in (first, here, *here.parents, Path(__file__).resolve().parent.parent):
+        if any((folder / "notebooks" / sub).is_dir() for sub in NOTEBOOK_FOLDERS):
+            return folder
+    return first
+
+
+def find_notebooks_dir() -> Path:
+    """Return the project's ``notebooks`` folder (see ``find_project_root``)."""
+    return find_project_root() / "notebooks"
 
 
 def runbook_name(path: str | Path) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 
 import nbformat
 
-from ._config import find_environments_dir, load_environment
+from ._config import load_environment
 from ._errors import ParameterError, RunError
 from ._notebook import (
     ACTION_MIME,
@@ -37,6 +37,7 @@ from ._notebook import (
     collect_verdict,
     dump_notebook,
     failed_cell_index,
+    find_project_root,
     join_streams,
     mark_stopped_cell,
     parse_notebook,
@@ -176,7 +177,8 @@ def run_notebook(
     effective = {name: spec.default for name, spec in specs.items()} | values
     record_id = new_record_id(started, runbook_name(path), _incident_id(effective))
     folder = _prepare_folder(records_dir, started)
-    scrubber = Scrubber.from_environment().extended(env.secrets)
+    scrubber = Scrubber.from_environment(extra_files=_dotenv_files())
+    scrubber = scrubber.extended(env.secrets)
     logger.info(
         "run started record_id=%s notebook=%s environment=%s", record_id, path, env.name
     )
@@ -253,7 +255,7 @@ def _execute(
             parameters=dict(values),
             kernel_name=kernel_name,
             progress_bar=False,
-            cwd=str(_project_root()),
+            cwd=str(find_project_root()),
             execution_timeout=timeout,
             shutdown_kernel="immediate",
         )
@@ -264,10 +266,6 @@ def _execute(
     text = _MEMORY.pop(memory_path)
     nb = parse_notebook(text if text else path.read_text(encoding="utf-8"))
     return nb, error, interrupted
-
-
-def _project_root() -> Path:
-    return find_environments_dir().parent.parent
 
 
 def _classify(exc: Exception) -> dict[str, Any]:
@@ -411,10 +409,16 @@ def _index_row(sidecar: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _dotenv_files() -> list[Path]:
+    # The kernel runs in the checkout and could read its .env even when the
+    # environment folder, whose .env the scrubber reads anyway, lies elsewhere.
+    return [find_project_root() / ".env"]
+
+
 def _relative_to_root(path: Path) -> str:
     absolute = path.absolute()
     try:
-        return absolute.relative_to(_project_root().absolute()).as_posix()
+        return absolute.relative_to(find_project_root().absolute()).as_posix()
     except ValueError:
         return absolute.as_posix()
 

@@ -21,6 +21,7 @@ from opslib._notebook import (
     collect_verdict,
     failed_cell_index,
     find_notebooks_dir,
+    find_project_root,
     join_streams,
     mark_stopped_cell,
     read_parameters,
@@ -69,7 +70,22 @@ def _write_notebook(
 
 
 def test_find_notebooks_dir_is_beside_the_parameters_folder(project: Path) -> None:
+    assert find_project_root() == project
     assert find_notebooks_dir() == project / "notebooks"
+
+
+def test_find_project_root_falls_back_to_the_checkout_around_the_working_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    environments = tmp_path / "sandbox-state" / "parameters" / "environments"
+    environments.mkdir(parents=True)
+    checkout = tmp_path / "checkout"
+    (checkout / "notebooks" / "procedures").mkdir(parents=True)
+    (checkout / "sub").mkdir()
+    monkeypatch.setenv("RUNBOOK_ENVIRONMENTS", str(environments))
+    monkeypatch.chdir(checkout / "sub")
+
+    assert find_project_root() == checkout
 
 
 @pytest.mark.parametrize(

@@ -56,6 +56,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     environments = root / "parameters" / "environments"
     environments.mkdir(parents=True)
     shutil.copy(ENVIRONMENTS / "sandbox.yaml", environments)
+    (root / "notebooks" / "incidents").mkdir(parents=True)
     monkeypatch.setenv("RUNBOOK_ENVIRONMENTS", str(environments))
     monkeypatch.setenv("RUNBOOK_OPERATOR", "oncall-7")
     for name in SECRET_VARIABLES:
