@@ -228,25 +228,37 @@ def _execute(
     values = [[_json_value(v) for v in row] for row in rows]
     changes = connection.total_changes - before
     first = statement.sql.lstrip("( \n\t").split(None, 1)[0].upper()
-    meta = {
+    meta = _meta(connection, duration, changes, len(rows), cursor.lastrowid or 0)
+    meta["changed_db"] = changes > 0 or first in _WRITE_WORDS
+    if raw:
+        result: Any = {"columns": columns, "rows": values}
+    else:
+        result = [dict(zip(columns, row)) for row in values]
+    return {"results": result, "success": True, "meta": meta}
+
+
+def _meta(
+    connection: sqlite3.Connection,
+    duration: float,
+    changes: int,
+    returned: int,
+    last_row_id: int,
+) -> dict[str, Any]:
+    """A statement's ``meta``; rows_read counts rows returned or changed."""
+    return {
         "served_by": "v3-prod",
         "served_by_region": "ENAM",
         "served_by_primary": True,
         "served_by_colo": "EWR",
         "duration": round(duration, 4),
         "changes": changes,
-        "last_row_id": cursor.lastrowid or 0,
-        "changed_db": changes > 0 or first in _WRITE_WORDS,
+        "last_row_id": last_row_id,
+        "changed_db": changes > 0,
         "size_after": _size(connection),
-        "rows_read": max(len(rows), changes),
+        "rows_read": max(returned, changes),
         "rows_written": changes,
         "timings": {"sql_duration_ms": round(duration, 4)},
     }
-    if raw:
-        result: Any = {"columns": columns, "rows": values}
-    else:
-        result = [dict(zip(columns, row)) for row in values]
-    return {"results": result, "success": True, "meta": meta}
 
 
 def _size(connection: sqlite3.Connection) -> int:

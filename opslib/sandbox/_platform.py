@@ -144,6 +144,15 @@ def _list_manuscripts(call: Call) -> Response:
     if cached is not None:
         return json_response(200, cached, [("X-Cache", "HIT")])
 
+    payload = _query_manuscripts(call, user_id, status, genre)
+    call.kv_put_json(call.cache, cache_key, payload, 300)
+    return json_response(200, payload, [("X-Cache", "MISS")])
+
+
+def _query_manuscripts(
+    call: Call, user_id: str, status: str, genre: str
+) -> dict[str, Any]:
+    """First page of a user's manuscripts, newest first, with pagination info."""
     where, args = "user_id = ?", [user_id]
     for column, value in (("status", status), ("genre", genre)):
         if value != "all":
@@ -157,7 +166,7 @@ def _list_manuscripts(call: Call) -> Response:
             "ORDER BY uploaded_at DESC LIMIT ?",
             [*args, _PAGE_SIZE],
         ).fetchall()
-    payload = {
+    return {
         "manuscripts": [dict(row) for row in rows],
         "pagination": {
             "page": 1,
@@ -166,8 +175,6 @@ def _list_manuscripts(call: Call) -> Response:
             "totalPages": math.ceil(count / _PAGE_SIZE),
         },
     }
-    call.kv_put_json(call.cache, cache_key, payload, 300)
-    return json_response(200, payload, [("X-Cache", "MISS")])
 
 
 def _payments(call: Call, method: str, path: str) -> Response:

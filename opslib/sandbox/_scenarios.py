@@ -13,6 +13,7 @@ import random
 import sqlite3
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,6 +116,19 @@ def start_scenario(world: World, name: str, now: float | None = None) -> None:
         _fill_kv(state, world, now)
 
 
+def truth(world: World) -> dict[str, Any]:
+    """The running scenario's ground truth: scenario, notebook, cause, details."""
+    with world.lock:
+        scenario = SCENARIOS[world.scenario.name]
+        details = dict(world.scenario.details)
+    return {
+        "scenario": scenario.name,
+        "notebook": scenario.notebook,
+        "cause": scenario.cause,
+        "details": details,
+    }
+
+
 def build_state(name: str, environment: Environment, now: float) -> ScenarioState:
     """Build the scripts, namespaces and flags of a scenario."""
     rng = random.Random("sandbox-history")
@@ -136,41 +150,68 @@ def _apply_fault(
     rng: random.Random,
     now: float,
 ) -> None:
-    good = main.versions[-1]
-    if state.name == "bad-deployment":
-        bad = _new_version(
-            main,
-            rng,
-            now - 20 * 60,
-            "upload",
-            dict(good.secrets),
-            "Refactor router: move handlers to src/handlers",
-        )
-        bad.broken = True
-        state.details = {"bad_version": bad.id, "good_version": good.id}
-    elif state.name == "missing-secret":
-        secrets = {k: v for k, v in good.secrets.items() if k != "STRIPE_SECRET_KEY"}
-        changed = _new_version(main, rng, now - 40 * 60, "secret", secrets, "")
-        changed.etag = good.etag
-        state.details = {
-            "missing": ["STRIPE_SECRET_KEY"],
-            "version": changed.id,
-            "previous_version": good.id,
-        }
-    elif state.name == "d1-unavailable":
-        state.d1_available = False
-        state.details = {"database_id": environment.d1_database_id}
-    elif state.name == "kv-binding-broken":
-        namespace_id = environment.kv_namespaces["SESSIONS"]
-        state.namespaces.pop(namespace_id, None)
-        state.details = {
-            "binding": "SESSIONS",
-            "namespace_id": namespace_id,
-            "deleted_at": now - 25 * 60,
-        }
-    elif state.name == "cloudflare-outage":
-        state.edge_outage = True
-        state.details = {"component": "Workers", "started_at": now - 35 * 60}
+    fault = _FAULTS.get(state.name)
+    if fault is not None:
+        fault(_FaultContext(state, main, environment, rng, now))
+
+
+@dataclass
+class _FaultContext:
+    state: ScenarioState
+    main: Script
+    environment: Environment
+    rng: random.Random
+    now: float
+
+
+def _bad_deployment(ctx: _FaultContext) -> None:
+    good = ctx.main.versions[-1]
+    message = "Refactor router: move handlers to src/handlers"
+    secrets = dict(good.secrets)
+    bad = _new_version(ctx.main, ctx.rng, ctx.now - 20 * 60, "upload", secrets, message)
+    bad.broken = True
+    ctx.state.details = {"bad_version": bad.id, "good_version": good.id}
+
+
+def _missing_secret(ctx: _FaultContext) -> None:
+    good = ctx.main.versions[-1]
+    secrets = {k: v for k, v in good.secrets.items() if k != "STRIPE_SECRET_KEY"}
+    changed = _new_version(ctx.main, ctx.rng, ctx.now - 40 * 60, "secret", secrets, "")
+    changed.etag = good.etag
+    ctx.state.details = {
+        "missing": ["STRIPE_SECRET_KEY"],
+        "version": changed.id,
+        "previous_version": good.id,
+    }
+
+
+def _d1_unavailable(ctx: _FaultContext) -> None:
+    ctx.state.d1_available = False
+    ctx.state.details = {"database_id": ctx.environment.d1_database_id}
+
+
+def _kv_binding_broken(ctx: _FaultContext) -> None:
+    namespace_id = ctx.environment.kv_namespaces["SESSIONS"]
+    ctx.state.namespaces.pop(namespace_id, None)
+    ctx.state.details = {
+        "binding": "SESSIONS",
+        "namespace_id": namespace_id,
+        "deleted_at": ctx.now - 25 * 60,
+    }
+
+
+def _cloudflare_outage(ctx: _FaultContext) -> None:
+    ctx.state.edge_outage = True
+    ctx.state.details = {"component": "Workers", "started_at": ctx.now - 35 * 60}
+
+
+_FAULTS: dict[str, Callable[[_FaultContext], None]] = {
+    "bad-deployment": _bad_deployment,
+    "missing-secret": _missing_secret,
+    "d1-unavailable": _d1_unavailable,
+    "kv-binding-broken": _kv_binding_broken,
+    "cloudflare-outage": _cloudflare_outage,
+}
 
 
 def _new_version(

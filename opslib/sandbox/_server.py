@@ -24,7 +24,7 @@ from opslib._config import Environment
 from ._cloudflare import CloudflareApp
 from ._http import LOOPBACK, App, AppServer, Request, Response
 from ._platform import PlatformApp
-from ._scenarios import SCENARIOS, start_scenario
+from ._scenarios import SCENARIOS, start_scenario, truth
 from ._state import FAULT_NAMES, World
 from ._statuspage import StatusPageApp
 
@@ -181,8 +181,7 @@ class ControlApp:
                 {"ok": True, "pid": os.getpid(), "scenario": self.world.scenario.name},
             )
         if route == ("GET", "/__sandbox/truth"):
-            with self.world.lock:
-                return Response.json(200, self.world.truth())
+            return Response.json(200, truth(self.world))
         if route == ("GET", "/__sandbox/faults"):
             return Response.json(200, {"faults": dict(self.world.faults)})
         if route == ("POST", "/__sandbox/faults"):

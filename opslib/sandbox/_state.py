@@ -234,18 +234,6 @@ class World:
             self.faults.update(faults)
             return dict(self.faults)
 
-    def truth(self) -> dict[str, Any]:
-        """The running scenario's ground truth, for drills and tests."""
-        from ._scenarios import SCENARIOS
-
-        scenario = SCENARIOS[self.scenario.name]
-        return {
-            "scenario": scenario.name,
-            "notebook": scenario.notebook,
-            "cause": scenario.cause,
-            "details": dict(self.scenario.details),
-        }
-
 
 def iter_bindings(version: Version) -> Iterator[dict[str, Any]]:
     """Yield a version's bindings as the API returns them, secrets last."""

@@ -196,31 +196,9 @@ class StatusPage:
     ) -> dict[str, Any]:
         incident_id = self._id()
         affected = self.by_name[component]
-        label = (
-            f"{PRODUCTS_GROUP} - {component}" if component in PRODUCTS else component
-        )
         new_status = "major_outage" if status != "resolved" else "operational"
         items = [
-            {
-                "id": self._id(),
-                "status": kind,
-                "body": body,
-                "incident_id": incident_id,
-                "created_at": _time(when),
-                "updated_at": _time(when),
-                "display_at": _time(when),
-                "affected_components": [
-                    {
-                        "code": affected["id"],
-                        "name": label,
-                        "old_status": "operational",
-                        "new_status": new_status,
-                    }
-                ],
-                "deliver_notifications": True,
-                "custom_tweet": None,
-                "tweet_id": None,
-            }
+            self._update(incident_id, kind, when, body, component, new_status)
             for kind, when, body in sorted(updates, key=lambda u: -u[1])
         ]
         resolved = status in ("resolved", "postmortem")
@@ -238,6 +216,39 @@ class StatusPage:
             "page_id": PAGE_ID,
             "incident_updates": items,
             "components": [affected],
+        }
+
+    def _update(
+        self,
+        incident_id: str,
+        kind: str,
+        when: float,
+        body: str,
+        component: str,
+        new_status: str,
+    ) -> dict[str, Any]:
+        """One incident update; product names carry the group prefix."""
+        label = (
+            f"{PRODUCTS_GROUP} - {component}" if component in PRODUCTS else component
+        )
+        affected = {
+            "code": self.by_name[component]["id"],
+            "name": label,
+            "old_status": "operational",
+            "new_status": new_status,
+        }
+        return {
+            "id": self._id(),
+            "status": kind,
+            "body": body,
+            "incident_id": incident_id,
+            "created_at": _time(when),
+            "updated_at": _time(when),
+            "display_at": _time(when),
+            "affected_components": [affected],
+            "deliver_notifications": True,
+            "custom_tweet": None,
+            "tweet_id": None,
         }
 
     def _unresolved(self) -> list[dict[str, Any]]:
