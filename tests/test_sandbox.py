@@ -217,6 +217,15 @@ def test_stop_removes_the_pid_file_and_a_second_stop_returns_false(
     assert sandbox.stop() is False
 
 
+def test_start_that_is_not_ready_in_time_raises_config_error_and_cleans_up(
+    tmp_path: Path, env: Environment
+) -> None:
+    sandbox = Sandbox(tmp_path, env, ephemeral_ports=True)
+    with pytest.raises(ConfigError, match="did not become ready within 0.01 s"):
+        sandbox.start(timeout=0.01)
+    assert sandbox.status() is None
+
+
 def test_reset_of_unknown_scenario_raises_config_error(sbx: Sandbox) -> None:
     with pytest.raises(ConfigError, match="expected one of"):
         sbx.reset("meteor-strike")
@@ -807,6 +816,17 @@ def test_injected_429_answers_code_971_with_retry_after_then_recovers(
     third = cf(sbx, http, "GET", script_path(env, "/deployments"))
     assert [first.status_code, second.status_code, third.status_code] == [429, 429, 200]
     assert errors(first) == [971] and first.headers["retry-after"] == "1"
+
+
+def test_injected_platform_500_fails_the_next_request_only(
+    sbx: Sandbox, http: httpx.Client
+) -> None:
+    sbx.reset("healthy")
+    sbx.inject(platform_500=1)
+    first = platform(sbx, http, "GET", "/manuscripts")
+    second = platform(sbx, http, "GET", "/manuscripts")
+    assert (first.status_code, second.status_code) == (500, 401)
+    assert first.json() == {"error": "Internal server error"}
 
 
 # -- status page ---------------------------------------------------------------------
