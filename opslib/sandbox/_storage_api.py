@@ -118,12 +118,11 @@ def put_value(world: World, request: Request, params: dict[str, str]) -> Respons
     namespace = _namespace(world, params)
     ttl = _ttl(request)
     value, metadata = _value_and_metadata(request)
-    expiration = request.arg("expiration")
     namespace.put(
         params["key"],
         value,
         ttl=ttl,
-        expiration=float(expiration) if expiration else None,
+        expiration=_number_arg(request, "expiration"),
         metadata=metadata,
     )
     return ok({})
@@ -185,22 +184,30 @@ def _limit(request: Request) -> int:
     return min(MAX_KEYS, max(MIN_KEYS, limit))
 
 
-def _ttl(request: Request) -> float | None:
-    text = request.arg("expiration_ttl")
+def _number_arg(request: Request, name: str) -> float | None:
+    text = request.arg(name)
     if not text:
         return None
     try:
-        ttl = int(text)
+        return float(int(text))
     except ValueError as error:
-        raise ApiError(400, 10001, "expiration_ttl must be an integer") from error
+        raise ApiError(
+            400, 10001, f"{name} must be an integer, got {text!r}"
+        ) from error
+
+
+def _ttl(request: Request) -> float | None:
+    ttl = _number_arg(request, "expiration_ttl")
+    if ttl is None:
+        return None
     if ttl < MIN_TTL:
         raise ApiError(
             400,
             10044,
-            f"Invalid expiration_ttl of {ttl}. Expiration TTL "
+            f"Invalid expiration_ttl of {ttl:g}. Expiration TTL "
             f"must be at least {MIN_TTL}.",
         )
-    return float(ttl)
+    return ttl
 
 
 def _value_and_metadata(request: Request) -> tuple[bytes, Any]:
