@@ -243,15 +243,30 @@ def _execute(
     kernel_name: str | None,
 ) -> tuple[nbformat.NotebookNode, dict[str, Any] | None, bool]:
     """Run the notebook; return the last state saved, the error and a Ctrl-C flag."""
+    memory_path = _memory_path()
+    try:
+        error, interrupted = _run_papermill(
+            path, memory_path, values, timeout, kernel_name
+        )
+    finally:
+        text = _MEMORY.pop(memory_path)
+    nb = parse_notebook(text if text else path.read_text(encoding="utf-8"))
+    return nb, error, interrupted
+
+
+def _run_papermill(
+    path: Path,
+    output_path: str,
+    values: Mapping[str, object],
+    timeout: int | None,
+    kernel_name: str | None,
+) -> tuple[dict[str, Any] | None, bool]:
     import papermill  # type: ignore[import-untyped]
 
-    memory_path = _memory_path()
-    error: dict[str, Any] | None = None
-    interrupted = False
     try:
         papermill.execute_notebook(
             str(path.absolute()),
-            memory_path,
+            output_path,
             parameters=dict(values),
             kernel_name=kernel_name,
             progress_bar=False,
@@ -260,12 +275,10 @@ def _execute(
             shutdown_kernel="immediate",
         )
     except KeyboardInterrupt:
-        error, interrupted = _error("interrupted", "KeyboardInterrupt", ""), True
+        return _error("interrupted", "KeyboardInterrupt", ""), True
     except Exception as exc:  # every failure is archived, then reported
-        error = _classify(exc)
-    text = _MEMORY.pop(memory_path)
-    nb = parse_notebook(text if text else path.read_text(encoding="utf-8"))
-    return nb, error, interrupted
+        return _classify(exc), False
+    return None, False
 
 
 def _classify(exc: Exception) -> dict[str, Any]:
@@ -324,22 +337,10 @@ class _Run:
 def _archive(
     run: _Run, nb: nbformat.NotebookNode, scrubber: Scrubber, folder: Path, root: Path
 ) -> RunRecord:
-    verdict = collect_verdict(nb)
-    actions = collect_outputs(nb, ACTION_MIME)
-    nb.metadata["opslib"] = {
-        "record_id": run.id,
-        "verdict": verdict,
-        "actions": actions,
-        "environment": run.environment,
-    }
     record_path = folder / f"{run.id}.ipynb"
     sidecar_path = folder / f"{run.id}.json"
-    relative_path = record_path.relative_to(root).as_posix()
-    # papermill noted the private in-memory path; name where the record went
-    nb.metadata.setdefault("papermill", {})["output_path"] = relative_path
-    finished = _utcnow()
-    sidecar = _sidecar(run, nb, verdict, actions, finished, scrubber)
-    sidecar["record_path"] = relative_path
+    sidecar = _sidecar(run, nb, scrubber, record_path.relative_to(root).as_posix())
+    _stamp(nb, sidecar)
 
     write_once(record_path, dump_notebook(nb))
     write_once(sidecar_path, json.dumps(sidecar, indent=2, ensure_ascii=False) + "\n")
@@ -350,11 +351,23 @@ def _archive(
         status=sidecar["status"],
         record_path=record_path,
         sidecar_path=sidecar_path,
-        verdict=verdict,
+        verdict=sidecar["verdict"],
         error=sidecar["error"],
         duration_s=sidecar["duration_s"],
         sidecar=sidecar,
     )
+
+
+def _stamp(nb: nbformat.NotebookNode, sidecar: Mapping[str, Any]) -> None:
+    """Put the record's identity and outcome into the notebook's metadata."""
+    nb.metadata["opslib"] = {
+        "record_id": sidecar["id"],
+        "verdict": sidecar["verdict"],
+        "actions": sidecar["actions"],
+        "environment": sidecar["environment"],
+    }
+    # papermill noted the private in-memory path; name where the record went
+    nb.metadata.setdefault("papermill", {})["output_path"] = sidecar["record_path"]
 
 
 def _log_outcome(run: _Run) -> None:
@@ -370,13 +383,9 @@ def _log_outcome(run: _Run) -> None:
 
 
 def _sidecar(
-    run: _Run,
-    nb: nbformat.NotebookNode,
-    verdict: dict[str, Any] | None,
-    actions: list[Any],
-    finished: datetime.datetime,
-    scrubber: Scrubber,
+    run: _Run, nb: nbformat.NotebookNode, scrubber: Scrubber, record_path: str
 ) -> dict[str, Any]:
+    finished = _utcnow()
     return {
         "sidecar_version": SIDECAR_VERSION,
         "id": run.id,
@@ -391,12 +400,12 @@ def _sidecar(
         "duration_s": round((finished - run.started).total_seconds(), 3),
         "status": "failed" if run.error else "succeeded",
         "error": _trimmed(scrubber.scrub_obj(run.error)),
-        "verdict": verdict,
-        "actions": actions,
+        "verdict": collect_verdict(nb),
+        "actions": collect_outputs(nb, ACTION_MIME),
         "cells": cell_timings(nb),
         "opslib_version": _version("opslib"),
         "papermill_version": _version("papermill"),
-        "record_path": None,
+        "record_path": record_path,
     }
 
 
