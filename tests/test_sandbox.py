@@ -734,6 +734,14 @@ def test_d1_allows_defer_foreign_keys(
     assert response.status_code == 200
 
 
+def test_d1_allows_the_documented_schema_pragmas(
+    sbx: Sandbox, http: httpx.Client, env: Environment
+) -> None:
+    response = d1(sbx, http, env, {"sql": "PRAGMA table_info(manuscripts)"})
+    columns = {row["name"] for row in response.json()["result"][0]["results"]}
+    assert "user_id" in columns and "author_id" not in columns
+
+
 def test_d1_invalid_sql_answers_400_with_sqlite_error(
     sbx: Sandbox, http: httpx.Client, env: Environment
 ) -> None:

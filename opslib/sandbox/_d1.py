@@ -2,8 +2,9 @@
 
 A call's statements (``;``-separated ``sql`` or a ``batch`` list) run as one implicit
 transaction. As on D1, explicit transactions and most PRAGMAs are refused with
-SQLITE_AUTH (``PRAGMA defer_foreign_keys`` is allowed), the internal ``_cf_KV``
-table cannot be read, bound parameters are positional and at most 100, and a failing
+SQLITE_AUTH; ``PRAGMA defer_foreign_keys`` and the read-only schema commands D1
+documents (``table_list``, ``table_info``, ``index_list`` and the like) are allowed.
+The internal ``_cf_KV`` table cannot be read, bound parameters are positional and at most 100, and a failing
 statement fails the whole call with code 7500 and HTTP 400 (CLOUDFLARE.md section 2).
 
 ``meta.rows_read`` is an approximation: SQLite does not report scanned rows, so the
@@ -26,6 +27,20 @@ MAX_STATEMENT_BYTES = 100_000
 INTERNAL_TABLE = "_cf_KV"
 UNAVAILABLE_MESSAGE = (
     "D1_ERROR: Cannot resolve D1 DB due to transient issue on remote node."
+)
+ALLOWED_PRAGMAS = frozenset(
+    {
+        "defer_foreign_keys",
+        "table_list",
+        "table_info",
+        "table_xinfo",
+        "index_list",
+        "index_info",
+        "index_xinfo",
+        "foreign_key_list",
+        "foreign_key_check",
+        "quick_check",
+    }
 )
 _TRANSACTION_WORDS = ("BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE")
 _WRITE_WORDS = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER")
@@ -197,7 +212,7 @@ def _authorize(
     ):
         return sqlite3.SQLITE_DENY
     if action == sqlite3.SQLITE_PRAGMA:
-        allowed = (arg1 or "").lower() == "defer_foreign_keys"
+        allowed = (arg1 or "").lower() in ALLOWED_PRAGMAS
         return sqlite3.SQLITE_OK if allowed else sqlite3.SQLITE_DENY
     if (
         action
