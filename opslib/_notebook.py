@@ -141,20 +141,22 @@ def resolve_notebook(name_or_path: str) -> Path:
     key = name_or_path.strip().removesuffix(".ipynb")
     notebooks = list_notebooks()
     matches = [path for path in notebooks if key in _names_of(path)]
-    if len(matches) == 1:
-        return matches[0]
+    if len(matches) != 1:
+        raise _resolve_error(name_or_path, matches, notebooks)
+    return matches[0]
 
+
+def _resolve_error(given: str, matches: list[Path], notebooks: list[Path]) -> RunError:
     if matches:
         shown = ", ".join(_relative_name(path) for path in matches)
-        raise RunError(
-            f"notebook: got {name_or_path!r}, which matches several notebooks "
-            f"({shown}); name one with its folder, such as "
-            f"{_relative_name(matches[0])!r}"
+        return RunError(
+            f"notebook: got {given!r}, which matches several notebooks ({shown}); "
+            f"name one with its folder, such as {_relative_name(matches[0])!r}"
         )
     known = ", ".join(sorted({runbook_name(path) for path in notebooks})) or "none"
-    raise RunError(
-        f"notebook: got {name_or_path!r}, expected an existing .ipynb path or a "
-        f"runbook name; known runbooks: {known}"
+    return RunError(
+        f"notebook: got {given!r}, expected an existing .ipynb path or a runbook "
+        f"name; known runbooks: {known}"
     )
 
 
@@ -331,7 +333,7 @@ def cell_timings(nb: Mapping[str, Any]) -> list[dict[str, Any]]:
     for index, cell in enumerate(nb.get("cells", [])):
         if cell.get("cell_type") != "code":
             continue
-        papermill = cell.get("metadata", {}).get("papermill", {})
+        papermill = _papermill(cell)
         source = "".join(cell.get("source", "")).strip().splitlines()
         rows.append(
             {
@@ -351,32 +353,38 @@ def mark_stopped_cell(nb: nbformat.NotebookNode, error: Mapping[str, Any]) -> No
     later one "completed"; here the stopped cell becomes "failed" with an error
     output, later cells "pending", and a banner goes on top.
     """
-    started = [i for i, cell in enumerate(nb.cells) if _pm(cell).get("start_time")]
+    started = [
+        i for i, cell in enumerate(nb.cells) if _papermill(cell).get("start_time")
+    ]
     if started:
-        stopped = nb.cells[started[-1]]
-        _pm(stopped).update(status="failed", exception=True)
-        if stopped.cell_type == "code":
-            stopped.outputs.append(_error_output(error))
-        for cell in nb.cells[started[-1] + 1 :]:
-            _pm(cell)["status"] = "pending"
+        _mark_from(nb.cells, started[-1], error)
     # the banner goes on top, so the stopped cell's index moves down by one
     where = f"cell {started[-1] + 1}" if started else "before any cell ran"
-    text = (
-        f"**This run failed: {_FAILURE_TEXT[error['kind']]} ({where}).** "
-        "The notebook below is as it was when the run stopped."
-    )
-    banner = _node(
+    nb.cells.insert(0, _banner(f"{_FAILURE_TEXT[error['kind']]} ({where})"))
+
+
+def _mark_from(cells: list[Any], stopped: int, error: Mapping[str, Any]) -> None:
+    _papermill(cells[stopped], update=True).update(status="failed", exception=True)
+    if cells[stopped].cell_type == "code":
+        cells[stopped].outputs.append(
+            _node(
+                output_type="error",
+                ename=error["ename"],
+                evalue=error["evalue"],
+                traceback=[],
+            )
+        )
+    for cell in cells[stopped + 1 :]:
+        _papermill(cell, update=True)["status"] = "pending"
+
+
+def _banner(what: str) -> nbformat.NotebookNode:
+    return _node(
         cell_type="markdown",
         id=uuid.uuid4().hex[:8],
         metadata=_node(tags=[_ERROR_TAG]),
-        source=text,
-    )
-    nb.cells.insert(0, banner)
-
-
-def _error_output(error: Mapping[str, Any]) -> nbformat.NotebookNode:
-    return _node(
-        output_type="error", ename=error["ename"], evalue=error["evalue"], traceback=[]
+        source=f"**This run failed: {what}.** The notebook below is as it was when "
+        "the run stopped.",
     )
 
 
@@ -384,9 +392,13 @@ def _node(**fields: Any) -> nbformat.NotebookNode:
     return nbformat.NotebookNode(fields)  # type: ignore[no-untyped-call]
 
 
-def _pm(cell: nbformat.NotebookNode) -> dict[str, Any]:
-    metadata: dict[str, Any] = cell.metadata.setdefault("papermill", {})
-    return metadata
+def _papermill(cell: Mapping[str, Any], *, update: bool = False) -> dict[str, Any]:
+    """Return a cell's papermill metadata; with update, create it when missing."""
+    if update:
+        created: dict[str, Any] = cell["metadata"].setdefault("papermill", {})
+        return created
+    found = cell.get("metadata", {}).get("papermill")
+    return found if isinstance(found, dict) else {}
 
 
 def join_streams(nb: nbformat.NotebookNode) -> None:
@@ -410,6 +422,6 @@ def join_streams(nb: nbformat.NotebookNode) -> None:
 def failed_cell_index(nb: nbformat.NotebookNode) -> int | None:
     """Return the index of the first cell papermill (or the runner) marked failed."""
     for index, cell in enumerate(nb.cells):
-        if _pm(cell).get("status") == "failed":
+        if _papermill(cell).get("status") == "failed":
             return index
     return None

@@ -461,27 +461,31 @@ def load_parameter_file(path: str | Path) -> dict[str, object]:
         ParameterError: when the file cannot be read or is not a flat mapping with
             string keys.
     """
-    expected = "expected a flat YAML mapping such as 'incident_id: INC-42'"
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise ParameterError(
-            [f"parameter file {str(path)!r}: {_read_problem(error)}; {expected}"]
-        ) from error
-
+    data = _read_yaml(Path(path))
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ParameterError(
-            [f"parameter file {str(path)!r}: got a {type(data).__name__}; {expected}"]
-        )
+        raise ParameterError([_file_problem(path, f"got a {type(data).__name__}")])
     problems = [
-        f"parameter file {str(path)!r}: key {key!r} {why}; {expected}"
-        for key, why in _flat_problems(data)
+        _file_problem(path, f"key {k!r} {why}") for k, why in _flat_problems(data)
     ]
     if problems:
         raise ParameterError(problems)
     return {str(key): value for key, value in data.items()}
+
+
+def _read_yaml(path: Path) -> object:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise ParameterError([_file_problem(path, _read_problem(error))]) from error
+
+
+def _file_problem(path: str | Path, problem: str) -> str:
+    return (
+        f"parameter file {str(path)!r}: {problem}; expected a flat YAML mapping "
+        "such as 'incident_id: INC-42'"
+    )
 
 
 def _read_problem(error: Exception) -> str:
