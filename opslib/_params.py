@@ -33,15 +33,15 @@ MAX_PATHS = 20
 MIN_LOOKBACK = datetime.timedelta(minutes=1)
 MAX_LOOKBACK = datetime.timedelta(days=30)
 
-_INCIDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_DURATION = re.compile(r"^([1-9][0-9]{0,5})([mhd])$")
+_INCIDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_DURATION = re.compile(r"([1-9][0-9]{0,5})([mhd])")
 _DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 _LOOKBACK_EXPECTED = (
     "a duration from 1m to 30d: a whole number and m, h or d (such as 6h)"
 )
 _FORBIDDEN_TEXT = frozenset("'\"`\\")
-_INTEGER = re.compile(r"^[+-]?[0-9]+$")
-_DECIMAL = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 _TRUE_WORDS = frozenset({"true", "yes", "1"})
 _FALSE_WORDS = frozenset({"false", "no", "0"})
 
@@ -79,14 +79,14 @@ def parse_duration(text: str) -> datetime.timedelta:
 
 
 def _duration(value: object) -> datetime.timedelta | None:
-    match = _DURATION.match(value) if isinstance(value, str) else None
+    match = _DURATION.fullmatch(value) if isinstance(value, str) else None
     if match is None:
         return None
     return datetime.timedelta(**{_DURATION_UNITS[match[2]]: int(match[1])})
 
 
 def _check_incident_id(value: object) -> str | None:
-    if isinstance(value, str) and _INCIDENT_ID.match(value):
+    if isinstance(value, str) and _INCIDENT_ID.fullmatch(value):
         return None
     return "1-64 letters, digits, '.', '_' or '-' (such as INC-42)"
 
@@ -362,9 +362,9 @@ def _from_text(text: str, type_name: str) -> object:
     word = text.strip().lower()
     if type_name == "bool" and word in _TRUE_WORDS | _FALSE_WORDS:
         return word in _TRUE_WORDS
-    if type_name == "int" and _INTEGER.match(text.strip()):
+    if type_name == "int" and _INTEGER.fullmatch(text.strip()):
         return int(text)
-    if type_name == "float" and _DECIMAL.match(text.strip()):
+    if type_name == "float" and _DECIMAL.fullmatch(text.strip()):
         return float(text)
     if type_name == "list[str]":
         return _list_from_text(text)
