@@ -65,19 +65,6 @@ def is_of_type(value: object, type_name: str) -> bool:
     return expected is not None and isinstance(value, expected)
 
 
-def parse_duration(text: str) -> datetime.timedelta:
-    """Turn a lookback such as ``30m``, ``6h`` or ``2d`` into a timedelta.
-
-    Raises:
-        ParameterError: when the text is not a positive whole number followed by
-            m, h or d, or lies outside 1m to 30d.
-    """
-    length = _duration(text)
-    if length is None or not MIN_LOOKBACK <= length <= MAX_LOOKBACK:
-        raise ParameterError([_problem("lookback", text, _LOOKBACK_EXPECTED)])
-    return length
-
-
 def _duration(value: object) -> datetime.timedelta | None:
     match = _DURATION.fullmatch(value) if isinstance(value, str) else None
     if match is None:

@@ -13,7 +13,6 @@ from opslib._params import (
     Params,
     coerce_parameters,
     load_parameter_file,
-    parse_duration,
     validate_params,
 )
 
@@ -131,24 +130,17 @@ def test_validate_params_accepts_other_names_by_type(name: str, value: object) -
     assert validate_params(**{name: value}).as_dict() == {name: value}
 
 
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("1m", datetime.timedelta(minutes=1)),
-        ("6h", datetime.timedelta(hours=6)),
-        ("30d", datetime.timedelta(days=30)),
-    ],
-)
-def test_parse_duration_reads_minutes_hours_days(
-    text: str, expected: datetime.timedelta
+@pytest.mark.parametrize("lookback", ["1m", "90m", "6h", "30d"])
+def test_validate_params_accepts_lookbacks_from_one_minute_to_thirty_days(
+    lookback: str,
 ) -> None:
-    assert parse_duration(text) == expected
+    assert validate_params(lookback=lookback).lookback == lookback
 
 
-@pytest.mark.parametrize("text", ["", "0h", "45000m", "1.5h", "h", "06h"])
-def test_parse_duration_rejects_bad_text(text: str) -> None:
-    with pytest.raises(ParameterError, match=f"lookback: got '{text}'"):
-        parse_duration(text)
+@pytest.mark.parametrize("lookback", ["", "0h", "45000m", "1.5h", "h", "06h", "6H"])
+def test_validate_params_rejects_other_lookbacks(lookback: str) -> None:
+    with pytest.raises(ParameterError, match=f"lookback: got '{lookback}'"):
+        validate_params(lookback=lookback)
 
 
 @pytest.mark.parametrize(
