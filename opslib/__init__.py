@@ -37,6 +37,7 @@ from ._errors import (
 )
 from ._finding import Finding, Status, check
 from ._log import enable_logging
+from ._params import Params, validate_params
 from ._platform import PlatformClient, Probe
 from ._statuspage import StatusPageClient
 from ._verdict import CAUSES, VERDICT_MIME, Verdict
@@ -62,6 +63,7 @@ __all__ = [
     "Finding",
     "OpslibError",
     "ParameterError",
+    "Params",
     "PlatformClient",
     "Probe",
     "RateLimitError",
@@ -88,4 +90,5 @@ __all__ = [
     "load_environment",
     "plan_rollback",
     "probe_api",
+    "validate_params",
 ]

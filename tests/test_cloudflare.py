@@ -87,12 +87,12 @@ def test_persistent_429_raises_rate_limit_error(sandbox, client, monkeypatch):
 
 
 def test_writes_are_never_replayed_on_429(sandbox, client):
+    live = client.list_deployments()[0]["versions"][0]["version_id"]
+    older = client.list_versions()[1]["id"]
     sandbox.inject(cloudflare_429=1)
     with pytest.raises(RateLimitError):
-        client.create_deployment(
-            client.list_versions()[0]["id"], "should not be retried"
-        )
-    sandbox.inject(cloudflare_429=0)
+        client.create_deployment(older, "should not be retried")
+    assert client.list_deployments()[0]["versions"][0]["version_id"] == live
 
 
 def test_unreachable_api_raises_unreachable_error(environment):
