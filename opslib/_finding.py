@@ -84,7 +84,7 @@ class Finding:
 
     def table(self) -> Any:
         """Return the evidence as a pandas DataFrame (at most ten rows)."""
-        import pandas as pd
+        import pandas as pd  # type: ignore[import-untyped]
 
         return pd.DataFrame([dict(row) for row in self.evidence[:EVIDENCE_ROWS_SHOWN]])
 

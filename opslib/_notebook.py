@@ -23,13 +23,14 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import nbformat
+from typing import TYPE_CHECKING, Any
 
 from ._config import find_environments_dir
 from ._errors import RunError
 from ._params import SUPPORTED_TYPES, is_of_type
+
+if TYPE_CHECKING:  # nbformat costs ~1 s to import; runs import it lazily
+    import nbformat
 
 logger = logging.getLogger(__name__)
 
@@ -286,12 +287,16 @@ def _cell_error(path: Path, line: int, problem: str) -> RunError:
 
 def parse_notebook(text: str) -> nbformat.NotebookNode:
     """Parse notebook JSON text into a version 4 notebook node."""
+    import nbformat
+
     nb: nbformat.NotebookNode = nbformat.reads(text, as_version=4)  # type: ignore[no-untyped-call]
     return nb
 
 
 def dump_notebook(nb: nbformat.NotebookNode) -> str:
     """Serialize a notebook node the way Jupyter writes it."""
+    import nbformat
+
     text: str = nbformat.writes(nb)  # type: ignore[no-untyped-call]
     return text
 
@@ -389,6 +394,8 @@ def _banner(what: str) -> nbformat.NotebookNode:
 
 
 def _node(**fields: Any) -> nbformat.NotebookNode:
+    import nbformat
+
     return nbformat.NotebookNode(fields)  # type: ignore[no-untyped-call]
 
 

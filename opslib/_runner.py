@@ -23,12 +23,11 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import nbformat
+from typing import TYPE_CHECKING, Any
 
 from ._config import load_environment
 from ._errors import ParameterError, RunError
+from ._kernel import KernelWarmer
 from ._notebook import (
     ACTION_MIME,
     ParameterSpec,
@@ -54,6 +53,9 @@ from ._records import (
     write_once,
 )
 from ._scrub import Scrubber
+
+if TYPE_CHECKING:  # nbformat costs ~1 s to import; runs import it lazily
+    import nbformat
 
 logger = logging.getLogger(__name__)
 
@@ -243,15 +245,30 @@ def _execute(
     kernel_name: str | None,
 ) -> tuple[nbformat.NotebookNode, dict[str, Any] | None, bool]:
     """Run the notebook; return the last state saved, the error and a Ctrl-C flag."""
-    memory_path = _memory_path()
+    source = path.read_text(encoding="utf-8")
+    kernel = kernel_name or _kernel_name(source)
+    # Start the kernel first: registering the handler imports papermill (~1.5 s).
+    warmer = KernelWarmer(kernel, find_project_root()).start()
+    memory_path = f"{MEMORY_SCHEME}unregistered"
     try:
+        memory_path = _memory_path()
         error, interrupted = _run_papermill(
-            path, memory_path, values, timeout, kernel_name
+            path, memory_path, values, timeout, kernel, warmer
         )
     finally:
+        warmer.shutdown()
         text = _MEMORY.pop(memory_path)
-    nb = parse_notebook(text if text else path.read_text(encoding="utf-8"))
+    nb = parse_notebook(text if text else source)
     return nb, error, interrupted
+
+
+def _kernel_name(source: str) -> str:
+    """The notebook's own kernel, as papermill would pick it."""
+    try:
+        spec = json.loads(source).get("metadata", {}).get("kernelspec", {})
+    except ValueError:
+        spec = {}
+    return str(spec.get("name") or "python3")
 
 
 def _run_papermill(
@@ -259,8 +276,10 @@ def _run_papermill(
     output_path: str,
     values: Mapping[str, object],
     timeout: int | None,
-    kernel_name: str | None,
+    kernel_name: str,
+    warmer: KernelWarmer,
 ) -> tuple[dict[str, Any] | None, bool]:
+    # papermill imports while the warmer starts the kernel; then both meet.
     import papermill  # type: ignore[import-untyped]
 
     try:
@@ -273,6 +292,7 @@ def _run_papermill(
             cwd=str(find_project_root()),
             execution_timeout=timeout,
             shutdown_kernel="immediate",
+            km=warmer.manager(),
         )
     except KeyboardInterrupt:
         return _error("interrupted", "KeyboardInterrupt", ""), True

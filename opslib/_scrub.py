@@ -21,11 +21,12 @@ import re
 import secrets as _random
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
-
-import nbformat
+from typing import TYPE_CHECKING, Any
 
 from ._config import SECRET_VARIABLES, find_environments_dir
+
+if TYPE_CHECKING:  # nbformat costs ~1 s to import; runs import it lazily
+    import nbformat
 
 logger = logging.getLogger(__name__)
 
@@ -201,6 +202,8 @@ class Scrubber:
         metadata (papermill's parameters included) and attachments are scrubbed.
         """
         scrubbed = self.scrub_obj(nb)
+        import nbformat
+
         return nbformat.from_dict(scrubbed)  # type: ignore[no-untyped-call,no-any-return]
 
     def _redact_secret(self, match: re.Match[str]) -> str:

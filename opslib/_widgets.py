@@ -32,7 +32,7 @@ def gate_widget(
     Returns:
         An ``ipywidgets.VBox``; its ``results`` attribute lists every gate outcome.
     """
-    import ipywidgets as widgets
+    import ipywidgets as widgets  # type: ignore[import-untyped]
     from IPython.display import display
 
     phrase = widgets.Text(
@@ -56,7 +56,7 @@ def gate_widget(
         )
         results.append(result)
         with output:
-            display(result)
+            display(result)  # type: ignore[no-untyped-call]
 
     button.on_click(on_click)
     box = widgets.VBox(

@@ -1,0 +1,119 @@
+"""Warm kernels: start the kernel while the runner is still importing papermill.
+
+Importing papermill costs more than a second (nbformat's schema validation pulls in
+heavy dependencies), and so do starting a kernel and importing opslib and pandas
+inside it. The papermill CLI does these one after the other; the runner does them at
+once: a background thread starts the kernel over IPC sockets in a private folder
+and imports opslib in it, while the main thread imports papermill. papermill then
+runs the notebook on that kernel.
+
+If warming fails for any reason, the runner logs a warning and lets papermill start
+a kernel of its own, so warming can only make a run faster, never break it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+# Imported in the kernel before the first cell; side-effect free.
+PRELOAD = "import opslib, pandas"
+START_TIMEOUT_S = 60.0
+
+
+class KernelWarmer:
+    """Start a kernel in a background thread and pre-import opslib in it.
+
+    Args:
+        kernel_name: the kernelspec to start, such as "python3".
+        cwd: the kernel's working directory.
+    """
+
+    def __init__(self, kernel_name: str, cwd: Path) -> None:
+        self.kernel_name = kernel_name
+        self.cwd = cwd
+        self._folder = tempfile.mkdtemp(prefix="opslib-kernel-")
+        self._manager: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._warm, name="opslib-kernel-warmer")
+
+    def start(self) -> KernelWarmer:
+        """Launch the kernel process now, then ready it in the background.
+
+        Launching takes a fraction of a second and is done before the caller's
+        heavy imports, so the kernel boots on the other core meanwhile.
+        """
+        try:
+            self._manager = asyncio.run(self._launch())
+        except Exception as error:  # warming is optional: remember why, go on
+            self._error = error
+            return self
+        self._thread.start()
+        return self
+
+    def manager(self) -> Any:
+        """Wait for the warm kernel; return its manager, or None if warming failed."""
+        if self._thread.ident is not None:
+            self._thread.join(START_TIMEOUT_S + 5)
+        if self._error is not None or self._manager is None:
+            logger.warning(
+                "kernel warm-up failed, papermill starts its own error=%s", self._error
+            )
+            self.shutdown()
+            return None
+        return self._manager
+
+    def shutdown(self) -> None:
+        """Stop the kernel at once and remove its socket folder."""
+        if self._thread.ident is not None:
+            self._thread.join(START_TIMEOUT_S + 5)
+        if self._manager is not None:
+            try:
+                asyncio.run(self._manager.shutdown_kernel(now=True))
+            except Exception as error:  # the kernel may be gone already
+                logger.debug("kernel shutdown error=%s", error)
+            self._manager = None
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+    def _warm(self) -> None:
+        try:
+            asyncio.run(self._ready())
+        except Exception as error:  # reported by manager(), never raised here
+            self._error = error
+
+    async def _launch(self) -> Any:
+        from jupyter_client.manager import AsyncKernelManager
+
+        manager = AsyncKernelManager(
+            kernel_name=self.kernel_name,
+            transport="ipc",
+            connection_file=str(Path(self._folder) / "kernel.json"),
+        )
+        await manager.start_kernel(cwd=str(self.cwd))
+        return manager
+
+    async def _ready(self) -> None:
+        client = self._manager.client()
+        client.start_channels()
+        try:
+            await client.wait_for_ready(timeout=START_TIMEOUT_S)
+            msg_id = client.execute(PRELOAD, silent=True, store_history=False)
+            await _wait_reply(client, msg_id)
+        finally:
+            client.stop_channels()
+
+
+async def _wait_reply(client: Any, msg_id: str) -> None:
+    while True:
+        reply = await client.get_shell_msg(timeout=START_TIMEOUT_S)
+        if reply["parent_header"].get("msg_id") == msg_id:
+            if reply["content"].get("status") != "ok":
+                raise RuntimeError(f"preload failed: {reply['content'].get('evalue')}")
+            return
