@@ -39,6 +39,8 @@ from ._finding import Finding, Status, check
 from ._log import enable_logging
 from ._params import Params, validate_params
 from ._platform import PlatformClient, Probe
+from ._records import format_verdict, list_records, load_record
+from ._runner import RunRecord, run_notebook
 from ._statuspage import StatusPageClient
 from ._verdict import CAUSES, VERDICT_MIME, Verdict
 from ._widgets import gate_widget
@@ -68,6 +70,7 @@ __all__ = [
     "Probe",
     "RateLimitError",
     "RunError",
+    "RunRecord",
     "SECRET_VARIABLES",
     "ServiceError",
     "Status",
@@ -85,10 +88,14 @@ __all__ = [
     "check_secrets",
     "diagnose_api_down",
     "enable_logging",
+    "format_verdict",
     "gate_widget",
     "list_environments",
+    "list_records",
     "load_environment",
+    "load_record",
     "plan_rollback",
     "probe_api",
+    "run_notebook",
     "validate_params",
 ]

@@ -12,6 +12,7 @@ Exit codes, for people and schedulers alike:
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -125,7 +126,7 @@ def run(
         )
     except (ConfigError, RunError) as error:
         _usage_exit(error)
-    _print_record(record.sidecar)
+    _print_record(record.sidecar, records_dir)
     sys.exit(_exit_code(record.sidecar, fail_on_verdict))
 
 
@@ -229,11 +230,11 @@ def _add_sandbox_commands() -> None:
     main.add_command(sandbox_cli)
 
 
-def _print_record(sidecar: dict[str, Any]) -> None:
+def _print_record(sidecar: dict[str, Any], records_dir: str) -> None:
     from ._records import format_verdict
 
     click.echo(format_verdict(sidecar))
-    click.echo(f"record: {sidecar.get('record_path')}")
+    click.echo(f"record file: {Path(records_dir) / str(sidecar.get('record_path'))}")
 
 
 def _exit_code(sidecar: dict[str, Any], fail_on_verdict: bool) -> int:
