@@ -290,9 +290,23 @@ def _apply_rollback(
     )
 
 
-_APPLIERS: dict[str, Callable[[ActionPlan, Environment, str], ActionResult]] = {
-    "rollback": _apply_rollback,
-}
+Applier = Callable[[ActionPlan, Environment, str], ActionResult]
+_APPLIERS: dict[str, Applier] = {"rollback": _apply_rollback}
+
+
+def register_applier(action: str, applier: Applier) -> None:
+    """Make ``apply_action`` able to apply plans whose action is ``action``.
+
+    The applier gets the plan, the environment and the operator, must re-read the
+    live state and refuse a stale plan, and returns the result; it may raise a
+    ``ServiceError``, which the gate records as a failed action.
+
+    Raises:
+        ValueError: when the action already has an applier.
+    """
+    if action in _APPLIERS:
+        raise ValueError(f"action: {action!r} already has an applier")
+    _APPLIERS[action] = applier
 
 
 def _user_at_host() -> str:

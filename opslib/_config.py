@@ -42,6 +42,7 @@ SECRET_VARIABLES = (
 _NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 _PLACEHOLDER = re.compile(r"^<[A-Z0-9_]+>$")
 _URL_KEYS = ("platform_url", "cloudflare_api_url", "status_page_url")
+_OPTIONAL_URL_KEYS = ("mailchannels_url",)
 _REQUIRED_KEYS = (
     "name",
     *_URL_KEYS,
@@ -53,6 +54,7 @@ _REQUIRED_KEYS = (
 )
 _OPTIONAL_KEYS = (
     "description",
+    "mailchannels_url",
     "r2_buckets",
     "queues",
     "required_secrets",
@@ -78,6 +80,8 @@ class Environment:
         r2_buckets: R2 binding name to bucket name.
         queues: queue binding name to queue name.
         required_secrets: Worker secret names the platform needs at run time.
+        test_account_email: the dedicated test account runbooks may log in as.
+        mailchannels_url: base URL of the MailChannels send API ("" when unset).
         secrets: secret values found for this environment, by variable name.
     """
 
@@ -95,6 +99,7 @@ class Environment:
     required_secrets: tuple[str, ...] = ()
     description: str = ""
     test_account_email: str = ""
+    mailchannels_url: str = ""
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def secret(self, variable: str) -> str | None:
@@ -186,6 +191,7 @@ def load_environment(
         required_secrets=tuple(data.get("required_secrets") or ()),
         description=str(data.get("description") or ""),
         test_account_email=str(data.get("test_account_email") or ""),
+        mailchannels_url=str(data.get("mailchannels_url") or "").rstrip("/"),
         secrets=secrets,
     )
 
@@ -208,7 +214,7 @@ def _check_keys(data: dict[str, Any], path: Path, name: str) -> None:
     problems += [f"unknown key {key!r}" for key in sorted(data) if key not in allowed]
     if data.get("name") not in (None, name):
         problems.append(f"name is {data['name']!r} but the file is {name}.yaml")
-    for key in _URL_KEYS:
+    for key in (*_URL_KEYS, *_OPTIONAL_URL_KEYS):
         value = data.get(key)
         if value is not None and not re.match(r"^https?://[^\s/]+", str(value)):
             problems.append(f"{key} is {value!r}, expected an http(s) URL")
@@ -220,7 +226,7 @@ def _check_keys(data: dict[str, Any], path: Path, name: str) -> None:
     if name == "production":
         problems += [
             f"{key} must use https in production, got {data[key]!r}"
-            for key in _URL_KEYS
+            for key in (*_URL_KEYS, *_OPTIONAL_URL_KEYS)
             if str(data.get(key, "https://")).startswith("http://")
         ]
     if problems:

@@ -103,6 +103,38 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
+# Hooks that change the world after the fresh D1 copy and KV are in place: rows,
+# keys and switches of scenarios registered by other runbooks' scenario modules.
+AfterReset = Callable[[World, float], None]
+_AFTER_RESET: dict[str, AfterReset] = {}
+
+
+def register_scenario(
+    scenario: Scenario,
+    *,
+    fault: Callable[[_FaultContext], None] | None = None,
+    after_reset: AfterReset | None = None,
+) -> None:
+    """Add a scenario, with the fault that builds its state and its D1/KV changes.
+
+    Args:
+        scenario: the scenario and its truth.
+        fault: changes the scripts, namespaces and flags as they are built.
+        after_reset: changes rows, keys and switches once the D1 copy and KV exist;
+            called with the world locked; it may record ``details`` for the truth.
+
+    Raises:
+        ValueError: when the name is taken.
+    """
+    if scenario.name in SCENARIOS:
+        raise ValueError(f"scenario: {scenario.name!r} is registered twice")
+    SCENARIOS[scenario.name] = scenario
+    if fault is not None:
+        _FAULTS[scenario.name] = fault
+    if after_reset is not None:
+        _AFTER_RESET[scenario.name] = after_reset
+
+
 def start_scenario(world: World, name: str, now: float | None = None) -> None:
     """Switch ``world`` to a fresh copy of scenario ``name``.
 
@@ -114,6 +146,9 @@ def start_scenario(world: World, name: str, now: float | None = None) -> None:
     with world.lock:
         world.reset(state, now)
         _fill_kv(state, world, now)
+        hook = _AFTER_RESET.get(name)
+        if hook is not None:
+            hook(world, now)
 
 
 def truth(world: World) -> dict[str, Any]:

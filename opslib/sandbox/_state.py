@@ -158,6 +158,8 @@ class ScenarioState:
     d1_available: bool = True
     edge_outage: bool = False
     details: dict[str, Any] = field(default_factory=dict)
+    # Platform-behaviour switches set by scenarios of other runbooks, by name.
+    switches: dict[str, Any] = field(default_factory=dict)
 
 
 class World:
