@@ -216,10 +216,11 @@ def drill(scenario: str | None, run_all: bool, records_dir: str) -> None:
                 + ", ".join(SCENARIOS)
             )
         )
-    from ._drill import run_drills
+    from ._drill import format_table, run_drills
 
     results = run_drills(names, records_dir=records_dir, echo=click.echo)
     failed = [r for r in results if not r.passed]
+    click.echo("\n" + format_table(results) + "\n")
     click.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed")
     sys.exit(1 if failed else 0)
 

@@ -26,6 +26,7 @@ class DrillResult:
 
     Attributes:
         scenario: the scenario injected.
+        notebook: the runbook drilled.
         expected: the cause a correct runbook names.
         got: the cause the verdict named ("" when the run failed).
         passed: True when the verdict matches the truth.
@@ -35,6 +36,7 @@ class DrillResult:
     """
 
     scenario: str
+    notebook: str
     expected: str
     got: str
     passed: bool
@@ -45,10 +47,27 @@ class DrillResult:
     def __str__(self) -> str:
         mark = "PASS" if self.passed else "FAIL"
         text = (
-            f"{mark} {self.scenario}: cause {self.got or '-'} (expected {self.expected}) "
-            f"in {self.seconds:.1f} s  record: {self.record_path}"
+            f"{mark} {self.scenario} ({self.notebook}): cause {self.got or '-'} "
+            f"(expected {self.expected}) in {self.seconds:.1f} s  "
+            f"record: {self.record_path}"
         )
         return text + (f"\n     {self.detail}" if self.detail else "")
+
+
+def drill_plan(scenarios: Sequence[str]) -> list[tuple[str, str]]:
+    """Pair each scenario with the runbook it drills.
+
+    The healthy scenario is drilled against every runbook that some scenario
+    drills, since it must raise no alarm in any of them.
+    """
+    from .sandbox import SCENARIOS
+
+    runbooks = list(dict.fromkeys(s.notebook for s in SCENARIOS.values()))
+    plan = []
+    for name in scenarios:
+        notebooks = runbooks if name == "healthy" else [SCENARIOS[name].notebook]
+        plan += [(name, notebook) for notebook in notebooks]
+    return plan
 
 
 def run_drills(
@@ -65,22 +84,65 @@ def run_drills(
         echo: called with each result's line as soon as it is known.
     """
     results = []
-    with _drill_sandbox(scenarios[0]) as sandbox:
-        for index, name in enumerate(scenarios):
+    plan = drill_plan(scenarios)
+    with _drill_sandbox(plan[0][0]) as sandbox:
+        for index, (name, notebook) in enumerate(plan):
             if index:
                 sandbox.reset(name)
-            result = drill_once(sandbox, records_dir=records_dir)
+            result = drill_once(sandbox, records_dir=records_dir, notebook=notebook)
             echo(str(result))
             results.append(result)
     return results
 
 
-def drill_once(sandbox: Any, *, records_dir: str | Path) -> DrillResult:
-    """Run the runbook of the sandbox's current scenario and score its verdict."""
+def format_table(results: Sequence[DrillResult]) -> str:
+    """The drills as a table: scenario, notebook, causes, pass, seconds."""
+    header = (
+        "scenario",
+        "notebook",
+        "expected cause",
+        "verdict cause",
+        "pass",
+        "seconds",
+    )
+    rows = [
+        (
+            r.scenario,
+            r.notebook,
+            r.expected,
+            r.got or "-",
+            "yes" if r.passed else "NO",
+            f"{r.seconds:.1f}",
+        )
+        for r in results
+    ]
+    widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(6)]
+    lines = [
+        "  ".join(str(cell).ljust(w) for cell, w in zip(row, widths))
+        for row in (header, *rows)
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def drill_once(
+    sandbox: Any, *, records_dir: str | Path, notebook: str | None = None
+) -> DrillResult:
+    """Run a runbook against the sandbox's current scenario and score its verdict.
+
+    Args:
+        sandbox: the running sandbox.
+        records_dir: where the record goes.
+        notebook: the runbook to drill; default the scenario's own. Any other
+            runbook must find the healthy scenario healthy.
+    """
     truth = sandbox.truth()
+    notebook = notebook or truth["notebook"]
+    if notebook != truth["notebook"]:
+        truth = {**truth, "cause": "healthy", "details": {}}
     started = time.monotonic()
     record = run_notebook(
-        truth["notebook"],
+        notebook,
         parameters={"incident_id": f"DRILL-{truth['scenario']}"},
         environment="sandbox",
         records_dir=records_dir,
@@ -94,6 +156,7 @@ def drill_once(sandbox: Any, *, records_dir: str | Path) -> DrillResult:
     )
     return DrillResult(
         truth["scenario"],
+        notebook,
         truth["cause"],
         verdict.get("cause", ""),
         not detail,
@@ -106,6 +169,8 @@ def drill_once(sandbox: Any, *, records_dir: str | Path) -> DrillResult:
 def _mismatch(truth: dict[str, Any], verdict: dict[str, Any]) -> str:
     if verdict.get("cause") != truth["cause"]:
         return f"verdict named {verdict.get('cause')!r}: {verdict.get('summary', '')}"
+    if truth["cause"] == "healthy" and verdict.get("status") != "ok":
+        return f"healthy but the verdict status is {verdict.get('status')!r}"
     details = truth.get("details") or {}
     step = verdict.get("gated_step") or {}
     for truth_key, step_key in (
