@@ -29,6 +29,7 @@ TOKEN_VARIABLE = "CLOUDFLARE_API_TOKEN"
 AUTH_CODES = frozenset({1000, 1001, 6003, 9109, 10000})
 PAGE_SIZE = 50
 MAX_PAGES = 20
+MAX_KV_PAGES = 100
 
 
 class CloudflareClient:
@@ -137,6 +138,77 @@ class CloudflareClient:
         """Return every KV namespace of the account."""
         return self.get_pages(f"{self._account}/storage/kv/namespaces", limit=1000)
 
+    def kv_get(self, namespace_id: str, key: str) -> bytes | None:
+        """Return a KV value's raw bytes, or None when the key is absent.
+
+        The value endpoint answers raw bytes, not an envelope; a 404 carrying an
+        envelope whose codes do not name the namespace (10013) means "no such key".
+        KV is eventually consistent: a key written a moment ago may still read as
+        absent.
+        """
+        response = self._http.request("GET", self._kv_value_path(namespace_id, key))
+        if response.is_success:
+            return response.content
+        if response.status_code == 404:
+            error = self._error(response, _json_or_empty(response), None)
+            if 10013 not in error.codes:
+                return None
+            raise error
+        self._unwrap(response)
+        raise AssertionError("unreachable: _unwrap raises on an error answer")
+
+    def kv_put(
+        self, namespace_id: str, key: str, value: bytes, *, ttl: int | None = None
+    ) -> None:
+        """Write a KV value as raw bytes, with an optional TTL (at least 60 s)."""
+        params = {"expiration_ttl": ttl} if ttl is not None else None
+        response = self._http.request(
+            "PUT",
+            self._kv_value_path(namespace_id, key),
+            content=value,
+            params=params,
+            headers={"Content-Type": "application/octet-stream"},
+            idempotent=False,
+        )
+        self._unwrap(response)
+
+    def kv_delete(self, namespace_id: str, key: str) -> None:
+        """Delete a KV key; deleting an absent key succeeds."""
+        response = self._http.request(
+            "DELETE", self._kv_value_path(namespace_id, key), idempotent=True
+        )
+        if response.status_code == 204:
+            return
+        self._unwrap(response)
+
+    def kv_list_keys(
+        self, namespace_id: str, *, prefix: str = "", limit: int = 10_000
+    ) -> list[dict[str, Any]]:
+        """List key names (with expiration and metadata) under ``prefix``.
+
+        Follows the cursor while it is non-empty, even across empty pages, and
+        resends the prefix on every page (CLOUDFLARE.md section 4).
+        """
+        path = f"{self._account}/storage/kv/namespaces/{quote(namespace_id)}/keys"
+        keys: list[dict[str, Any]] = []
+        cursor = ""
+        for _ in range(MAX_KV_PAGES):
+            params: dict[str, Any] = {"limit": 1000, "prefix": prefix}
+            if cursor:
+                params["cursor"] = cursor
+            response = self._http.request("GET", path, params=params)
+            keys.extend(self._unwrap(response) or [])
+            cursor = (response.json().get("result_info") or {}).get("cursor") or ""
+            if not cursor or len(keys) >= limit:
+                break
+        return keys[:limit]
+
+    def _kv_value_path(self, namespace_id: str, key: str) -> str:
+        return (
+            f"{self._account}/storage/kv/namespaces/{quote(namespace_id)}"
+            f"/values/{quote(key, safe='')}"
+        )
+
     # Plumbing -------------------------------------------------------------------
 
     def get(self, path: str, **params: Any) -> Any:
@@ -217,3 +289,11 @@ class CloudflareClient:
             codes=codes,
             request_id=ray,
         )
+
+
+def _json_or_empty(response: httpx.Response) -> dict[str, Any]:
+    try:
+        payload = response.json()
+    except ValueError:
+        return {}
+    return payload if isinstance(payload, dict) else {}
