@@ -28,6 +28,15 @@ CAUSES: Mapping[str, tuple[str, ...]] = {
         "healthy",
         "inconclusive",
     ),
+    "auth-broken": (
+        "kv-sessions-unavailable",
+        "login-rate-limited",
+        "unverified-accounts",
+        "cors-origin-missing",
+        "jwt-secret-missing",
+        "healthy",
+        "inconclusive",
+    ),
 }
 
 
