@@ -54,6 +54,7 @@ _REQUIRED_KEYS = (
     "kv_namespaces",
 )
 _OPTIONAL_KEYS = (
+    "allowed_origins",
     "description",
     "mailchannels_url",
     "r2_buckets",
@@ -83,6 +84,7 @@ class Environment:
         required_secrets: Worker secret names the platform needs at run time.
         test_account_email: the dedicated test account runbooks may log in as.
         mailchannels_url: base URL of the MailChannels send API ("" when unset).
+        allowed_origins: browser origins the platform's CORS allow-list must hold.
         secrets: secret values found for this environment, by variable name.
     """
 
@@ -101,6 +103,7 @@ class Environment:
     description: str = ""
     test_account_email: str = ""
     mailchannels_url: str = ""
+    allowed_origins: tuple[str, ...] = ()
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def secret(self, variable: str) -> str | None:
@@ -193,6 +196,7 @@ def load_environment(
         description=str(data.get("description") or ""),
         test_account_email=str(data.get("test_account_email") or ""),
         mailchannels_url=str(data.get("mailchannels_url") or "").rstrip("/"),
+        allowed_origins=tuple(str(o) for o in data.get("allowed_origins") or ()),
         secrets=secrets,
     )
 
