@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import difflib
+import ipaddress
 import math
 import re
 import unicodedata
@@ -33,6 +34,7 @@ MAX_PATHS = 20
 MIN_LOOKBACK = datetime.timedelta(minutes=1)
 MAX_LOOKBACK = datetime.timedelta(days=30)
 
+_USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
 _INCIDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _DURATION = re.compile(r"([1-9][0-9]{0,5})([mhd])")
 _DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
@@ -116,6 +118,23 @@ def _is_url_path(item: object) -> bool:
     )
 
 
+def _check_client_ip(value: object) -> str | None:
+    expected = "empty, or an IPv4 or IPv6 address (such as 203.0.113.7)"
+    if value == "":
+        return None
+    try:
+        ipaddress.ip_address(value if isinstance(value, str) else "")
+    except ValueError:
+        return expected
+    return None
+
+
+def _check_user_id(value: object) -> str | None:
+    if value == "" or (isinstance(value, str) and _USER_ID.fullmatch(value)):
+        return None
+    return "empty, or a user id: 1-64 letters, digits or '-' (a UUID)"
+
+
 def _check_apply(value: object) -> str | None:
     return None if isinstance(value, bool) else "true or false"
 
@@ -152,6 +171,8 @@ NAME_RULES: Mapping[str, tuple[str, Rule]] = MappingProxyType(
         "paths": ("list[str]", _check_paths),
         "apply": ("bool", _check_apply),
         "confirm": ("str", check_text),
+        "client_ip": ("str", _check_client_ip),
+        "user_id": ("str", _check_user_id),
     }
 )
 """Parameter name to (declared type, rule). Other names get ``check_value``'s
