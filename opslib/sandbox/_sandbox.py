@@ -305,6 +305,7 @@ class Sandbox:
             "queues": dict(env.queues),
             "required_secrets": list(env.required_secrets),
             "test_account_email": env.test_account_email or "prodtest1@example.com",
+            "allowed_origins": list(env.allowed_origins),
             "secrets_file": str(self.state_dir / SECRETS_FILE),
         }
         self.environments_dir.mkdir(exist_ok=True)
