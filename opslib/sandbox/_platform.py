@@ -86,7 +86,11 @@ class PlatformApp:
             return Response.text(200, INDEX_HTML, "text/html; charset=utf-8")
         with self.world.lock:
             response = self._run_worker(request)
-        response.headers += _cors_headers(request) + list(SECURITY_HEADERS)
+        # A scenario may swap the allow-list (switch "cors_allowed_origins").
+        allowed = self.world.scenario.switches.get(
+            "cors_allowed_origins", ALLOWED_ORIGINS
+        )
+        response.headers += _cors_headers(request, allowed) + list(SECURITY_HEADERS)
         return response
 
     def _run_worker(self, request: Request) -> Response:
@@ -276,9 +280,11 @@ def _global_error(message: str) -> Response:
     return json_response(500, {"error": "Internal server error"})
 
 
-def _cors_headers(request: Request) -> list[tuple[str, str]]:
+def _cors_headers(
+    request: Request, allowed_origins: tuple[str, ...] = ALLOWED_ORIGINS
+) -> list[tuple[str, str]]:
     origin = request.headers.get("Origin")
-    allowed = origin if origin in ALLOWED_ORIGINS else ALLOWED_ORIGINS[0]
+    allowed = origin if origin in allowed_origins else allowed_origins[0]
     return [
         ("Access-Control-Allow-Origin", allowed),
         ("Access-Control-Allow-Credentials", "true"),
