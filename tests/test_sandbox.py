@@ -171,6 +171,7 @@ def test_status_reports_scenario_urls_and_state_dir(sbx: Sandbox) -> None:
         "platform_url",
         "cloudflare_api_url",
         "status_page_url",
+        "mailchannels_url",
         "control_url",
     }
     assert all(url.startswith("http://127.0.0.1:") for url in status["urls"].values())

@@ -47,6 +47,7 @@ _URL_PORTS = (
     ("platform", "platform_url"),
     ("cloudflare", "cloudflare_api_url"),
     ("status_page", "status_page_url"),
+    ("mailchannels", "mailchannels_url"),
 )
 
 
@@ -91,7 +92,8 @@ class Sandbox:
 
     @property
     def urls(self) -> dict[str, str]:
-        """platform_url, cloudflare_api_url, status_page_url and control_url.
+        """platform_url, cloudflare_api_url, status_page_url, mailchannels_url and
+        control_url.
 
         Raises:
             ConfigError: when no sandbox runs in the state folder.
@@ -194,6 +196,9 @@ class Sandbox:
         ports = {}
         for name, key in _URL_PORTS:
             url = getattr(self.environment, key)
+            if not url:  # an optional URL the environment leaves out: any free port
+                ports[name] = 0
+                continue
             ports[name] = urlsplit(url).port or 80
             if is_port_busy(ports[name]):
                 raise ConfigError(

@@ -1,11 +1,11 @@
-"""The sandbox process: four loopback servers around one shared state.
+"""The sandbox process: five loopback servers around one shared state.
 
 ``python -m opslib.sandbox serve --state-dir DIR --scenario NAME`` reads
 ``DIR/serve.json`` (environment names and wanted ports, written by
 ``Sandbox.start``) and the token from ``DIR/secrets.env``, prepares the scenario,
-binds the platform, Cloudflare API, status page and control servers, and only then
-writes ``DIR/sandbox.json``: its appearance means "ready". SIGTERM or SIGINT shuts
-the servers down and removes the status files.
+binds the platform, Cloudflare API, status page, MailChannels and control servers,
+and only then writes ``DIR/sandbox.json``: its appearance means "ready". SIGTERM or
+SIGINT shuts the servers down and removes the status files.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from opslib._config import Environment
 
 from ._cloudflare import CloudflareApp
 from ._http import LOOPBACK, App, AppServer, Request, Response
+from ._mailchannels import MailChannelsApp
 from ._platform import PlatformApp
 from ._scenarios import SCENARIOS, start_scenario, truth
 from ._state import FAULT_NAMES, World
@@ -35,7 +36,7 @@ STATUS_FILE = "sandbox.json"
 PID_FILE = "sandbox.pid"
 SECRETS_FILE = "secrets.env"
 EXIT_PORT_BUSY = 3
-SERVER_NAMES = ("platform", "cloudflare", "status_page", "control")
+SERVER_NAMES = ("platform", "cloudflare", "status_page", "mailchannels", "control")
 
 
 def serve(state_dir: Path, scenario: str) -> int:
@@ -103,6 +104,7 @@ def _bind(world: World, ports: dict[str, int], state_dir: Path) -> dict[str, App
         "platform": (PlatformApp(world), "cloudflare"),
         "cloudflare": (CloudflareApp(world), "cloudflare"),
         "status_page": (StatusPageApp(world), "nginx"),
+        "mailchannels": (MailChannelsApp(world), "nginx"),
         "control": (ControlApp(world, state_dir), "opslib-sandbox"),
     }
     servers: dict[str, AppServer] = {}
@@ -132,6 +134,7 @@ def _status(
             "platform_url": base["platform"],
             "cloudflare_api_url": base["cloudflare"] + "/client/v4",
             "status_page_url": base["status_page"] + "/api/v2",
+            "mailchannels_url": base["mailchannels"] + "/tx/v1",
             "control_url": base["control"],
         },
     }
