@@ -37,6 +37,14 @@ CAUSES: Mapping[str, tuple[str, ...]] = {
         "healthy",
         "inconclusive",
     ),
+    "password-reset": (
+        "reset-rate-limited",
+        "email-vars-missing",
+        "mail-provider-unauthorized",
+        "reset-token-consumed-by-precheck",
+        "healthy",
+        "inconclusive",
+    ),
 }
 
 
