@@ -21,7 +21,7 @@ import math
 import secrets
 from typing import Any
 
-from . import _auth
+from . import _auth, _reset
 from ._call import Call, WorkerError, json_response
 from ._http import Request, Response
 from ._limits import check_limits
@@ -133,6 +133,10 @@ def _route(call: Call) -> Response:
         return _list_manuscripts(call)
     if path.startswith("/payments/"):
         return _payments(call, method, path)
+    if path.startswith("/auth/"):
+        answer = _reset.route(call)
+        if answer is not None:
+            return answer
     return json_response(404, {"error": "Not Found", "path": path})
 
 
