@@ -35,6 +35,7 @@ MIN_LOOKBACK = datetime.timedelta(minutes=1)
 MAX_LOOKBACK = datetime.timedelta(days=30)
 
 _USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 _INCIDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _DURATION = re.compile(r"([1-9][0-9]{0,5})([mhd])")
 _DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
@@ -135,6 +136,16 @@ def _check_user_id(value: object) -> str | None:
     return "empty, or a user id: 1-64 letters, digits or '-' (a UUID)"
 
 
+def _check_user_email(value: object) -> str | None:
+    if value == "" or (
+        isinstance(value, str)
+        and len(value) <= MAX_TEXT_LENGTH
+        and _EMAIL.fullmatch(value)
+    ):
+        return None
+    return "empty, or one email address such as user@example.com"
+
+
 def _check_apply(value: object) -> str | None:
     return None if isinstance(value, bool) else "true or false"
 
@@ -173,6 +184,7 @@ NAME_RULES: Mapping[str, tuple[str, Rule]] = MappingProxyType(
         "confirm": ("str", check_text),
         "client_ip": ("str", _check_client_ip),
         "user_id": ("str", _check_user_id),
+        "user_email": ("str", _check_user_email),
     }
 )
 """Parameter name to (declared type, rule). Other names get ``check_value``'s
