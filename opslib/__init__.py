@@ -15,6 +15,22 @@ from ._apidown import (
     diagnose_api_down,
     probe_api,
 )
+from ._auth import (
+    check_cors,
+    check_jwt_secret,
+    check_login_rate_limits,
+    check_session_cookie,
+    check_sessions_kv,
+    check_unverified_logins,
+    probe_login,
+)
+from ._authactions import (
+    plan_auth_repair,
+    plan_clear_rate_limits,
+    plan_verify_account,
+    verify_auth_repair,
+)
+from ._authdiagnosis import diagnose_auth_broken
 from ._cloudflare import CloudflareClient
 from ._config import (
     SECRET_VARIABLES,
@@ -82,11 +98,18 @@ __all__ = [
     "apply_action",
     "check",
     "check_cloudflare_status",
+    "check_cors",
     "check_d1",
     "check_deployments",
+    "check_jwt_secret",
     "check_kv_binding",
+    "check_login_rate_limits",
     "check_secrets",
+    "check_session_cookie",
+    "check_sessions_kv",
+    "check_unverified_logins",
     "diagnose_api_down",
+    "diagnose_auth_broken",
     "enable_logging",
     "format_verdict",
     "gate_widget",
@@ -94,8 +117,13 @@ __all__ = [
     "list_records",
     "load_environment",
     "load_record",
+    "plan_auth_repair",
+    "plan_clear_rate_limits",
     "plan_rollback",
+    "plan_verify_account",
     "probe_api",
+    "probe_login",
     "run_notebook",
     "validate_params",
+    "verify_auth_repair",
 ]
