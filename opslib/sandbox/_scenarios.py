@@ -411,3 +411,6 @@ def _uuid(rng: random.Random) -> str:
 
 def _hex(rng: random.Random, nbytes: int) -> str:
     return rng.getrandbits(nbytes * 8).to_bytes(nbytes, "big").hex()
+
+
+from . import _scenarios_auth  # noqa: E402,F401  registers scenarios
