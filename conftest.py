@@ -3,7 +3,7 @@
 One sandbox process serves the whole session on free loopback ports, with a
 canary Cloudflare token: any record the suite writes must never contain it.
 Notebooks collected by nbval start their kernels with the same environment, so
-the hook below makes sure the sandbox is up before nbval's first kernel starts.
+the hook below makes sure the sandbox is up, and healthy, before each notebook.
 """
 
 from __future__ import annotations
@@ -40,8 +40,12 @@ def start_session_sandbox() -> object:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    if str(item.fspath).endswith(".ipynb"):
-        start_session_sandbox()
+    """Before nbval's first cell of each notebook: sandbox up, healthy scenario."""
+    path = str(item.fspath)
+    if path.endswith(".ipynb") and _state.get("notebook") != path:
+        sandbox = start_session_sandbox()
+        sandbox.reset("healthy")  # type: ignore[attr-defined]
+        _state["notebook"] = path
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
