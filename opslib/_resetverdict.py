@@ -1,0 +1,178 @@
+"""The verdict of the "password reset not working" runbook.
+
+Causes, in the order they are weighed: the password-reset rate limit is full
+(nothing else can be probed then), the Worker lacks its email vars, MailChannels
+refuses the Worker's keyless sends, the reset page's pre-check consumes the token,
+healthy, inconclusive. Whatever the cause, a locked-out user can be let in with the
+manual workaround: a new PBKDF2 hash written behind the gate, offered when the run
+names the affected user.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ._config import Environment
+from ._finding import Finding, Status
+from ._verdict import Verdict
+
+RUNBOOK = "password-reset"
+_NEXT = {
+    "reset-rate-limited": (
+        "Wait until the counters reset (see resets_in_min), or delete the full "
+        "counters from SESSIONS with `wrangler kv key delete --binding SESSIONS "
+        "<key>` (keys rate_limit:ip:<ip>:_auth_password-reset-request and "
+        "rate_limit:endpoint:<ip>:/auth/password-reset-request)."
+    ),
+    "email-vars-missing": (
+        "Restore FRONTEND_URL and the EMAIL_* entries under [vars] in wrangler.toml "
+        "and deploy; until then emailed links start with 'undefined' and the sender "
+        "is a hard-coded fallback."
+    ),
+    "mail-provider-unauthorized": (
+        "MailChannels stopped keyless sending from Workers in 2024: add an API key "
+        "(X-Api-Key header from a MAILCHANNELS_API_KEY Worker secret), the "
+        "_mailchannels domain-lockdown TXT record and SPF include, or move to another "
+        "provider. No reset email reaches anyone until then."
+    ),
+    "reset-token-consumed-by-precheck": (
+        "Make GET /auth/verify-reset-token check the token without marking it used "
+        "and deploy; meanwhile point users at /password-reset.html, which posts "
+        "without the pre-check."
+    ),
+}
+_SUMMARY = {
+    "reset-rate-limited": "Password-reset requests are refused by the IP rate limit.",
+    "email-vars-missing": "The live Worker lacks the vars the reset email is built from.",
+    "mail-provider-unauthorized": "MailChannels refuses the reset emails the Worker sends.",
+    "reset-token-consumed-by-precheck": (
+        "The reset page's pre-check uses the token up, so the submit fails with "
+        "'Invalid or expired reset token'."
+    ),
+}
+
+
+def diagnose_password_reset(
+    findings: Iterable[Finding],
+    *,
+    environment: Environment,
+    user_email: str = "",
+    incident_id: str = "",
+) -> Verdict:
+    """Work out why password resets fail from the runbook's findings.
+
+    Args:
+        findings: the findings of the steps (missing ones count as unknown).
+        environment: the environment diagnosed, named in the gated step.
+        user_email: the locked-out user; the manual reset is offered only then.
+        incident_id: repeated in the gated step's command.
+
+    Returns:
+        The verdict, with the gated manual reset when a cause was found and the
+        affected user is known.
+    """
+    found = {f.name: f for f in findings}
+    cause = _cause(found)
+    evidence = [str(f) for f in found.values() if f.status is not Status.OK]
+    unknowns = [n for n, f in found.items() if f.status is Status.UNKNOWN]
+    blind = f" Could not check: {', '.join(unknowns)}." if unknowns else ""
+    if cause == "healthy":
+        return Verdict(
+            RUNBOOK,
+            Status.WARN if unknowns else Status.OK,
+            cause,
+            "A reset request answers, stores a token, the pre-check keeps it, the "
+            "email vars are set and MailChannels accepts the send." + blind,
+            evidence,
+            "No repair needed; ask the user to check spam and request a new link "
+            "(each link works for 1 hour).",
+            None,
+            list(found.values()),
+        )
+    if cause == "inconclusive":
+        return Verdict(
+            RUNBOOK,
+            Status.UNKNOWN,
+            cause,
+            "The reset flow fails but no checked cause explains it." + blind,
+            evidence,
+            "Watch `wrangler tail --format pretty` for 'Failed to send password reset "
+            "email' while requesting a reset, and check the steps that could not run.",
+            None,
+            list(found.values()),
+        )
+    tokens = found.get("reset-tokens")
+    step = _manual_reset_step(environment, tokens, user_email, incident_id)
+    next_action = _NEXT[cause]
+    if step is None:
+        next_action += (
+            " To let a locked-out user in now, re-run with -p user_email <address> "
+            "to plan the manual reset."
+        )
+    else:
+        next_action += f" Meanwhile, {step['summary']}."
+    return Verdict(
+        RUNBOOK,
+        Status.FAIL,
+        cause,
+        _SUMMARY[cause],
+        evidence,
+        next_action,
+        step,
+        list(found.values()),
+    )
+
+
+def set_password_phrase(environment: Environment, user_id: str) -> str:
+    """The confirm phrase that authorises the manual reset of one user."""
+    return f"set password of user {user_id} in {environment.name}"
+
+
+def _cause(found: Mapping[str, Finding]) -> str:
+    def status(name: str) -> Status:
+        return found[name].status if name in found else Status.UNKNOWN
+
+    request = found.get("reset-request")
+    if status("reset-limits") is Status.FAIL or (
+        request is not None and request.facts.get("rate_limited")
+    ):
+        return "reset-rate-limited"
+    if status("email-vars") is Status.FAIL:
+        return "email-vars-missing"
+    if status("mail-provider") is Status.FAIL:
+        return "mail-provider-unauthorized"
+    if status("reset-precheck") is Status.FAIL and found["reset-precheck"].facts.get(
+        "consumed"
+    ):
+        return "reset-token-consumed-by-precheck"
+    needed = ("reset-request", "reset-precheck", "email-vars", "mail-provider")
+    if all(status(n) is Status.OK for n in needed):
+        return "healthy"
+    return "inconclusive"
+
+
+def _manual_reset_step(
+    environment: Environment,
+    tokens: Finding | None,
+    user_email: str,
+    incident_id: str,
+) -> dict[str, Any] | None:
+    user_id = (tokens.facts.get("user_id") if tokens else None) or ""
+    if not user_email or not user_id:
+        return None
+    phrase = set_password_phrase(environment, user_id)
+    command = (
+        f"RUNBOOK_NEW_PASSWORD=... runbook run {RUNBOOK} --env {environment.name} "
+        f"-p incident_id {shlex.quote(incident_id or 'INC-...')} -p user_email "
+        f"{shlex.quote(user_email)} -p apply true -p confirm {shlex.quote(phrase)}"
+    )
+    return {
+        "action": "set-password-hash",
+        "environment": environment.name,
+        "user_id": user_id,
+        "summary": f"write a new password hash for user {user_id} (manual reset)",
+        "confirm": phrase,
+        "command": command,
+    }
