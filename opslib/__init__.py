@@ -53,9 +53,20 @@ from ._errors import (
 )
 from ._finding import Finding, Status, check
 from ._log import enable_logging
+from ._mailchannels import MailChannelsClient
 from ._params import Params, validate_params
 from ._platform import PlatformClient, Probe
 from ._records import format_verdict, list_records, load_record
+from ._reset import (
+    check_email_vars,
+    check_mail_provider,
+    check_reset_limits,
+    check_reset_precheck,
+    check_reset_tokens,
+    probe_reset_request,
+)
+from ._resetaction import plan_password_reset
+from ._resetverdict import diagnose_password_reset
 from ._runner import RunRecord, run_notebook
 from ._statuspage import StatusPageClient
 from ._verdict import CAUSES, VERDICT_MIME, Verdict
@@ -79,6 +90,7 @@ __all__ = [
     "ConfirmationError",
     "Environment",
     "Finding",
+    "MailChannelsClient",
     "OpslibError",
     "ParameterError",
     "Params",
@@ -101,15 +113,21 @@ __all__ = [
     "check_cors",
     "check_d1",
     "check_deployments",
+    "check_email_vars",
     "check_jwt_secret",
     "check_kv_binding",
     "check_login_rate_limits",
+    "check_mail_provider",
+    "check_reset_limits",
+    "check_reset_precheck",
+    "check_reset_tokens",
     "check_secrets",
     "check_session_cookie",
     "check_sessions_kv",
     "check_unverified_logins",
     "diagnose_api_down",
     "diagnose_auth_broken",
+    "diagnose_password_reset",
     "enable_logging",
     "format_verdict",
     "gate_widget",
@@ -119,10 +137,12 @@ __all__ = [
     "load_record",
     "plan_auth_repair",
     "plan_clear_rate_limits",
+    "plan_password_reset",
     "plan_rollback",
     "plan_verify_account",
     "probe_api",
     "probe_login",
+    "probe_reset_request",
     "run_notebook",
     "validate_params",
     "verify_auth_repair",
