@@ -1,0 +1,74 @@
+"""The password-reset runbook drilled end to end, and its record kept clean."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from opslib import run_notebook
+from opslib._drill import drill_once
+from opslib.sandbox import SCENARIOS
+
+RESET_SCENARIOS = [s.name for s in SCENARIOS.values() if s.notebook == "password-reset"]
+NEW_PASSWORD = "Drill!Pass-7731x"
+
+
+def test_every_reset_fault_has_a_scenario():
+    assert sorted(RESET_SCENARIOS) == [
+        "email-vars-missing",
+        "mail-provider-unauthorized",
+        "reset-rate-limited",
+        "reset-token-consumed-by-precheck",
+    ]
+
+
+@pytest.mark.parametrize("scenario", RESET_SCENARIOS)
+def test_drill_names_the_cause_and_offers_the_manual_reset(sandbox, scenario, tmp_path):
+    sandbox.reset(scenario)
+    record = run_notebook(
+        "password-reset",
+        parameters={"incident_id": "DRILL-1", "user_email": "author0003@example.com"},
+        environment="sandbox",
+        records_dir=tmp_path,
+    )
+    assert record.status == "succeeded", record.error
+    assert record.verdict["cause"] == SCENARIOS[scenario].cause
+    assert record.verdict["status"] == "fail"
+    assert record.verdict["gated_step"]["action"] == "set-password-hash"
+
+
+def test_healthy_scenario_is_healthy_for_this_runbook(sandbox, tmp_path):
+    sandbox.reset("healthy")
+    result = drill_once(sandbox, records_dir=tmp_path, notebook="password-reset")
+    sidecar = json.loads(Path(result.record_path).with_suffix(".json").read_text())
+    assert result.passed, result.detail
+    assert sidecar["verdict"]["cause"] == "healthy"
+    assert sidecar["verdict"]["status"] == "ok"
+    assert sidecar["verdict"]["gated_step"] is None
+
+
+def test_applied_reset_keeps_the_password_out_of_the_record(
+    sandbox, tmp_path, monkeypatch
+):
+    sandbox.reset("mail-provider-unauthorized")
+    monkeypatch.setenv("RUNBOOK_NEW_PASSWORD", NEW_PASSWORD)
+    params = {"incident_id": "INC-8", "user_email": "author0003@example.com"}
+    dry = run_notebook(
+        "password-reset", parameters=params, environment="sandbox", records_dir=tmp_path
+    )
+    phrase = dry.verdict["gated_step"]["confirm"]
+    sandbox.reset("mail-provider-unauthorized")
+    record = run_notebook(
+        "password-reset",
+        parameters={**params, "apply": True, "confirm": phrase},
+        environment="sandbox",
+        records_dir=tmp_path,
+    )
+    assert record.status == "succeeded", record.error
+    text = Path(record.record_path).read_text()
+    assert '"outcome": "applied"' in text
+    files = list(tmp_path.rglob("*"))
+    assert files
+    for path in files:
+        if path.is_file():
+            assert NEW_PASSWORD not in path.read_text(errors="replace"), path
