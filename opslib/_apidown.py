@@ -18,6 +18,7 @@ from typing import Any
 
 from ._cloudflare import CloudflareClient
 from ._config import Environment
+from ._errors import APIError
 from ._finding import Finding, Status, check
 from ._platform import PlatformClient
 from ._statuspage import StatusPageClient, product_components
@@ -38,6 +39,7 @@ _BAD_COMPONENT = {
     "degraded_performance": Status.WARN,
 }
 # Tables whose row counts are shown; the real schema has user_id, not author_id.
+D1_ERROR_CODE = 7500
 COUNTED_TABLES = ("users", "manuscripts", "subscriptions", "payment_history")
 
 
@@ -147,8 +149,6 @@ def check_deployments(
 @check("d1")
 def check_d1(environment: Environment) -> Finding:
     """Run ``SELECT 1``, list the tables and count rows of the core tables on D1."""
-    from ._errors import APIError
-
     client = CloudflareClient(environment)
     try:
         client.d1_query("SELECT 1 AS ok")
@@ -165,6 +165,8 @@ def check_d1(environment: Environment) -> Finding:
             )
         )[0]["results"]
     except APIError as error:
+        if not is_d1_failure(error):
+            raise  # the Cloudflare API itself failed: unknown, not a D1 verdict
         facts = {"available": False, "error": str(error), "codes": list(error.codes)}
         return Finding(
             "d1",
@@ -181,6 +183,15 @@ def check_d1(environment: Environment) -> Finding:
     summary = f"SELECT 1 answers; {len(names)} tables"
     summary += f"; missing: {', '.join(missing)}" if missing else ""
     return Finding("d1", status, summary, counts, facts)
+
+
+def is_d1_failure(error: APIError) -> bool:
+    """True when the error comes from D1 itself, not from the API in front of it.
+
+    D1 reports query and database faults with code 7500 (SQLITE_* or D1_ERROR
+    messages); any other error of the Cloudflare API says nothing about D1.
+    """
+    return D1_ERROR_CODE in error.codes or "D1_ERROR" in str(error)
 
 
 @check("secrets")
@@ -322,79 +333,131 @@ def check_cloudflare_status(environment: Environment) -> Finding:
 
 
 def diagnose_api_down(
-    findings: Iterable[Finding], *, environment: Environment, incident_id: str = ""
+    findings: Iterable[Finding],
+    *,
+    environment: Environment,
+    incident_id: str = "",
+    lookback: str = "6h",
 ) -> Verdict:
     """Work out the cause of an API outage from the runbook's findings.
+
+    Causes are weighed in order: a Cloudflare outage (only while the API fails),
+    D1 failing, a broken SESSIONS binding, a recent code deployment while the API
+    fails, a missing secret, then healthy or inconclusive. A missing secret that
+    came with a code deployment does not hide that deployment.
 
     Args:
         findings: the findings of the steps (any order; missing ones count as unknown).
         environment: the environment diagnosed, named in the gated step.
         incident_id: the incident, repeated in the gated step's command.
+        lookback: the window used, repeated in the gated step's command.
 
     Returns:
         The verdict, with a gated rollback only for a bad deployment.
     """
     found = {f.name: f for f in findings}
-    by_name: Mapping[str, Finding] = found
-
-    def status(name: str) -> Status:
-        return by_name[name].status if name in by_name else Status.UNKNOWN
-
-    def facts(name: str) -> Mapping[str, Any]:
-        return by_name[name].facts if name in by_name else {}
-
-    evidence = [str(f) for f in found.values() if f.status is not Status.OK]
+    status = {name: found[name].status for name in found}.get
+    probe = status("probe", Status.UNKNOWN)
+    deploy = found["deployments"].facts if "deployments" in found else {}
     unknowns = [name for name, f in found.items() if f.status is Status.UNKNOWN]
-    blind = f" Could not check: {', '.join(unknowns)}." if unknowns else ""
+    evidence = [str(f) for f in found.values() if f.status is not Status.OK]
     make = _verdict_maker(list(found.values()), evidence)
 
-    if status("cloudflare-status") is Status.FAIL:
-        return make(
-            Status.FAIL,
-            "cloudflare-outage",
-            "Cloudflare reports an outage of a product the API runs on.",
-            "Do not roll back or redeploy: follow the incident on cloudflarestatus.com, "
-            "post on the platform's status page, and re-run this runbook when it resolves.",
-        )
+    if status("cloudflare-status") is Status.FAIL and probe is not Status.OK:
+        return make(Status.FAIL, "cloudflare-outage", *_OUTAGE)
     if status("d1") is Status.FAIL:
-        return make(
-            Status.FAIL,
-            "d1-unavailable",
-            f"D1 database {environment.d1_database_name} does not answer queries.",
-            "A rollback does not touch D1. Check D1 on the Cloudflare dashboard; if the "
-            "error persists open a Cloudflare support case with the request ids; if the "
-            "data is damaged, follow the restore procedure.",
-        )
+        return make(Status.FAIL, "d1-unavailable", *_d1_texts(environment))
     if status("kv-binding") is Status.FAIL:
-        return make(
-            Status.FAIL,
-            "kv-binding",
-            "The SESSIONS KV binding is broken, so every route fails before routing.",
-            "Point the SESSIONS binding at an existing namespace in wrangler.toml "
-            "(create one with `wrangler kv namespace create SESSIONS` if it was deleted; "
-            "sessions in it are lost and users must log in again) and deploy.",
-        )
+        return make(Status.FAIL, "kv-binding", *_KV_BINDING)
+    if probe is Status.FAIL and _is_code_change(deploy):
+        return _bad_deployment(make, deploy, environment, incident_id, lookback)
     if status("secrets") is Status.FAIL:
-        missing = ", ".join(facts("secrets").get("missing", []))
+        missing = found["secrets"].facts.get("missing", [])
+        level = Status.FAIL if probe is Status.FAIL else Status.WARN
         return make(
-            Status.FAIL,
-            "missing-secret",
-            f"The live Worker lacks required secrets: {missing}.",
-            f"Set each with `wrangler secret put NAME --name {environment.worker_name}` "
-            "using the value from the secret store (a secret edit is itself a deployment).",
+            level, "missing-secret", *_secret_texts(environment, missing, probe)
         )
-    if status("probe") is Status.FAIL and facts("deployments").get("is_recent"):
-        return _bad_deployment(make, facts("deployments"), environment, incident_id)
-    if status("probe") is Status.OK:
-        level = Status.WARN if unknowns else Status.OK
+    if probe is Status.OK:
+        return _healthy(make, unknowns, status("cloudflare-status") is Status.FAIL)
+    return _inconclusive(make, probe, unknowns, environment)
+
+
+_OUTAGE = (
+    "Cloudflare reports an outage of a product the API runs on, and the API fails.",
+    "Do not roll back or redeploy: follow the incident on cloudflarestatus.com, "
+    "post on the platform's status page, and re-run this runbook when it resolves.",
+)
+_KV_BINDING = (
+    "The SESSIONS KV binding is broken, so every Worker route fails before routing.",
+    "Point the SESSIONS binding at an existing namespace in wrangler.toml "
+    "(create one with `wrangler kv namespace create SESSIONS` if it was deleted; "
+    "sessions in it are lost and users must log in again) and deploy.",
+)
+
+
+def _d1_texts(environment: Environment) -> tuple[str, str]:
+    return (
+        f"D1 database {environment.d1_database_name} fails queries (D1 error 7500).",
+        "A rollback does not touch D1. Check D1 on the Cloudflare dashboard; if the "
+        "error persists open a Cloudflare support case with the request ids. Only if "
+        "data is damaged, follow the restore procedure.",
+    )
+
+
+def _secret_texts(
+    environment: Environment, missing: Sequence[str], probe: Status
+) -> tuple[str, str]:
+    names = ", ".join(missing)
+    summary = f"The live Worker lacks required secrets: {names}."
+    if probe is not Status.FAIL:
+        summary += " The probed paths still answer; routes that use them fail."
+    return (
+        summary,
+        f"Set each with `wrangler secret put NAME --name {environment.worker_name}` "
+        "using the value from the secret store (a secret edit is itself a deployment).",
+    )
+
+
+def _is_code_change(deploy: Mapping[str, Any]) -> bool:
+    """A deployment inside the window that changed code, not only secrets."""
+    return bool(deploy.get("is_recent")) and deploy.get("live_triggered_by") != "secret"
+
+
+def _healthy(make: _MakeVerdict, unknowns: Sequence[str], incident: bool) -> Verdict:
+    if unknowns:
+        names = ", ".join(unknowns)
         return make(
-            level,
+            Status.WARN,
             "healthy",
-            "The API answers as expected." + blind,
-            "No repair needed; if users still report errors, check the failing route.",
+            f"The probed paths answer as expected, but {names} could not be checked.",
+            "Before closing the incident, restore access for the checks that could "
+            "not look (token, permissions, network) and re-run this runbook.",
         )
+    summary = "The API answers as expected."
+    if incident:
+        summary += " Cloudflare reports an incident, which has not reached the API."
     return make(
-        Status.UNKNOWN if status("probe") is Status.UNKNOWN else Status.FAIL,
+        Status.WARN if incident else Status.OK,
+        "healthy",
+        summary,
+        "No repair needed; if users still report errors, check the failing route.",
+    )
+
+
+def _inconclusive(
+    make: _MakeVerdict, probe: Status, unknowns: Sequence[str], environment: Environment
+) -> Verdict:
+    if probe is Status.UNKNOWN:
+        return make(
+            Status.UNKNOWN,
+            "inconclusive",
+            f"No answer from {environment.platform_url}; the cause cannot be judged.",
+            f"Check that {environment.platform_url} is reachable from here (DNS, VPN, "
+            "firewall; for the sandbox: `runbook sandbox start`), then re-run.",
+        )
+    blind = f" Could not check: {', '.join(unknowns)}." if unknowns else ""
+    return make(
+        Status.FAIL,
         "inconclusive",
         "The API fails but no checked cause explains it." + blind,
         "Watch live errors with `wrangler tail --format pretty`, widen lookback if a "
@@ -407,6 +470,7 @@ def _bad_deployment(
     facts: Mapping[str, Any],
     environment: Environment,
     incident_id: str,
+    lookback: str,
 ) -> Verdict:
     bad, good = facts.get("live_version"), facts.get("previous_version")
     summary = (
@@ -423,7 +487,8 @@ def _bad_deployment(
     phrase = rollback_phrase(environment, good)
     command = (
         f"runbook run api-down --env {environment.name} -p incident_id "
-        f"{shlex.quote(incident_id or 'INC-...')} -p apply true -p confirm {shlex.quote(phrase)}"
+        f"{shlex.quote(incident_id or 'INC-...')} -p lookback {shlex.quote(lookback)} "
+        f"-p apply true -p confirm {shlex.quote(phrase)}"
     )
     step = {
         "action": "rollback",

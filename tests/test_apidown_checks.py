@@ -97,3 +97,12 @@ def test_unreachable_status_page_is_unknown(env_for):
         env_for("healthy"), status_page_url="http://127.0.0.1:9/api/v2"
     )
     assert check_cloudflare_status(closed).status is Status.UNKNOWN
+
+
+def test_cloudflare_api_errors_are_unknown_for_d1_not_a_d1_failure(env_for, sandbox):
+    environment = env_for("healthy")
+    sandbox.inject(cloudflare_500=10)
+    finding = check_d1(environment)
+    sandbox.inject(cloudflare_500=0)
+    assert finding.status is Status.UNKNOWN
+    assert "10002" in finding.summary

@@ -14,6 +14,7 @@ RECENT = {
     "live_deployed_at": "2026-12-04T10:00:00Z",
 }
 OLD = {**RECENT, "is_recent": False}
+BY_SECRET = {**RECENT, "live_triggered_by": "secret"}
 
 
 def findings(probe=OK, deployments=(OK, OLD), d1=OK, secrets=OK, kv=OK, status=OK):
@@ -43,7 +44,24 @@ def environment():
         (findings(probe=FAIL, deployments=(OK, OLD)), "inconclusive", FAIL),
         (findings(d1=FAIL), "d1-unavailable", FAIL),
         (findings(probe=FAIL, kv=FAIL), "kv-binding", FAIL),
-        (findings(secrets=FAIL, deployments=(WARN, RECENT)), "missing-secret", FAIL),
+        (findings(secrets=FAIL, deployments=(WARN, RECENT)), "missing-secret", WARN),
+        (
+            findings(probe=FAIL, secrets=FAIL, deployments=(WARN, OLD)),
+            "missing-secret",
+            FAIL,
+        ),
+        (
+            findings(probe=FAIL, secrets=FAIL, deployments=(WARN, RECENT)),
+            "bad-deployment",
+            FAIL,
+        ),
+        (
+            findings(probe=FAIL, secrets=FAIL, deployments=(WARN, BY_SECRET)),
+            "missing-secret",
+            FAIL,
+        ),
+        (findings(status=FAIL), "healthy", WARN),
+        (findings(d1=UNKNOWN, secrets=UNKNOWN), "healthy", WARN),
         (
             findings(probe=FAIL, status=FAIL, deployments=(WARN, RECENT)),
             "cloudflare-outage",
@@ -72,6 +90,7 @@ def test_only_a_bad_deployment_gets_a_gated_rollback(environment):
         == "rollback manuscript-upload-api to good-v in sandbox"
     )
     assert "-p incident_id INC-7" in bad.gated_step["command"]
+    assert "-p lookback 6h" in bad.gated_step["command"]
     assert other.gated_step is None
 
 
