@@ -152,7 +152,8 @@ def records(
     for row in rows:
         click.echo(
             f"{row.get('id')}  {row.get('status'):<9} {row.get('environment'):<10} "
-            f"{row.get('verdict_status') or '-':<7} {row.get('cause') or '-'}"
+            f"{row.get('verdict_status') or '-':<7} {row.get('cause') or '-':<20} "
+            f"{row.get('gate') or ''}"
         )
 
 

@@ -21,7 +21,7 @@ import os
 import re
 import secrets
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ INDEX_FIELDS = (
     "environment",
     "incident_id",
     "status",
+    "gate",
     "verdict_status",
     "cause",
     "started_at",
@@ -270,7 +271,36 @@ def format_verdict(sidecar: Mapping[str, Any]) -> str:
         lines += ["evidence:", *(f"  - {_one_line(item)}" for item in evidence)]
     lines.append(f"next action: {verdict.get('next_action') or '-'}")
     lines.append(f"gated step:  {_gated_step(verdict.get('gated_step'))}")
+    lines += _gate_lines(sidecar.get("actions") or [])
     return "\n".join(lines)
+
+
+_GATE_WORDS = {
+    "dry-run": "DRY RUN, nothing changed",
+    "not-needed": "nothing to apply",
+    "refused": "REFUSED, nothing changed",
+    "applied": "APPLIED",
+    "failed": "FAILED",
+}
+
+
+def _gate_lines(actions: Sequence[Any]) -> list[str]:
+    """One line per gate passed: what happened to each planned action, and after."""
+    lines = []
+    for action in actions:
+        if not isinstance(action, Mapping) or action.get("kind") != "result":
+            continue
+        word = _GATE_WORDS.get(str(action.get("outcome")), str(action.get("outcome")))
+        lines.append(
+            f"gate:        {action.get('action')}: {word}: {action.get('detail')}"
+        )
+        after = action.get("after")
+        if isinstance(after, Mapping):
+            lines.append(
+                f"after:       [{str(after.get('status')).upper()}] "
+                f"{after.get('name')}: {after.get('summary')}"
+            )
+    return lines
 
 
 def _error_lines(error: object) -> list[str]:

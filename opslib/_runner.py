@@ -431,8 +431,14 @@ def _sidecar(
 
 def _index_row(sidecar: Mapping[str, Any]) -> dict[str, Any]:
     verdict = sidecar.get("verdict") or {}
+    outcomes = [
+        f"{a.get('action')}:{a.get('outcome')}"
+        for a in sidecar.get("actions") or []
+        if isinstance(a, Mapping) and a.get("kind") == "result"
+    ]
     return {
         **sidecar,
+        "gate": ", ".join(outcomes) or None,
         "verdict_status": verdict.get("status"),
         "cause": verdict.get("cause"),
     }

@@ -129,6 +129,7 @@ def test_append_index_writes_only_the_index_fields(tmp_path: Path) -> None:
         "environment": "sandbox",
         "incident_id": None,
         "status": "succeeded",
+        "gate": None,
         "verdict_status": "fail",
         "cause": None,
         "started_at": "t",
@@ -260,3 +261,40 @@ def test_format_verdict_shows_the_error_of_a_failed_run_without_verdict() -> Non
         "error:       timeout in cell 4: CellTimeoutError: 1 s",
         "verdict:     none (the notebook did not reach one)",
     ]
+
+
+def test_format_verdict_says_what_the_gate_did() -> None:
+    sidecar = {
+        "id": "r1",
+        "verdict": {"status": "fail", "cause": "bad-deployment", "summary": "s"},
+        "actions": [
+            {"kind": "plan", "action": "rollback"},
+            {
+                "kind": "result",
+                "action": "rollback",
+                "outcome": "applied",
+                "detail": "version v5 is live",
+                "after": {"name": "probe", "status": "ok", "summary": "all answer"},
+            },
+        ],
+    }
+    text = format_verdict(sidecar)
+    assert "gate:        rollback: APPLIED: version v5 is live" in text
+    assert "after:       [OK] probe: all answer" in text
+
+
+def test_format_verdict_says_a_refusal_changed_nothing() -> None:
+    sidecar = {
+        "verdict": {"status": "fail", "cause": "bad-deployment"},
+        "actions": [
+            {
+                "kind": "result",
+                "action": "rollback",
+                "outcome": "refused",
+                "detail": "confirm phrase 'x' does not match",
+            }
+        ],
+    }
+    assert "rollback: REFUSED, nothing changed: confirm phrase" in format_verdict(
+        sidecar
+    )

@@ -138,6 +138,7 @@ def test_run_notebook_records_round_trip_through_index_and_loader(
         "environment": "sandbox",
         "incident_id": "INC-1",
         "status": "succeeded",
+        "gate": "rollback:dry-run",
         "verdict_status": "fail",
         "cause": "bad-deployment",
         "started_at": record.sidecar["started_at"],
