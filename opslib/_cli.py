@@ -23,16 +23,24 @@ EXIT_FAILED_RUN = 1
 EXIT_USAGE = 2
 EXIT_GATE = 3
 EXIT_VERDICT = 4
-DEFAULT_RECORDS = "records"
-
 _records_option = click.option(
     "--records",
     "records_dir",
-    default=DEFAULT_RECORDS,
-    show_default=True,
+    default=None,
     type=click.Path(file_okay=False),
-    help="Archive folder for records and the index.",
+    help="Archive folder for records and the index "
+    "(default: records/ at the project root; drills: records/drills/).",
 )
+
+
+def _archive(records_dir: str | None, *, drills: bool = False) -> str:
+    """The archive folder: the one given, else the project's own."""
+    if records_dir:
+        return records_dir
+    from ._notebook import find_project_root
+
+    folder = find_project_root() / "records"
+    return str(folder / "drills" if drills else folder)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -96,7 +104,7 @@ def run(
     pairs: tuple[tuple[str, str], ...],
     files: tuple[str, ...],
     environment: str,
-    records_dir: str,
+    records_dir: str | None,
     timeout: float,
     operator: str | None,
     fail_on_verdict: bool,
@@ -109,7 +117,9 @@ def run(
     from ._params import load_parameter_file
     from ._runner import run_notebook
 
+    archive = _archive(records_dir)
     try:
+        _check_command_line(pairs, operator)
         parameters: dict[str, object] = {}
         for path in files:
             parameters.update(load_parameter_file(path))
@@ -120,13 +130,13 @@ def run(
             parameters=parameters,
             raw=raw,
             environment=environment,
-            records_dir=records_dir,
+            records_dir=archive,
             operator=operator,
             timeout=timeout,
         )
     except (ConfigError, RunError) as error:
         _usage_exit(error)
-    _print_record(record.sidecar, records_dir)
+    _print_record(record.sidecar, archive)
     sys.exit(_exit_code(record.sidecar, fail_on_verdict))
 
 
@@ -138,11 +148,15 @@ def run(
 )
 @click.option("--env", "environment", default=None, help="Only this environment.")
 def records(
-    records_dir: str, limit: int, runbook_name: str | None, environment: str | None
+    records_dir: str | None,
+    limit: int,
+    runbook_name: str | None,
+    environment: str | None,
 ) -> None:
     """List recent records, newest first."""
     from ._records import list_records
 
+    records_dir = _archive(records_dir)
     rows = list_records(
         records_dir, limit=limit, runbook=runbook_name, environment=environment
     )
@@ -163,14 +177,14 @@ def records(
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the whole sidecar as JSON."
 )
-def show(record_id: str, records_dir: str, as_json: bool) -> None:
+def show(record_id: str, records_dir: str | None, as_json: bool) -> None:
     """Print the verdict of record RECORD_ID (a unique prefix is enough)."""
     import json
 
     from ._records import format_verdict, load_record
 
     try:
-        sidecar = load_record(records_dir, record_id)
+        sidecar = load_record(_archive(records_dir), record_id)
     except RunError as error:
         _usage_exit(error)
     click.echo(json.dumps(sidecar, indent=2) if as_json else format_verdict(sidecar))
@@ -193,7 +207,7 @@ def list_runbooks() -> None:
 @click.argument("scenario", required=False)
 @click.option("--all", "run_all", is_flag=True, help="Drill every scenario in turn.")
 @_records_option
-def drill(scenario: str | None, run_all: bool, records_dir: str) -> None:
+def drill(scenario: str | None, run_all: bool, records_dir: str | None) -> None:
     """Inject SCENARIO's fault into a fresh sandbox, run its runbook, score the verdict.
 
     Prints PASS or FAIL per scenario with the time to verdict; exits 1 if any failed.
@@ -219,7 +233,8 @@ def drill(scenario: str | None, run_all: bool, records_dir: str) -> None:
         )
     from ._drill import format_table, run_drills
 
-    results = run_drills(names, records_dir=records_dir, echo=click.echo)
+    archive = _archive(records_dir, drills=True)
+    results = run_drills(names, records_dir=archive, echo=click.echo)
     failed = [r for r in results if not r.passed]
     click.echo("\n" + format_table(results) + "\n")
     click.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed")
@@ -230,6 +245,24 @@ def _add_sandbox_commands() -> None:
     from .sandbox._cli import cli as sandbox_cli
 
     main.add_command(sandbox_cli)
+
+
+def _check_command_line(
+    pairs: tuple[tuple[str, str], ...], operator: str | None
+) -> None:
+    from ._errors import ParameterError
+    from ._params import check_text
+
+    names = [name for name, _ in pairs]
+    problems = [
+        f"{name}: given {names.count(name)} times with -p — expected once"
+        for name in dict.fromkeys(names)
+        if names.count(name) > 1
+    ]
+    if operator is not None and (problem := check_text(operator)):
+        problems.append(f"--operator: got {operator!r} — expected {problem}")
+    if problems:
+        raise ParameterError(problems)
 
 
 def _print_record(sidecar: dict[str, Any], records_dir: str) -> None:

@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import httpx
 
-from ._config import Environment
+from ._config import MISSING_FILE_HINT, Environment
 from ._errors import APIError, AuthError, RateLimitError, ServiceError
 from ._http import HttpClient
 
@@ -281,6 +281,8 @@ class CloudflareClient:
         elif response.status_code in (401, 403) or AUTH_CODES.intersection(codes):
             kind = AuthError
             message += "" if self._has_token else f"; {TOKEN_VARIABLE} is not set"
+            if not self._has_token and self.environment.secrets_file:
+                message += f" in {self.environment.secrets_file} ({MISSING_FILE_HINT})"
         return kind(
             message,
             system="cloudflare",

@@ -38,7 +38,23 @@ SECRET_VARIABLES = (
     "MAILCHANNELS_API_KEY",
     "RUNBOOK_TEST_ACCOUNT_PASSWORD",
     "RUNBOOK_NEW_PASSWORD",
+    # The platform's own Worker secrets, in case an operator has them exported.
+    "ANTHROPIC_API_KEY",
+    "JWT_SECRET",
+    "STRIPE_SECRET_KEY",
 )
+# Credentials for the services themselves. An environment with its own secrets
+# file takes these from that file only.
+SERVICE_CREDENTIALS = (
+    "CLOUDFLARE_API_TOKEN",
+    "STRIPE_API_KEY",
+    "STRIPE_WEBHOOK_SECRET",
+    "R2_ACCESS_KEY_ID",
+    "R2_SECRET_ACCESS_KEY",
+    "MAILCHANNELS_API_KEY",
+    "RUNBOOK_TEST_ACCOUNT_PASSWORD",
+)
+MISSING_FILE_HINT = "start the sandbox with `runbook sandbox start`, which writes it"
 
 _NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 _PLACEHOLDER = re.compile(r"^<[A-Z0-9_]+>$")
@@ -86,6 +102,7 @@ class Environment:
         mailchannels_url: base URL of the MailChannels send API ("" when unset).
         allowed_origins: browser origins the platform's CORS allow-list must hold.
         secrets: secret values found for this environment, by variable name.
+        secrets_file: the environment's own dotenv file of credentials, if any.
     """
 
     name: str
@@ -105,6 +122,7 @@ class Environment:
     mailchannels_url: str = ""
     allowed_origins: tuple[str, ...] = ()
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    secrets_file: str = ""
 
     def secret(self, variable: str) -> str | None:
         """Return the value of a secret variable, or None when it is not set."""
@@ -179,7 +197,8 @@ def load_environment(
 
     data = _read_yaml(path)
     _check_keys(data, path, name)
-    secrets = _collect_secrets(data.get("secrets_file"), folder, environ)
+    secrets_file = _secrets_file(data.get("secrets_file"), folder)
+    secrets = _collect_secrets(secrets_file, folder, environ)
     return Environment(
         name=name,
         platform_url=data["platform_url"].rstrip("/"),
@@ -198,6 +217,7 @@ def load_environment(
         mailchannels_url=str(data.get("mailchannels_url") or "").rstrip("/"),
         allowed_origins=tuple(str(o) for o in data.get("allowed_origins") or ()),
         secrets=secrets,
+        secrets_file=str(secrets_file or ""),
     )
 
 
@@ -239,28 +259,37 @@ def _check_keys(data: dict[str, Any], path: Path, name: str) -> None:
 
 
 def _collect_secrets(
-    secrets_file: str | None, folder: Path, environ: Mapping[str, str]
+    secrets_file: Path | None, folder: Path, environ: Mapping[str, str]
 ) -> dict[str, str]:
-    """Gather secret values: .env, then variables, then the environment's own file.
+    """Gather secret values for one environment.
 
-    The environment's ``secrets_file`` (the sandbox's throw-away token) wins over
-    variables, so a production token exported in the shell is never sent to, or
-    refused by, the local stand-in.
+    Normally: .env, then environment variables. An environment that names its own
+    ``secrets_file`` (the sandbox) takes service credentials from that file only,
+    so a production token exported in the shell is never sent to a local server,
+    even when the file is missing; variables then supply only the rest (such as
+    a new password an operator sets for a repair).
     """
     from dotenv import dotenv_values
 
-    project_root = folder.parent.parent
-    found = _read_dotenv(project_root / ".env", dotenv_values)
+    found = _read_dotenv(folder.parent.parent / ".env", dotenv_values)
     found.update({k: environ[k] for k in SECRET_VARIABLES if environ.get(k)})
-    if secrets_file:
-        path = Path(secrets_file)
-        found.update(
-            _read_dotenv(
-                path if path.is_absolute() else project_root / path, dotenv_values
+    if secrets_file is not None:
+        for name in SERVICE_CREDENTIALS:
+            found.pop(name, None)
+        if not secrets_file.is_file():
+            logger.warning(
+                "secrets file missing path=%s hint=%s", secrets_file, MISSING_FILE_HINT
             )
-        )
+        found.update(_read_dotenv(secrets_file, dotenv_values))
     logger.debug("secrets found names=%s", sorted(found))
     return found
+
+
+def _secrets_file(value: object, folder: Path) -> Path | None:
+    if not value:
+        return None
+    path = Path(str(value))
+    return path if path.is_absolute() else folder.parent.parent / path
 
 
 def _read_dotenv(path: Path, reader: Any) -> dict[str, str]:

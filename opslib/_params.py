@@ -445,8 +445,11 @@ def _text_from_yaml(value: object) -> str:
             "text; YAML reads yes, no, on, off, true and false as booleans, so "
             "quote the value, such as 'yes'"
         )
-    if isinstance(value, int):
-        return str(value)
+    if isinstance(value, (int, float)):
+        raise _ConversionError(
+            f"text; YAML read it as the number {value!r} (0x1F, 017, 1_000 and 12:30 "
+            "are numbers too), so quote the value as it should read, such as 'INC-42'"
+        )
     if isinstance(value, (datetime.date, datetime.datetime)):
         raise _ConversionError(
             f"text; YAML reads an unquoted date as a date, so quote it, such as "
@@ -494,9 +497,32 @@ def load_parameter_file(path: str | Path) -> dict[str, object]:
     return {str(key): value for key, value in data.items()}
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key given twice instead of keeping the last."""
+
+
+def _construct_unique_mapping(
+    loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False
+) -> dict[object, object]:
+    seen: set[object] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} is given twice", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping
+)
+
+
 def _read_yaml(path: Path) -> object:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise ParameterError([_file_problem(path, _read_problem(error))]) from error
 

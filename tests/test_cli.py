@@ -218,3 +218,31 @@ def test_notebook_runs_under_plain_papermill(bad_deployment, tmp_path):
     ]
     verdicts = [b[VERDICT_MIME] for b in bundles if VERDICT_MIME in b]
     assert verdicts[-1]["cause"] == "bad-deployment"
+
+
+def test_parameter_given_twice_exits_2(tmp_path):
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "api-down",
+            "--records",
+            str(tmp_path),
+            "-p",
+            "incident_id",
+            "A",
+            "-p",
+            "incident_id",
+            "B",
+        ],
+    )
+    assert result.exit_code == 2
+    assert "incident_id: given 2 times with -p" in result.output
+
+
+def test_operator_with_a_newline_exits_2(tmp_path):
+    result = CliRunner().invoke(
+        main, ["run", "api-down", "--records", str(tmp_path), "--operator", "a\nb"]
+    )
+    assert result.exit_code == 2
+    assert "--operator" in result.output

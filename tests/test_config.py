@@ -71,10 +71,15 @@ def test_production_refuses_plain_http(env_dir):
 
 
 def test_secrets_come_from_variables_and_dotenv(env_dir, monkeypatch):
-    root = env_dir.parent.parent
-    (root / ".env").write_text("STRIPE_API_KEY=rk_test_fromdotenv\nUNRELATED=x\n")
+    text = SANDBOX_YAML.replace("name: sandbox", "name: plain")
+    (env_dir / "plain.yaml").write_text(
+        text.replace("secrets_file: .sandbox/secrets.env", "")
+    )
+    (env_dir.parent.parent / ".env").write_text(
+        "STRIPE_API_KEY=rk_test_fromdotenv\nUNRELATED=x\n"
+    )
     monkeypatch.setenv("CLOUDFLARE_API_TOKEN", "token-from-variable")
-    environment = load_environment("sandbox")
+    environment = load_environment("plain")
     assert environment.secret("CLOUDFLARE_API_TOKEN") == "token-from-variable"
     assert environment.secret("STRIPE_API_KEY") == "rk_test_fromdotenv"
     assert "UNRELATED" not in environment.secrets
@@ -99,3 +104,14 @@ def test_secret_values_are_not_in_the_repr(env_dir, monkeypatch):
 def test_list_environments_is_sorted(env_dir):
     (env_dir / "staging.yaml").write_text("name: staging\n")
     assert list_environments() == ["sandbox", "staging"]
+
+
+def test_missing_secrets_file_never_falls_back_to_exported_credentials(
+    env_dir, monkeypatch
+):
+    monkeypatch.setenv("CLOUDFLARE_API_TOKEN", "production-token-in-shell")
+    monkeypatch.setenv("RUNBOOK_NEW_PASSWORD", "operator-supplied")
+    environment = load_environment("sandbox")
+    assert environment.secret("CLOUDFLARE_API_TOKEN") is None
+    assert environment.secret("RUNBOOK_NEW_PASSWORD") == "operator-supplied"
+    assert environment.secrets_file.endswith("own.env")

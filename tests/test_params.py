@@ -195,7 +195,6 @@ def test_coerce_parameters_rejects_unconvertible_text(
 @pytest.mark.parametrize(
     ("type_name", "value", "expected"),
     [
-        ("str", 12, "12"),
         ("float", 3, 3.0),
         ("int", 3, 3),
         ("bool", False, False),
@@ -220,7 +219,8 @@ def test_coerce_parameters_accepts_yaml_values_that_fit(
             r"YAML reads an unquoted date .* '2025-11-01'",
         ),
         ("str", True, r"value: got True — expected text; YAML reads yes, no"),
-        ("str", 1.10, r"expected text \(a str\); quote the value"),
+        ("str", 1.10, r"YAML read it as the number 1.1 .* so quote the value"),
+        ("str", 31, r"YAML read it as the number 31 \(0x1F, 017"),
         ("str", None, r"value: got None — expected text .* leave the name out"),
         ("int", "3", r"value: got '3' — expected a whole number"),
         ("int", True, r"value: got True — expected a whole number"),
@@ -333,3 +333,11 @@ def test_load_parameter_file_rejects_other_forms(
 def test_load_parameter_file_names_a_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ParameterError, match=r"parameter file '.*missing.yaml'"):
         load_parameter_file(tmp_path / "missing.yaml")
+
+
+def test_parameter_file_refuses_a_key_given_twice(tmp_path: Path) -> None:
+    path = tmp_path / "twice.yaml"
+    path.write_text("incident_id: INC-1\nincident_id: INC-2\n")
+
+    with pytest.raises(ParameterError, match="key 'incident_id' is given twice"):
+        load_parameter_file(path)
