@@ -245,7 +245,7 @@ def _check_keys(data: dict[str, Any], path: Path, name: str) -> None:
             problems.append(f"{key} is {value!r}, expected an http(s) URL")
     problems += [
         f"{key} is still the placeholder {value!r}: put the real id in {path.name}"
-        for key, value in data.items()
+        for key, value in _leaves(data)
         if isinstance(value, str) and _PLACEHOLDER.match(value)
     ]
     if name == "production":
@@ -256,6 +256,18 @@ def _check_keys(data: dict[str, Any], path: Path, name: str) -> None:
         ]
     if problems:
         raise ConfigError(f"{path}: " + "; ".join(problems))
+
+
+def _leaves(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Every value of a nested mapping, with its dotted key (kv_namespaces.SESSIONS)."""
+    found: list[tuple[str, Any]] = []
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            found += _leaves(value, f"{name}.")
+        else:
+            found.append((name, value))
+    return found
 
 
 def _collect_secrets(

@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import socket
+import sys
 import threading
 import uuid
 from collections.abc import Mapping
@@ -288,7 +289,7 @@ def _run_papermill(
             output_path,
             parameters=dict(values),
             kernel_name=kernel_name,
-            progress_bar=False,
+            progress_bar=sys.stderr.isatty(),  # a live bar for people, none in logs
             cwd=str(find_project_root()),
             execution_timeout=timeout,
             shutdown_kernel="immediate",
@@ -414,7 +415,7 @@ def _sidecar(
         "environment": run.environment,
         "incident_id": scrubber.scrub_text(_incident_id(run.parameters)) or None,
         "parameters": scrubber.scrub_obj(run.parameters),
-        "operator": run.operator or _default_operator(),
+        "operator": scrubber.scrub_text(run.operator or _default_operator()),
         "started_at": _iso(run.started),
         "finished_at": _iso(finished),
         "duration_s": round((finished - run.started).total_seconds(), 3),

@@ -115,3 +115,14 @@ def test_missing_secrets_file_never_falls_back_to_exported_credentials(
     assert environment.secret("CLOUDFLARE_API_TOKEN") is None
     assert environment.secret("RUNBOOK_NEW_PASSWORD") == "operator-supplied"
     assert environment.secrets_file.endswith("own.env")
+
+
+def test_nested_placeholders_are_refused(env_dir):
+    text = SANDBOX_YAML.replace(
+        "SESSIONS: 0f1e2d3c4b5a69788796a5b4c3d2e1f0", "SESSIONS: <SESSIONS_KV_ID>"
+    )
+    (env_dir / "sandbox.yaml").write_text(text)
+    with pytest.raises(
+        ConfigError, match="kv_namespaces.SESSIONS is still the placeholder"
+    ):
+        load_environment("sandbox")
