@@ -71,6 +71,11 @@ def start(scenario: str, state_dir: Path | None) -> None:
     for name, url in sandbox.urls.items():
         click.echo(f"  {name:<20} {url}")
     click.echo(f"  {'environments':<20} {sandbox.environments_dir}")
+    if state_dir is not None:
+        click.echo(
+            "runbooks use the default sandbox; to use this one instead:\n"
+            f"  export RUNBOOK_ENVIRONMENTS={sandbox.environments_dir}"
+        )
 
 
 @cli.command()

@@ -73,7 +73,7 @@ SCENARIOS: dict[str, Scenario] = {
             "bad-deployment",
             "api-down",
             "bad-deployment",
-            "Version 6, deployed 20 minutes ago at 100 %, fails every request.",
+            "Version 6, deployed 20 minutes ago at 100 %, fails every Worker route (static / still answers).",
         ),
         Scenario(
             "d1-unavailable",
@@ -91,7 +91,7 @@ SCENARIOS: dict[str, Scenario] = {
             "kv-binding-broken",
             "api-down",
             "kv-binding",
-            "The SESSIONS namespace was deleted 25 minutes ago; every route 500.",
+            "The SESSIONS namespace was deleted 25 minutes ago; every Worker route answers 500.",
         ),
         Scenario(
             "cloudflare-outage",
