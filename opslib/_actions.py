@@ -221,7 +221,7 @@ def apply_action(
         return ActionResult(
             plan,
             "dry-run",
-            "nothing changed (apply is False); "
+            "apply is False; "
             f"to apply, confirm with {plan.confirm_phrase!r}",
         )
     if confirm.strip() != plan.confirm_phrase:
