@@ -22,8 +22,7 @@ import httpx
 
 from ._config import Environment
 from ._errors import UnreachableError
-from ._http import HttpClient
-from ._platform import USER_AGENT
+from ._platform import platform_http
 
 logger = logging.getLogger(__name__)
 
@@ -75,13 +74,7 @@ class AuthProbeClient:
     """
 
     def __init__(self, environment: Environment, *, timeout: float = 10.0) -> None:
-        self._http = HttpClient(
-            "platform",
-            environment.platform_url,
-            headers={"User-Agent": USER_AGENT},
-            timeout=timeout,
-            retries=0,
-        )
+        self._http = platform_http(environment, timeout=timeout)
 
     def login(self, email: str, password: str) -> LoginProbe:
         """Log in once, use the session once, and log out again.

@@ -56,17 +56,26 @@ class Probe:
         return self.status_code is not None and self.status_code >= 500
 
 
+def platform_http(environment: Environment, *, timeout: float = 10.0) -> HttpClient:
+    """The HTTP client every platform caller uses: never retried, no credentials.
+
+    Requests to the platform are observations of what a user sees at that moment,
+    so none is replayed; cookies, when a caller needs one, are set per request.
+    """
+    return HttpClient(
+        "platform",
+        environment.platform_url,
+        headers={"User-Agent": USER_AGENT},
+        timeout=timeout,
+        retries=0,
+    )
+
+
 class PlatformClient:
     """Anonymous probes against the platform API of one environment."""
 
     def __init__(self, environment: Environment, *, timeout: float = 10.0) -> None:
-        self._http = HttpClient(
-            "platform",
-            environment.platform_url,
-            headers={"User-Agent": USER_AGENT},
-            timeout=timeout,
-            retries=0,
-        )
+        self._http = platform_http(environment, timeout=timeout)
 
     def probe(self, path: str, *, method: str = "GET") -> Probe:
         """Request ``path`` once and record status, latency and a bit of the body.

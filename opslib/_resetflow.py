@@ -15,8 +15,7 @@ from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
 from ._config import Environment
-from ._http import HttpClient
-from ._platform import USER_AGENT
+from ._platform import platform_http
 
 logger = logging.getLogger(__name__)
 
@@ -47,13 +46,7 @@ class ResetFlowClient:
     """
 
     def __init__(self, environment: Environment, *, timeout: float = 10.0) -> None:
-        self._http = HttpClient(
-            "platform",
-            environment.platform_url,
-            headers={"User-Agent": USER_AGENT},
-            timeout=timeout,
-            retries=0,
-        )
+        self._http = platform_http(environment, timeout=timeout)
 
     def request_reset(self, email: str) -> Answer:
         """POST /auth/password-reset-request for ``email``."""
