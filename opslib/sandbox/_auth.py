@@ -62,7 +62,7 @@ def login(call: Call) -> Response:
         user = db.execute("SELECT * FROM users WHERE email = ?", (email,)).fetchone()
         if user is None or not verify_password(password, user["password_hash"]):
             _count_failure(call, limiter_key, failures)
-            _audit(db, call, user["id"] if user else "anonymous", "login_failed", email)
+            audit(db, call, user["id"] if user else "anonymous", "login_failed", email)
             return json_response(400, {"error": "Invalid credentials"})
         if not user["email_verified"]:
             return json_response(
@@ -72,7 +72,7 @@ def login(call: Call) -> Response:
         db.execute(
             "UPDATE users SET last_login = ? WHERE id = ?", (int(call.now), user["id"])
         )
-        _audit(db, call, user["id"], "login", email)
+        audit(db, call, user["id"], "login", email)
     return _start_session(call, user, bool(body.get("rememberMe")))
 
 
@@ -83,7 +83,7 @@ def logout(call: Call) -> Response:
         return json_response(401, {"error": "Not authenticated"})
     call.sessions.delete(f"session:{session['id']}")
     with call.d1() as db:
-        _audit(db, call, session["userId"], "logout", "")
+        audit(db, call, session["userId"], "logout", "")
     return json_response(
         200,
         {"success": True, "message": "Logged out successfully"},
@@ -165,8 +165,8 @@ def _count_failure(call: Call, key: str, failures: dict[str, Any]) -> None:
     call.kv_put_json(call.sessions, key, record, remaining)
 
 
-def _audit(
-    db: sqlite3.Connection, call: Call, user_id: str, action: str, email: str
+def audit(
+    db: sqlite3.Connection, call: Call, user_id: str, action: str, email: str = ""
 ) -> None:
     """Write an audit row; a failed insert is only logged, as on the platform.
 
@@ -186,7 +186,7 @@ def _audit(
                 int(call.now),
                 call.ip,
                 call.request.headers.get("User-Agent"),
-                json.dumps({"email": email}),
+                json.dumps({"email": email} if email else {}),
             ),
         )
     except sqlite3.Error as error:

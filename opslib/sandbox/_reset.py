@@ -20,14 +20,13 @@ string would write it; the sender falls back to a hard-coded address.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import secrets
 import sqlite3
-import uuid
 from typing import Any
 
+from ._auth import audit
 from ._call import Call, json_response
 from ._http import Response
 from ._mailchannels import deliver
@@ -73,7 +72,7 @@ def request_reset(call: Call) -> Response:
                 "created_at, expires_at, used) VALUES (?, ?, 'password_reset', ?, ?, 0)",
                 (token, user["id"], int(call.now), int(call.now) + TOKEN_LIFETIME),
             )
-            _audit(db, call, user["id"], "password_reset_requested")
+            audit(db, call, user["id"], "password_reset_requested")
     if user is not None:
         _send(call, email, *_reset_email(call, email, token))
     return json_response(200, {"success": True, "message": GENERIC_MESSAGE})
@@ -110,7 +109,7 @@ def reset_password(call: Call) -> Response:
             "UPDATE users SET password_hash = ? WHERE id = ?",
             (hash_password(password), user_id),
         )
-        _audit(db, call, user_id, "password_reset")
+        audit(db, call, user_id, "password_reset")
         row = db.execute("SELECT email FROM users WHERE id = ?", (user_id,)).fetchone()
     _send(call, row["email"], *_confirmation_email(call))
     return json_response(200, {"success": True, "message": "Password reset successful"})
@@ -181,21 +180,3 @@ def _send(call: Call, to: str, subject: str, text: str) -> None:
     answer = deliver(call.world, message)
     if answer.status >= 300:
         logger.info("Failed to send password reset email status=%s", answer.status)
-
-
-def _audit(db: sqlite3.Connection, call: Call, user_id: str, action: str) -> None:
-    db.execute(
-        "INSERT INTO audit_log (id, user_id, action, resource_type, resource_id, "
-        "timestamp, ip_address, user_agent, metadata) VALUES (?,?,?,?,?,?,?,?,?)",
-        (
-            str(uuid.uuid4()),
-            user_id,
-            action,
-            "auth",
-            user_id,
-            int(call.now),
-            call.ip,
-            call.request.headers.get("User-Agent"),
-            json.dumps({}),
-        ),
-    )
