@@ -59,7 +59,7 @@ MISSING_FILE_HINT = "start the sandbox with `runbook sandbox start`, which write
 _NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 _PLACEHOLDER = re.compile(r"^<[A-Z0-9_]+>$")
 _URL_KEYS = ("platform_url", "cloudflare_api_url", "status_page_url")
-_OPTIONAL_URL_KEYS = ("mailchannels_url", "stripe_api_url")
+_OPTIONAL_URL_KEYS = ("mailchannels_url", "stripe_api_url", "r2_endpoint_url")
 _REQUIRED_KEYS = (
     "name",
     *_URL_KEYS,
@@ -75,6 +75,7 @@ _OPTIONAL_KEYS = (
     "mailchannels_url",
     "r2_buckets",
     "queues",
+    "r2_endpoint_url",
     "required_secrets",
     "secrets_file",
     "stripe_api_url",
@@ -102,6 +103,7 @@ class Environment:
         test_account_email: the dedicated test account runbooks may log in as.
         mailchannels_url: base URL of the MailChannels send API ("" when unset).
         stripe_api_url: base URL of the Stripe API ("" when unset).
+        r2_endpoint_url: R2's S3-compatible endpoint ("" when unset).
         allowed_origins: browser origins the platform's CORS allow-list must hold.
         secrets: secret values found for this environment, by variable name.
         secrets_file: the environment's own dotenv file of credentials, if any.
@@ -123,6 +125,7 @@ class Environment:
     test_account_email: str = ""
     mailchannels_url: str = ""
     stripe_api_url: str = ""
+    r2_endpoint_url: str = ""
     allowed_origins: tuple[str, ...] = ()
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     secrets_file: str = ""
@@ -219,6 +222,7 @@ def load_environment(
         test_account_email=str(data.get("test_account_email") or ""),
         mailchannels_url=str(data.get("mailchannels_url") or "").rstrip("/"),
         stripe_api_url=str(data.get("stripe_api_url") or "").rstrip("/"),
+        r2_endpoint_url=str(data.get("r2_endpoint_url") or "").rstrip("/"),
         allowed_origins=tuple(str(o) for o in data.get("allowed_origins") or ()),
         secrets=secrets,
         secrets_file=str(secrets_file or ""),
