@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import unquote
 
-from . import _storage_api, _workers_api
+from . import _queues, _storage_api, _workers_api
 from ._envelope import ApiError, http_date, ok
 from ._http import Request, Response
 from ._state import World
@@ -98,6 +98,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
         ("POST", _KV + r"/(?P<namespace>[^/]+)/bulk/delete", _storage_api.bulk_delete),
     )
 ]
+_ROUTES += _queues.ROUTES  # Queues and the backlog GraphQL query
 
 
 class CloudflareApp:
