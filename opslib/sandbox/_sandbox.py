@@ -48,6 +48,7 @@ _URL_PORTS = (
     ("cloudflare", "cloudflare_api_url"),
     ("status_page", "status_page_url"),
     ("mailchannels", "mailchannels_url"),
+    ("stripe", "stripe_api_url"),
 )
 
 
@@ -92,8 +93,8 @@ class Sandbox:
 
     @property
     def urls(self) -> dict[str, str]:
-        """platform_url, cloudflare_api_url, status_page_url, mailchannels_url and
-        control_url.
+        """platform_url, cloudflare_api_url, status_page_url, mailchannels_url,
+        stripe_api_url and control_url.
 
         Raises:
             ConfigError: when no sandbox runs in the state folder.
@@ -217,7 +218,8 @@ class Sandbox:
         path.write_text(
             "# Written by the sandbox: throw-away credentials of the local stand-in.\n"
             f"CLOUDFLARE_API_TOKEN={self.token}\n"
-            f"RUNBOOK_TEST_ACCOUNT_PASSWORD={password}\n",
+            f"RUNBOOK_TEST_ACCOUNT_PASSWORD={password}\n"
+            f"STRIPE_API_KEY=sk_test_{secrets.token_hex(12)}\n",
             encoding="utf-8",
         )
         path.chmod(0o600)

@@ -1,4 +1,4 @@
-"""The sandbox process: five loopback servers around one shared state.
+"""The sandbox process: five loopback servers and localstripe around one state.
 
 ``python -m opslib.sandbox serve --state-dir DIR --scenario NAME`` reads
 ``DIR/serve.json`` (environment names and wanted ports, written by
@@ -28,6 +28,7 @@ from ._platform import PlatformApp
 from ._scenarios import SCENARIOS, start_scenario, truth
 from ._state import FAULT_NAMES, World
 from ._statuspage import StatusPageApp
+from ._stripe import StripeProcess
 
 logger = logging.getLogger(__name__)
 
@@ -47,11 +48,18 @@ def serve(state_dir: Path, scenario: str) -> int:
         state_dir,
         read_dotenv(state_dir / SECRETS_FILE).get("CLOUDFLARE_API_TOKEN", ""),
     )
-    start_scenario(world, scenario)
     try:
-        servers = _bind(world, config["ports"], state_dir)
+        stripe = StripeProcess(state_dir, int(config["ports"].get("stripe", 0)))
     except OSError as error:
         logger.error("sandbox port is busy: %s", error)
+        return EXIT_PORT_BUSY
+    start_scenario(world, scenario)
+    stripe.seed(world)
+    try:
+        servers = _bind(world, config["ports"], state_dir, stripe)
+    except OSError as error:
+        logger.error("sandbox port is busy: %s", error)
+        stripe.stop()
         return EXIT_PORT_BUSY
 
     threads = [
@@ -62,13 +70,16 @@ def serve(state_dir: Path, scenario: str) -> int:
     ]
     for thread in threads:
         thread.start()
-    write_status(state_dir, _status(servers, scenario, world.started_at, state_dir))
+    status = _status(servers, scenario, world.started_at, state_dir)
+    status["urls"]["stripe_api_url"] = stripe.url
+    write_status(state_dir, status)
     logger.info("sandbox ready pid=%s scenario=%s", os.getpid(), scenario)
 
     _wait_for_signal()
     for server in servers.values():
         server.shutdown()
         server.server_close()
+    stripe.stop()
     _remove_own_files(state_dir)
     logger.info("sandbox stopped pid=%s", os.getpid())
     return 0
@@ -99,13 +110,15 @@ def _environment(data: dict[str, Any]) -> Environment:
     return Environment(**data)
 
 
-def _bind(world: World, ports: dict[str, int], state_dir: Path) -> dict[str, AppServer]:
+def _bind(
+    world: World, ports: dict[str, int], state_dir: Path, stripe: StripeProcess
+) -> dict[str, AppServer]:
     apps: dict[str, tuple[App, str]] = {
         "platform": (PlatformApp(world), "cloudflare"),
         "cloudflare": (CloudflareApp(world), "cloudflare"),
         "status_page": (StatusPageApp(world), "nginx"),
         "mailchannels": (MailChannelsApp(world), "nginx"),
-        "control": (ControlApp(world, state_dir), "opslib-sandbox"),
+        "control": (ControlApp(world, state_dir, stripe), "opslib-sandbox"),
     }
     servers: dict[str, AppServer] = {}
     try:
@@ -171,9 +184,12 @@ class ControlApp:
     /__sandbox/faults, POST /__sandbox/reset with ``{"scenario": name}``.
     """
 
-    def __init__(self, world: World, state_dir: Path) -> None:
+    def __init__(
+        self, world: World, state_dir: Path, stripe: StripeProcess | None = None
+    ) -> None:
         self.world = world
         self.state_dir = state_dir
+        self.stripe = stripe
 
     def __call__(self, request: Request) -> Response:
         """Answer one control request."""
@@ -205,6 +221,8 @@ class ControlApp:
             )
         started = time.monotonic()
         start_scenario(self.world, name)
+        if self.stripe is not None:
+            self.stripe.seed(self.world)
         status_path = self.state_dir / STATUS_FILE
         status = json.loads(status_path.read_text(encoding="utf-8"))
         status.update(scenario=name, started_at=self.world.started_at)
