@@ -33,7 +33,7 @@ MAX_KV_PAGES = 100
 
 
 class CloudflareClient:
-    """Workers, D1 and KV calls for one environment's account.
+    """Workers, D1, KV and Queues calls for one environment's account.
 
     Args:
         environment: the environment whose account, Worker and database to use.
@@ -207,6 +207,90 @@ class CloudflareClient:
         return (
             f"{self._account}/storage/kv/namespaces/{quote(namespace_id)}"
             f"/values/{quote(key, safe='')}"
+        )
+
+    # Queues ---------------------------------------------------------------------
+
+    def find_queue(self, name: str) -> dict[str, Any] | None:
+        """Return the queue named ``name`` (its id is ``queue_id``), or None."""
+        path = f"{self._account}/queues"
+        params = {"name": name, "page": 1, "per_page": PAGE_SIZE}
+        found = self._unwrap(self._http.request("GET", path, params=params)) or []
+        return next((q for q in found if q.get("queue_name") == name), None)
+
+    def get_queue(self, queue_id: str) -> dict[str, Any]:
+        """Return a queue with its producers, consumers and settings."""
+        result: dict[str, Any] = self.get(f"{self._account}/queues/{quote(queue_id)}")
+        return result
+
+    def list_queue_consumers(self, queue_id: str) -> list[dict[str, Any]]:
+        """Return a queue's consumers (a queue has at most one Worker consumer)."""
+        path = f"{self._account}/queues/{quote(queue_id)}/consumers"
+        result: list[dict[str, Any]] = self.get(path) or []
+        return result
+
+    def queue_metrics(self, queue_id: str) -> dict[str, Any]:
+        """Return ``backlog_count``, ``backlog_bytes`` and the oldest message time."""
+        path = f"{self._account}/queues/{quote(queue_id)}/metrics"
+        result: dict[str, Any] = self.get(path) or {}
+        return result
+
+    def peek_messages(self, queue_id: str, *, batch_size: int) -> list[dict[str, Any]]:
+        """Read up to ``batch_size`` messages without leasing them."""
+        result = self._queue_post(queue_id, "messages/peek", {"batch_size": batch_size})
+        return list((result or {}).get("messages") or [])
+
+    def pull_messages(
+        self, queue_id: str, *, batch_size: int, visibility_timeout_ms: int = 30_000
+    ) -> list[dict[str, Any]]:
+        """Lease up to ``batch_size`` messages; they return unless acked in time."""
+        body = {
+            "batch_size": batch_size,
+            "visibility_timeout_ms": visibility_timeout_ms,
+            "visibility_timeout": visibility_timeout_ms,
+        }
+        result = self._queue_post(queue_id, "messages/pull", body)
+        return list((result or {}).get("messages") or [])
+
+    def ack_messages(
+        self, queue_id: str, *, acks: Sequence[str], retries: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        """Ack (delete) leased messages and release others, by lease id."""
+        body = {
+            "acks": [{"lease_id": lease} for lease in acks],
+            "retries": [{"lease_id": lease} for lease in retries],
+        }
+        result: dict[str, Any] = self._queue_post(queue_id, "messages/ack", body) or {}
+        return result
+
+    def send_messages(self, queue_id: str, bodies: Sequence[Any]) -> None:
+        """Send JSON messages in one batch (at most 100). Never retried."""
+        messages = [{"body": body, "content_type": "json"} for body in bodies]
+        self._queue_post(queue_id, "messages/batch", {"messages": messages})
+
+    def graphql(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        """Run a GraphQL Analytics query; return ``data`` or raise on ``errors``."""
+        body = {"query": query, "variables": variables}
+        response = self._http.request("POST", "graphql", json=body, idempotent=True)
+        payload = _json_or_empty(response)
+        if response.is_success and payload.get("data") and not payload.get("errors"):
+            data: dict[str, Any] = payload["data"]
+            return data
+        if not response.is_success and "errors" not in payload:
+            self._unwrap(response)
+        texts = [str(e.get("message")) for e in payload.get("errors") or []]
+        raise APIError(
+            f"cloudflare: GraphQL HTTP {response.status_code}: "
+            f"{'; '.join(texts) or 'no data'}",
+            system="cloudflare",
+            url="graphql",
+            status_code=response.status_code,
+        )
+
+    def _queue_post(self, queue_id: str, tail: str, body: dict[str, Any]) -> Any:
+        path = f"{self._account}/queues/{quote(queue_id)}/{tail}"
+        return self._unwrap(
+            self._http.request("POST", path, json=body, idempotent=False)
         )
 
     # Plumbing -------------------------------------------------------------------
