@@ -5,7 +5,8 @@ for ``visibility_timeout_ms`` (30 s by default) and ack deletes them; peek reads
 without a lease. JSON bodies travel base64-encoded, as the real API sends them.
 The backlog history answers the one GraphQL query opslib sends, on the
 ``queueBacklogAdaptiveGroups`` dataset with the variables ``accountTag``,
-``queueId``, ``start`` and ``end``; any other query gets a GraphQL error.
+``queueId``, ``start`` and ``end``; a query on any other dataset goes to the next
+``/graphql`` route another stand-in module adds, or gets a GraphQL error.
 
 Codes the reference does not give are the stand-in's own: 11000 for an unknown
 queue and 11001 for a malformed message request.
@@ -135,7 +136,7 @@ def graphql(world: World, request: Request, params: dict[str, str]) -> Response:
     query = str(payload.get("query") or "")
     variables = payload.get("variables") or {}
     if "queueBacklogAdaptiveGroups" not in query:
-        return _graphql_error("unknown field: the stand-in serves queue backlog only")
+        return _other_graphql(world, request, params)
     if variables.get("accountTag") != world.environment.account_id:
         return _graphql_error("account not found or not authorised")
     queue = board(world).by_id(str(variables.get("queueId", "")))
@@ -157,6 +158,16 @@ def graphql(world: World, request: Request, params: dict[str, str]) -> Response:
     ]
     data = {"viewer": {"accounts": [{"queueBacklogAdaptiveGroups": rows}]}}
     return Response.json(200, {"data": data, "errors": None})
+
+
+def _other_graphql(world: World, request: Request, params: dict[str, str]) -> Response:
+    """Hand a query on another dataset to the next ``/graphql`` route, if any."""
+    from . import _cloudflare
+
+    for method, pattern, handler in _cloudflare._ROUTES:
+        if method == "POST" and pattern.match("/graphql") and handler is not graphql:
+            return handler(world, request, params)
+    return _graphql_error("unknown field: the stand-in serves queue backlog only")
 
 
 def _enqueue(queue: Queue, items: list[Any]) -> None:
