@@ -132,6 +132,31 @@ class CloudflareClient:
             )
         return statements
 
+    def d1_batch(
+        self, statements: Sequence[tuple[str, Sequence[Any]]]
+    ) -> list[dict[str, Any]]:
+        """Run several statements, each with its own params, as one D1 batch.
+
+        One ``/query`` call with a ``batch`` body is D1's unit of atomicity: if any
+        statement fails, none of them is applied. Never retried.
+
+        Raises:
+            APIError: when the call or any statement failed.
+        """
+        path = f"{self._account}/d1/database/{self.environment.d1_database_id}/query"
+        body = {"batch": [{"sql": sql, "params": list(p)} for sql, p in statements]}
+        response = self._http.request("POST", path, json=body, idempotent=False)
+        results: list[dict[str, Any]] = self._unwrap(response) or []
+        failed = [s for s in results if not s.get("success", False)]
+        if failed:
+            raise APIError(
+                f"cloudflare: D1 statement failed: {failed[0].get('error', failed[0])!r}",
+                system="cloudflare",
+                url=path,
+                status_code=response.status_code,
+            )
+        return results
+
     # KV -------------------------------------------------------------------------
 
     def list_kv_namespaces(self) -> list[dict[str, Any]]:
