@@ -318,6 +318,46 @@ class CloudflareClient:
             self._http.request("POST", path, json=body, idempotent=False)
         )
 
+    # Analytics and observability ------------------------------------------------
+
+    def telemetry_events(
+        self, start_ms: int, end_ms: int, *, limit: int = 5000, page_size: int = 1000
+    ) -> list[dict[str, Any]]:
+        """Return Workers Logs events of the Worker between two epoch-ms times.
+
+        Uses the Workers Observability telemetry query (view ``events``), newest
+        first, following ``offset`` (the last event's ``$metadata.id``) until a
+        short page or ``limit``. Needs observability enabled on the Worker; with a
+        head sampling rate below 1 only that share of requests is logged.
+        """
+        path = f"{self._account}/workers/observability/telemetry/query"
+        service = {
+            "key": "$metadata.service",
+            "operation": "eq",
+            "type": "string",
+            "value": self.environment.worker_name,
+        }
+        events: list[dict[str, Any]] = []
+        offset = ""
+        while len(events) < limit:
+            body: dict[str, Any] = {
+                "queryId": "opslib-events",
+                "timeframe": {"from": start_ms, "to": end_ms},
+                "view": "events",
+                "limit": page_size,
+                "parameters": {"filters": [service]},
+            }
+            if offset:
+                body["offset"] = offset
+            response = self._http.request("POST", path, json=body, idempotent=True)
+            result = self._unwrap(response) or {}
+            batch = (result.get("events") or {}).get("events") or []
+            events.extend(batch)
+            if len(batch) < page_size:
+                break
+            offset = str(batch[-1].get("$metadata", {}).get("id") or "")
+        return events[:limit]
+
     # Plumbing -------------------------------------------------------------------
 
     def get(self, path: str, **params: Any) -> Any:
