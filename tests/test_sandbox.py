@@ -175,6 +175,7 @@ def test_status_reports_scenario_urls_and_state_dir(sbx: Sandbox) -> None:
         "status_page_url",
         "mailchannels_url",
         "stripe_api_url",
+        "r2_endpoint_url",
         "control_url",
     }
     assert all(url.startswith("http://127.0.0.1:") for url in status["urls"].values())

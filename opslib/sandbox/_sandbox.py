@@ -49,6 +49,7 @@ _URL_PORTS = (
     ("status_page", "status_page_url"),
     ("mailchannels", "mailchannels_url"),
     ("stripe", "stripe_api_url"),
+    ("r2", "r2_endpoint_url"),
 )
 
 
@@ -219,7 +220,9 @@ class Sandbox:
             "# Written by the sandbox: throw-away credentials of the local stand-in.\n"
             f"CLOUDFLARE_API_TOKEN={self.token}\n"
             f"RUNBOOK_TEST_ACCOUNT_PASSWORD={password}\n"
-            f"STRIPE_API_KEY=sk_test_{secrets.token_hex(12)}\n",
+            f"STRIPE_API_KEY=sk_test_{secrets.token_hex(12)}\n"
+            f"R2_ACCESS_KEY_ID={secrets.token_hex(16)}\n"
+            f"R2_SECRET_ACCESS_KEY={secrets.token_hex(32)}\n",
             encoding="utf-8",
         )
         path.chmod(0o600)

@@ -25,6 +25,7 @@ from ._cloudflare import CloudflareApp
 from ._http import LOOPBACK, App, AppServer, Request, Response
 from ._mailchannels import MailChannelsApp
 from ._platform import PlatformApp
+from ._r2 import R2Server
 from ._scenarios import SCENARIOS, start_scenario, truth
 from ._state import FAULT_NAMES, World
 from ._statuspage import StatusPageApp
@@ -49,6 +50,7 @@ def serve(state_dir: Path, scenario: str) -> int:
         read_dotenv(state_dir / SECRETS_FILE).get("CLOUDFLARE_API_TOKEN", ""),
     )
     try:
+        r2 = R2Server(world, int(config["ports"].get("r2", 0)))
         stripe = StripeProcess(state_dir, int(config["ports"].get("stripe", 0)))
     except OSError as error:
         logger.error("sandbox port is busy: %s", error)
@@ -70,8 +72,10 @@ def serve(state_dir: Path, scenario: str) -> int:
     ]
     for thread in threads:
         thread.start()
+    r2.start()
     status = _status(servers, scenario, world.started_at, state_dir)
     status["urls"]["stripe_api_url"] = stripe.url
+    status["urls"]["r2_endpoint_url"] = r2.url
     write_status(state_dir, status)
     logger.info("sandbox ready pid=%s scenario=%s", os.getpid(), scenario)
 
@@ -80,6 +84,7 @@ def serve(state_dir: Path, scenario: str) -> int:
         server.shutdown()
         server.server_close()
     stripe.stop()
+    r2.stop()
     _remove_own_files(state_dir)
     logger.info("sandbox stopped pid=%s", os.getpid())
     return 0
