@@ -19,11 +19,13 @@ from __future__ import annotations
 import logging
 import math
 import secrets
+import time
 from typing import Any
 
-from . import _auth, _reset
+from . import _auth, _errorroutes, _reset
 from ._call import Call, WorkerError, json_response
 from ._http import Request, Response
+from ._invocations import record_invocation, replay_time, version_at
 from ._limits import check_limits
 from ._state import World
 
@@ -95,11 +97,13 @@ class PlatformApp:
 
     def _run_worker(self, request: Request) -> Response:
         world = self.world
-        version = world.pick_version(world.main_script)
+        at = replay_time(request)
+        version = version_at(world, world.main_script, at)
         if version.broken or world.take_fault("platform_500"):
-            return json_response(500, {"error": "Internal server error"})
+            answer = json_response(500, {"error": "Internal server error"})
+            return record_invocation(world, request, answer, version, at, uncaught=True)
         if request.method == "OPTIONS":
-            return Response(200)
+            return record_invocation(world, request, Response(200), version, at)
         try:
             sessions = world.bound_namespace(version, "SESSIONS")
             if sessions is None:
@@ -110,15 +114,17 @@ class PlatformApp:
                 version,
                 sessions,
                 world.bound_namespace(version, "CACHE_KV"),
+                now=time.time() if at is None else at,
             )
             refused = check_limits(call)
             if refused is not None:
-                return refused
-            response = _route(call)
+                return record_invocation(world, request, refused, version, at)
+            response = _errorroutes.route(call) or _route(call)
         except WorkerError as error:
-            return _global_error(str(error))
+            answer = _global_error(str(error))
+            return record_invocation(world, request, answer, version, at, str(error))
         response.headers += call.headers
-        return response
+        return record_invocation(world, request, response, version, at)
 
 
 def _route(call: Call) -> Response:
