@@ -45,6 +45,14 @@ CAUSES: Mapping[str, tuple[str, ...]] = {
         "healthy",
         "inconclusive",
     ),
+    "payment-without-subscription": (
+        "metadata-missing-user",
+        "subscription-insert-failed",
+        "user-deleted",
+        "events-out-of-order",
+        "healthy",
+        "inconclusive",
+    ),
 }
 
 
