@@ -45,6 +45,15 @@ CAUSES: Mapping[str, tuple[str, ...]] = {
         "healthy",
         "inconclusive",
     ),
+    "queue-delays": (
+        "consumer-missing",
+        "status-drift",
+        "ai-rate-limited",
+        "jobs-failing-to-dlq",
+        "high-volume-draining",
+        "healthy",
+        "inconclusive",
+    ),
     "payment-without-subscription": (
         "metadata-missing-user",
         "subscription-insert-failed",
