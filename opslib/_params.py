@@ -33,9 +33,12 @@ MAX_TEXT_LENGTH = 200
 MAX_PATHS = 20
 MIN_LOOKBACK = datetime.timedelta(minutes=1)
 MAX_LOOKBACK = datetime.timedelta(days=30)
+MIN_WINDOW_MIN = 5
+MAX_WINDOW_MIN = 24 * 60
 
 _USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
+_CUSTOMER_ID = re.compile(r"cus_[A-Za-z0-9]{1,64}")
 _INCIDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _DURATION = re.compile(r"([1-9][0-9]{0,5})([mhd])")
 _DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
@@ -98,6 +101,12 @@ def _check_lookback(value: object) -> str | None:
     return _LOOKBACK_EXPECTED
 
 
+def _check_window_min(value: object) -> str | None:
+    if isinstance(value, int) and MIN_WINDOW_MIN <= value <= MAX_WINDOW_MIN:
+        return None
+    return f"whole minutes from {MIN_WINDOW_MIN} to {MAX_WINDOW_MIN} (such as 60)"
+
+
 def _check_paths(value: object) -> str | None:
     expected = (
         f"a list of 1 to {MAX_PATHS} URL paths, each starting with '/' and "
@@ -146,6 +155,15 @@ def _check_user_email(value: object) -> str | None:
     return "empty, or one email address such as user@example.com"
 
 
+def _check_customer(value: object) -> str | None:
+    if value == "" or (
+        isinstance(value, str)
+        and (_CUSTOMER_ID.fullmatch(value) or _check_user_email(value) is None)
+    ):
+        return None
+    return "empty, a Stripe customer id (cus_...) or one email address"
+
+
 def _check_apply(value: object) -> str | None:
     return None if isinstance(value, bool) else "true or false"
 
@@ -180,11 +198,13 @@ NAME_RULES: Mapping[str, tuple[str, Rule]] = MappingProxyType(
         "environment": ("str", _check_environment),
         "lookback": ("str", _check_lookback),
         "paths": ("list[str]", _check_paths),
+        "window_min": ("int", _check_window_min),
         "apply": ("bool", _check_apply),
         "confirm": ("str", check_text),
         "client_ip": ("str", _check_client_ip),
         "user_id": ("str", _check_user_id),
         "user_email": ("str", _check_user_email),
+        "customer": ("str", _check_customer),
     }
 )
 """Parameter name to (declared type, rule). Other names get ``check_value``'s
