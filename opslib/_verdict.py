@@ -37,6 +37,15 @@ CAUSES: Mapping[str, tuple[str, ...]] = {
         "healthy",
         "inconclusive",
     ),
+    "high-error-rate": (
+        "endpoint-broken-after-deploy",
+        "missing-table",
+        "d1-timeouts",
+        "r2-throttling",
+        "free-tier-429s",
+        "healthy",
+        "inconclusive",
+    ),
     "password-reset": (
         "reset-rate-limited",
         "email-vars-missing",
