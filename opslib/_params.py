@@ -35,8 +35,6 @@ MIN_LOOKBACK = datetime.timedelta(minutes=1)
 MAX_LOOKBACK = datetime.timedelta(days=30)
 MIN_WINDOW_MIN = 5
 MAX_WINDOW_MIN = 24 * 60
-MIN_WINDOW_MIN = 5
-MAX_WINDOW_MIN = 24 * 60
 
 _USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
@@ -101,12 +99,6 @@ def _check_lookback(value: object) -> str | None:
     if length is not None and MIN_LOOKBACK <= length <= MAX_LOOKBACK:
         return None
     return _LOOKBACK_EXPECTED
-
-
-def _check_window_min(value: object) -> str | None:
-    if isinstance(value, int) and MIN_WINDOW_MIN <= value <= MAX_WINDOW_MIN:
-        return None
-    return f"whole minutes from {MIN_WINDOW_MIN} to {MAX_WINDOW_MIN} (such as 60)"
 
 
 def _check_window_min(value: object) -> str | None:
@@ -206,7 +198,6 @@ NAME_RULES: Mapping[str, tuple[str, Rule]] = MappingProxyType(
         "environment": ("str", _check_environment),
         "lookback": ("str", _check_lookback),
         "paths": ("list[str]", _check_paths),
-        "window_min": ("int", _check_window_min),
         "window_min": ("int", _check_window_min),
         "apply": ("bool", _check_apply),
         "confirm": ("str", check_text),
