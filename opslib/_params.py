@@ -33,6 +33,8 @@ MAX_TEXT_LENGTH = 200
 MAX_PATHS = 20
 MIN_LOOKBACK = datetime.timedelta(minutes=1)
 MAX_LOOKBACK = datetime.timedelta(days=30)
+# The most dead letters one queue-delays run may put back (one send batch).
+MAX_MESSAGES = 100
 MIN_WINDOW_MIN = 5
 MAX_WINDOW_MIN = 24 * 60
 
@@ -164,6 +166,12 @@ def _check_customer(value: object) -> str | None:
     return "empty, a Stripe customer id (cus_...) or one email address"
 
 
+def _check_max_messages(value: object) -> str | None:
+    if isinstance(value, int) and 1 <= value <= MAX_MESSAGES:
+        return None
+    return f"a whole number from 1 to {MAX_MESSAGES} (messages moved per run)"
+
+
 def _check_apply(value: object) -> str | None:
     return None if isinstance(value, bool) else "true or false"
 
@@ -204,6 +212,7 @@ NAME_RULES: Mapping[str, tuple[str, Rule]] = MappingProxyType(
         "client_ip": ("str", _check_client_ip),
         "user_id": ("str", _check_user_id),
         "user_email": ("str", _check_user_email),
+        "max_messages": ("int", _check_max_messages),
         "customer": ("str", _check_customer),
     }
 )
