@@ -56,6 +56,12 @@ from ._log import enable_logging
 from ._mailchannels import MailChannelsClient
 from ._params import Params, validate_params
 from ._platform import PlatformClient, Probe
+from ._queueaction import plan_requeue
+from ._queuedrift import check_status_drift
+from ._queues import check_dead_letters, check_queue_backlog, check_queue_consumers
+from ._queuetrend import check_backlog_trend, plot_backlog
+from ._queueverdict import diagnose_queue_delays
+from ._r2 import R2Client
 from ._records import format_verdict, list_records, load_record
 from ._reset import (
     check_email_vars,
@@ -96,6 +102,7 @@ __all__ = [
     "Params",
     "PlatformClient",
     "Probe",
+    "R2Client",
     "RateLimitError",
     "RunError",
     "RunRecord",
@@ -109,25 +116,31 @@ __all__ = [
     "__version__",
     "apply_action",
     "check",
+    "check_backlog_trend",
     "check_cloudflare_status",
     "check_cors",
     "check_d1",
+    "check_dead_letters",
     "check_deployments",
     "check_email_vars",
     "check_jwt_secret",
     "check_kv_binding",
     "check_login_rate_limits",
     "check_mail_provider",
+    "check_queue_backlog",
+    "check_queue_consumers",
     "check_reset_limits",
     "check_reset_precheck",
     "check_reset_tokens",
     "check_secrets",
     "check_session_cookie",
     "check_sessions_kv",
+    "check_status_drift",
     "check_unverified_logins",
     "diagnose_api_down",
     "diagnose_auth_broken",
     "diagnose_password_reset",
+    "diagnose_queue_delays",
     "enable_logging",
     "format_verdict",
     "gate_widget",
@@ -138,8 +151,10 @@ __all__ = [
     "plan_auth_repair",
     "plan_clear_rate_limits",
     "plan_password_reset",
+    "plan_requeue",
     "plan_rollback",
     "plan_verify_account",
+    "plot_backlog",
     "probe_api",
     "probe_login",
     "probe_reset_request",
