@@ -1,0 +1,153 @@
+"""A thin Stripe client for the ops library: the stripe SDK's ``StripeClient``.
+
+Set up once per environment: the key from ``STRIPE_API_KEY`` (a restricted key
+with Read on Customers, Subscriptions and Checkout Sessions is enough to
+diagnose), the base URL from the environment's ``stripe_api_url``, the SDK's
+httpx client in sync mode (no requests-based client), telemetry off before the
+first call (no id file under the home folder, no telemetry header), and one
+retry on connection errors, 409 and 5xx. Every SDK exception becomes one of
+opslib's :class:`ServiceError` kinds, so a check turns it into ``unknown``.
+
+Reads only; the runbooks never write to Stripe (refunds and cancellations stay
+human decisions).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import stripe
+
+from ._config import MISSING_FILE_HINT, Environment
+from ._errors import APIError, AuthError, RateLimitError, ServiceError, UnreachableError
+
+logger = logging.getLogger(__name__)
+
+KEY_VARIABLE = "STRIPE_API_KEY"
+MAX_NETWORK_RETRIES = 1
+PAGE_SIZE = 100
+MAX_ITEMS = 5000
+T = TypeVar("T")
+
+
+class StripeReader:
+    """Read-only Stripe calls for one environment.
+
+    Args:
+        environment: the environment whose ``stripe_api_url`` and key to use.
+        timeout: seconds per request.
+
+    Raises:
+        AuthError: when no key is set (raised on the first call, as a finding).
+    """
+
+    def __init__(self, environment: Environment, *, timeout: float = 20.0) -> None:
+        stripe.enable_telemetry = False
+        self.environment = environment
+        self._key = environment.secret(KEY_VARIABLE) or ""
+        self._http = stripe.HTTPXClient(timeout=timeout, allow_sync_methods=True)
+        self._client = stripe.StripeClient(
+            self._key or "sk_unset",
+            base_addresses={
+                "api": environment.stripe_api_url or "https://api.stripe.com"
+            },
+            http_client=self._http,
+            max_network_retries=MAX_NETWORK_RETRIES,
+        )
+
+    def active_subscriptions(self, *, customer: str = "") -> list[dict[str, Any]]:
+        """Every subscription with status active (up to 5,000), oldest id first."""
+        params: stripe.params.SubscriptionListParams = {
+            "status": "active",
+            "limit": PAGE_SIZE,
+        }
+        if customer:
+            params["customer"] = customer
+        return self._collect(lambda: self._client.v1.subscriptions.list(params=params))
+
+    def customer(self, customer_id: str) -> dict[str, Any] | None:
+        """One customer, or None when Stripe has no such customer."""
+        try:
+            return _plain(
+                self._call(lambda: self._client.v1.customers.retrieve(customer_id))
+            )
+        except APIError as error:
+            if error.status_code == 404:
+                return None
+            raise
+
+    def customers_by_email(self, email: str) -> list[dict[str, Any]]:
+        """Customers whose email is exactly ``email`` (Stripe compares case-sensitively)."""
+        params: stripe.params.CustomerListParams = {"email": email, "limit": PAGE_SIZE}
+        return self._collect(lambda: self._client.v1.customers.list(params=params))
+
+    def checkout_sessions(self, subscription_id: str) -> list[dict[str, Any]]:
+        """The checkout sessions that created ``subscription_id``, newest first."""
+        params: stripe.params.checkout.SessionListParams = {
+            "subscription": subscription_id,
+            "limit": 10,
+        }
+        page = self._call(lambda: self._client.v1.checkout.sessions.list(params=params))
+        return [_plain(item) for item in page.data]
+
+    def close(self) -> None:
+        """Close the HTTP client."""
+        self._http.close()  # type: ignore[no-untyped-call]
+
+    def _collect(self, first_page: Callable[[], Any]) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        page = self._call(first_page)
+        for item in self._call(lambda: _iterate(page)):
+            items.append(item)
+            if len(items) >= MAX_ITEMS:
+                logger.warning("stripe list stopped early items=%s", len(items))
+                break
+        return items
+
+    def _call(self, function: Callable[[], T]) -> T:
+        if not self._key:
+            hint = ""
+            if self.environment.secrets_file:
+                hint = f" in {self.environment.secrets_file} ({MISSING_FILE_HINT})"
+            raise AuthError(
+                f"stripe: {KEY_VARIABLE} is not set{hint}; set it to a restricted "
+                "key with Read on Customers, Subscriptions and Checkout Sessions",
+                system="stripe",
+                url=self.environment.stripe_api_url,
+            )
+        try:
+            return function()
+        except stripe.StripeError as error:
+            raise _translate(error, self.environment.stripe_api_url) from error
+
+
+def _iterate(page: Any) -> list[dict[str, Any]]:
+    return [_plain(item) for item in page.auto_paging_iter()]
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    """A StripeObject as plain dicts and lists (metadata included)."""
+    result: dict[str, Any] = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+    return result
+
+
+def _translate(error: stripe.StripeError, url: str) -> ServiceError:
+    status = error.http_status
+    message = (
+        f"stripe: {type(error).__name__} (HTTP {status}): {error.user_message or error}"
+    )
+    context: dict[str, Any] = {
+        "system": "stripe",
+        "url": url,
+        "status_code": status,
+        "request_id": error.request_id,
+    }
+    if isinstance(error, stripe.APIConnectionError):
+        return UnreachableError(f"stripe: no answer from {url}: {error}", **context)
+    if isinstance(error, stripe.AuthenticationError | stripe.PermissionError):
+        return AuthError(message + "; check the key's permissions", **context)
+    if isinstance(error, stripe.RateLimitError):
+        return RateLimitError(message + "; back off and retry in a minute", **context)
+    return APIError(message, **context)
