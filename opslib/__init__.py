@@ -55,6 +55,16 @@ from ._finding import Finding, Status, check
 from ._log import enable_logging
 from ._mailchannels import MailChannelsClient
 from ._params import Params, validate_params
+from ._paymentaction import plan_subscription_repair, verify_shown_plan
+from ._payments import (
+    check_checkout_metadata,
+    check_shown_plan,
+    check_stripe_subscriptions,
+    check_subscription_rows,
+    check_subscription_users,
+    users_in_scope,
+)
+from ._paymentverdict import diagnose_payment
 from ._platform import PlatformClient, Probe
 from ._queueaction import plan_requeue
 from ._queuedrift import check_status_drift
@@ -75,6 +85,7 @@ from ._resetaction import plan_password_reset
 from ._resetverdict import diagnose_password_reset
 from ._runner import RunRecord, run_notebook
 from ._statuspage import StatusPageClient
+from ._stripe import StripeReader
 from ._verdict import CAUSES, VERDICT_MIME, Verdict
 from ._widgets import gate_widget
 
@@ -110,6 +121,7 @@ __all__ = [
     "ServiceError",
     "Status",
     "StatusPageClient",
+    "StripeReader",
     "UnreachableError",
     "VERDICT_MIME",
     "Verdict",
@@ -117,6 +129,7 @@ __all__ = [
     "apply_action",
     "check",
     "check_backlog_trend",
+    "check_checkout_metadata",
     "check_cloudflare_status",
     "check_cors",
     "check_d1",
@@ -135,11 +148,16 @@ __all__ = [
     "check_secrets",
     "check_session_cookie",
     "check_sessions_kv",
+    "check_shown_plan",
     "check_status_drift",
+    "check_stripe_subscriptions",
+    "check_subscription_rows",
+    "check_subscription_users",
     "check_unverified_logins",
     "diagnose_api_down",
     "diagnose_auth_broken",
     "diagnose_password_reset",
+    "diagnose_payment",
     "diagnose_queue_delays",
     "enable_logging",
     "format_verdict",
@@ -153,12 +171,15 @@ __all__ = [
     "plan_password_reset",
     "plan_requeue",
     "plan_rollback",
+    "plan_subscription_repair",
     "plan_verify_account",
     "plot_backlog",
     "probe_api",
     "probe_login",
     "probe_reset_request",
     "run_notebook",
+    "users_in_scope",
     "validate_params",
     "verify_auth_repair",
+    "verify_shown_plan",
 ]
