@@ -415,3 +415,4 @@ def _hex(rng: random.Random, nbytes: int) -> str:
 
 from . import _scenarios_auth  # noqa: E402,F401  registers scenarios
 from . import _scenarios_reset  # noqa: E402,F401  registers scenarios
+from . import _scenarios_payment  # noqa: E402,F401  registers scenarios
