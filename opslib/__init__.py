@@ -38,6 +38,15 @@ from ._config import (
     list_environments,
     load_environment,
 )
+from ._errorplot import ErrorRatePlot, error_breakdown, plot_error_rate
+from ._errorrate import (
+    check_error_deployments,
+    check_invocations,
+    check_live_version,
+    check_missing_tables,
+    check_route_errors,
+    check_user_limits,
+)
 from ._errors import (
     ActionError,
     APIError,
@@ -51,6 +60,7 @@ from ._errors import (
     ServiceError,
     UnreachableError,
 )
+from ._errorverdict import diagnose_high_error_rate
 from ._finding import Finding, Status, check
 from ._log import enable_logging
 from ._mailchannels import MailChannelsClient
@@ -106,6 +116,7 @@ __all__ = [
     "ConfigError",
     "ConfirmationError",
     "Environment",
+    "ErrorRatePlot",
     "Finding",
     "MailChannelsClient",
     "OpslibError",
@@ -136,15 +147,20 @@ __all__ = [
     "check_dead_letters",
     "check_deployments",
     "check_email_vars",
+    "check_error_deployments",
+    "check_invocations",
     "check_jwt_secret",
     "check_kv_binding",
+    "check_live_version",
     "check_login_rate_limits",
     "check_mail_provider",
+    "check_missing_tables",
     "check_queue_backlog",
     "check_queue_consumers",
     "check_reset_limits",
     "check_reset_precheck",
     "check_reset_tokens",
+    "check_route_errors",
     "check_secrets",
     "check_session_cookie",
     "check_sessions_kv",
@@ -154,12 +170,15 @@ __all__ = [
     "check_subscription_rows",
     "check_subscription_users",
     "check_unverified_logins",
+    "check_user_limits",
     "diagnose_api_down",
     "diagnose_auth_broken",
+    "diagnose_high_error_rate",
     "diagnose_password_reset",
     "diagnose_payment",
     "diagnose_queue_delays",
     "enable_logging",
+    "error_breakdown",
     "format_verdict",
     "gate_widget",
     "list_environments",
@@ -174,6 +193,7 @@ __all__ = [
     "plan_subscription_repair",
     "plan_verify_account",
     "plot_backlog",
+    "plot_error_rate",
     "probe_api",
     "probe_login",
     "probe_reset_request",
