@@ -147,7 +147,8 @@ def check_dead_letters(
             platform's two by default.
         limit: at most this many messages are read per DLQ.
     """
-    names = list(dead_letter_queues) or list(DEFAULT_DLQ.values())
+    names = list(dict.fromkeys(n for n in dead_letter_queues if n))
+    names = names or list(DEFAULT_DLQ.values())
     client = CloudflareClient(environment)
     try:
         letters = {name: _peek(client, name, limit) for name in names}

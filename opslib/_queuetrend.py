@@ -7,6 +7,7 @@ behind. The trend compares the last hour with the hour before it.
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -75,11 +76,34 @@ def check_backlog_trend(environment: Environment, *, lookback: str = "6h") -> Fi
     )
 
 
-def plot_backlog(trend: Finding) -> Any:
+class BacklogPlot:
+    """A drawn backlog history; Jupyter shows it as an inline PNG.
+
+    Attributes:
+        figure: the matplotlib Figure, for saving or further drawing.
+    """
+
+    def __init__(self, figure: Any) -> None:
+        self.figure = figure
+
+    def to_png(self) -> bytes:
+        """Render the figure as PNG bytes."""
+        buffer = io.BytesIO()
+        self.figure.savefig(buffer, format="png")
+        return buffer.getvalue()
+
+    def _repr_png_(self) -> bytes:
+        return self.to_png()
+
+    def __repr__(self) -> str:
+        return f"BacklogPlot(lines={len(self.figure.axes[0].lines)})"
+
+
+def plot_backlog(trend: Finding) -> BacklogPlot:
     """Draw the backlog history of a ``backlog-trend`` finding, one line per queue.
 
     Returns:
-        A matplotlib Figure; Jupyter shows it as an inline PNG.
+        The plot; its ``figure`` is a matplotlib Figure (no pyplot state is used).
     """
     from matplotlib.figure import Figure
 
@@ -95,7 +119,7 @@ def plot_backlog(trend: Finding) -> Any:
         axes.legend(loc="upper left", fontsize="small")
     figure.autofmt_xdate()
     figure.tight_layout()
-    return figure
+    return BacklogPlot(figure)
 
 
 def _series(

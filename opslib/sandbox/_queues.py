@@ -145,9 +145,10 @@ def graphql(world: World, request: Request, params: dict[str, str]) -> Response:
         end = _epoch(str(variables.get("end", "")))
     except ValueError:
         return _graphql_error("start and end must be ISO 8601 times")
-    samples = (
-        list(queue.samples) + [(time.time(), len(queue.messages))] if queue else []
-    )
+    # The live backlog counts as of the query's end when that is within a minute.
+    now = time.time()
+    live = [(min(now, end), len(queue.messages))] if queue and end >= now - 60 else []
+    samples = (list(queue.samples) if queue else []) + live
     rows = [
         {
             "avg": {"messages": count, "bytes": count * 180},
