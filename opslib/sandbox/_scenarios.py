@@ -416,3 +416,5 @@ def _hex(rng: random.Random, nbytes: int) -> str:
 from . import _scenarios_auth  # noqa: E402,F401  registers scenarios
 from . import _scenarios_reset  # noqa: E402,F401  registers scenarios
 from . import _scenarios_payment  # noqa: E402,F401  registers scenarios
+from . import _scenarios_errorrate  # noqa: E402,F401  registers scenarios
+from . import _scenarios_queues  # noqa: E402,F401  registers scenarios
