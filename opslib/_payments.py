@@ -30,6 +30,7 @@ from ._stripe import StripeReader
 logger = logging.getLogger(__name__)
 
 PAID_PLANS = ("pro", "enterprise")
+ONE_TIME_AMOUNT = 1000
 INSPECTED = 20
 _CHUNK = 80
 _ROW_COLUMNS = (
@@ -178,6 +179,71 @@ def check_shown_plan(environment: Environment, user_ids: Sequence[str]) -> Findi
     return Finding(
         "shown-plan", Status.OK, f"{len(found)} user(s) checked", found, facts
     )
+
+
+@check("one-time-payments")
+def check_one_time_payments(environment: Environment, stripe_subs: Finding) -> Finding:
+    """Find one-time $10 analysis payments that payment_history never recorded.
+
+    The platform records a one-time payment only through a checkout session in
+    payment mode; its ``create-payment-intent`` route has no handler for
+    ``payment_intent.succeeded``, so those payments leave no row. Only the newest
+    1,000 PaymentIntents are read; with a customer named, only theirs.
+    """
+    customers = set(stripe_subs.facts.get("customers") or [])
+    reader = StripeReader(environment)
+    try:
+        intents = reader.payment_intents()
+    finally:
+        reader.close()
+    one_time = [
+        i
+        for i in intents
+        if i.get("status") == "succeeded"
+        and i.get("amount") == ONE_TIME_AMOUNT
+        and not i.get("invoice")
+        and (not customers or i.get("customer") in customers)
+    ]
+    recorded = _recorded_intents(environment, [str(i["id"]) for i in one_time])
+    rows = [
+        {
+            "payment_intent": i["id"],
+            "customer": i.get("customer"),
+            "created": i.get("created"),
+        }
+        for i in one_time
+        if i["id"] not in recorded
+    ]
+    facts = {
+        "one_time": len(one_time),
+        "unrecorded": [r["payment_intent"] for r in rows],
+    }
+    if rows:
+        text = (
+            f"{len(rows)} of {len(one_time)} one-time $10 payment(s) have no "
+            "payment_history row (the platform has no handler for them)"
+        )
+        return Finding("one-time-payments", Status.WARN, text, rows, facts)
+    text = f"{len(one_time)} one-time $10 payment(s), each recorded"
+    return Finding("one-time-payments", Status.OK, text, (), facts)
+
+
+def _recorded_intents(environment: Environment, intent_ids: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    client = CloudflareClient(environment)
+    try:
+        for start in range(0, len(intent_ids), _CHUNK):
+            chunk = list(intent_ids[start : start + _CHUNK])
+            marks = ", ".join("?" for _ in chunk)
+            sql = (
+                "SELECT stripe_payment_intent_id FROM payment_history "
+                f"WHERE stripe_payment_intent_id IN ({marks})"
+            )
+            rows = client.d1_query(sql, chunk)[0]["results"]
+            found |= {str(r["stripe_payment_intent_id"]) for r in rows}
+    finally:
+        client.close()
+    return found
 
 
 def users_in_scope(stripe_subs: Finding, rows: Finding, users: Finding) -> list[str]:

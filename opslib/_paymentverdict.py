@@ -180,8 +180,8 @@ def _quiet_verdict(found: Mapping[str, Finding], evidence: list[str]) -> Verdict
         "Every active Stripe subscription in scope has a matching row in D1.",
         evidence,
         "Nothing to repair. If the user still sees the free plan, see the shown-plan "
-        "step (an active free row can hide the paid one); one-time $10 analysis "
-        "payments are never recorded by the platform.",
+        "step (an active free row can hide the paid one); an unrecorded one-time "
+        "$10 payment (one-time-payments step) needs the analysis credited by hand.",
         None,
         list(found.values()),
     )

@@ -92,16 +92,30 @@ class StripeReader:
         page = self._call(lambda: self._client.v1.checkout.sessions.list(params=params))
         return [_plain(item) for item in page.data]
 
+    def payment_intents(self, *, limit: int = 1000) -> list[dict[str, Any]]:
+        """The account's PaymentIntents, up to ``limit`` (Stripe lists newest first).
+
+        Not filtered by customer on Stripe's side: the one-time analysis payment
+        may carry no customer, so callers filter on customer or metadata.
+        """
+        params: stripe.params.PaymentIntentListParams = {"limit": PAGE_SIZE}
+        items = self._collect(
+            lambda: self._client.v1.payment_intents.list(params=params), limit
+        )
+        return items
+
     def close(self) -> None:
         """Close the HTTP client."""
         self._http.close()  # type: ignore[no-untyped-call]
 
-    def _collect(self, first_page: Callable[[], Any]) -> list[dict[str, Any]]:
+    def _collect(
+        self, first_page: Callable[[], Any], limit: int = MAX_ITEMS
+    ) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         page = self._call(first_page)
-        for item in self._call(lambda: _iterate(page)):
+        for item in self._call(lambda: _iterate(page, limit)):
             items.append(item)
-            if len(items) >= MAX_ITEMS:
+            if len(items) >= limit:
                 logger.warning("stripe list stopped early items=%s", len(items))
                 break
         return items
@@ -123,8 +137,13 @@ class StripeReader:
             raise _translate(error, self.environment.stripe_api_url) from error
 
 
-def _iterate(page: Any) -> list[dict[str, Any]]:
-    return [_plain(item) for item in page.auto_paging_iter()]
+def _iterate(page: Any, limit: int) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for item in page.auto_paging_iter():
+        found.append(_plain(item))
+        if len(found) >= limit:
+            break
+    return found
 
 
 def _plain(obj: Any) -> dict[str, Any]:

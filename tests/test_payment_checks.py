@@ -1,11 +1,13 @@
 """The payment-without-subscription checks and verdict, alone and per scenario."""
 
 import pytest
+import stripe
 
 from opslib import (
     Finding,
     Status,
     check_checkout_metadata,
+    check_one_time_payments,
     check_shown_plan,
     check_stripe_subscriptions,
     check_subscription_rows,
@@ -185,3 +187,38 @@ def test_unknown_customer_warns(sandbox):
     subs, rows, *_ = run_checks(sandbox, "healthy", "cus_nobodyatall00")
     assert subs.status is Status.WARN
     assert rows.status is Status.OK
+
+
+def pay_once_outside_checkout(environment):
+    """A $10 PaymentIntent paid the way create-payment-intent takes it."""
+    stripe.enable_telemetry = False
+    client = stripe.StripeClient(
+        environment.secret("STRIPE_API_KEY"),
+        base_addresses={"api": environment.stripe_api_url},
+        http_client=stripe.HTTPXClient(allow_sync_methods=True),
+    )
+    card = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030}
+    method = client.v1.payment_methods.create(
+        params={"type": "card", "card": {**card, "cvc": "123"}}
+    )
+    intent = client.v1.payment_intents.create(
+        params={"amount": 1000, "currency": "usd", "payment_method": method.id}
+    )
+    return client.v1.payment_intents.confirm(intent.id).id
+
+
+def test_recorded_one_time_payments_are_ok(sandbox):
+    subs, *_ = run_checks(sandbox, "healthy")
+    finding = check_one_time_payments(load_environment("sandbox"), subs)
+    assert finding.status is Status.OK
+    assert finding.facts["one_time"] == 6
+
+
+def test_a_payment_intent_without_a_row_is_flagged(sandbox):
+    subs, *_ = run_checks(sandbox, "healthy")
+    environment = load_environment("sandbox")
+    paid = pay_once_outside_checkout(environment)
+    finding = check_one_time_payments(environment, subs)
+    assert finding.status is Status.WARN
+    assert finding.facts["unrecorded"] == [paid]
+    assert "no handler" in finding.summary

@@ -12,7 +12,8 @@ payment-without-subscription runbook reads and localstripe lacks: ``GET
 /v1/checkout/sessions`` (filters ``customer``, ``subscription``) and ``GET
 /v1/checkout/sessions/{id}``. ``POST /_config/opslib/seed`` (no key, like
 localstripe's own ``/_config`` routes) replaces the whole store with the
-customers, subscriptions and checkout sessions the sandbox's D1 implies.
+customers, subscriptions, checkout sessions and one-time payments the sandbox's
+D1 implies.
 """
 
 from __future__ import annotations
@@ -111,6 +112,8 @@ async def seed(request: web.Request) -> web.Response:
         for customer in data.get("customers", []):
             _add_customer(customer)
         periods = {s["id"]: _add_subscription(s) for s in data.get("subscriptions", [])}
+        for intent in data.get("payment_intents", []):
+            _add_payment_intent(intent)
         for session in data.get("sessions", []):
             _SESSIONS[session["id"]] = _session(session)
     finally:
@@ -153,6 +156,22 @@ def _add_subscription(data: dict[str, Any]) -> list[int]:
     if sub.status == "canceled":
         sub.canceled_at = sub.ended_at = int(data["start"])
     return [sub.current_period_start, sub.current_period_end]
+
+
+def _add_payment_intent(data: dict[str, Any]) -> None:
+    """A one-time card payment that succeeded, with the given id."""
+    card = {"number": "4242424242424242", "exp_month": "12", "exp_year": "2030"}
+    method = resources.PaymentMethod(type="card", card={**card, "cvc": "123"})
+    intent = resources.PaymentIntent(
+        amount=int(data["amount"]),
+        currency="usd",
+        customer=data.get("customer"),
+        payment_method=method.id,
+        metadata=data.get("metadata") or {},
+    )
+    _rekey(intent, data["id"])
+    intent._confirm(on_failure_now=intent._report_failure)
+    intent.created = int(data["created"])
 
 
 def _session(data: dict[str, Any]) -> dict[str, Any]:

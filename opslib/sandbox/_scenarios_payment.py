@@ -25,7 +25,6 @@ import sqlite3
 import string
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from ._scenarios import Scenario, register_scenario
 from ._state import World
@@ -62,14 +61,20 @@ def _stripe_id(rng: random.Random, prefix: str, length: int) -> str:
     return prefix + "".join(rng.choice(alphabet) for _ in range(length))
 
 
-def _unrecorded_checkout(
-    world: World, now: float, *, offset: int, session_metadata: dict[str, str]
-) -> dict[str, Any]:
-    """Put in Stripe a paid checkout of a free user that D1 never recorded."""
+def _unrecorded_checkout(world: World, now: float, *, offset: int, key: str) -> None:
+    """Put in Stripe a paid checkout of a free user that D1 never recorded.
+
+    Args:
+        world: the sandbox state (locked).
+        now: the scenario's start.
+        offset: which free author pays (by email order).
+        key: the metadata key the session carries the user id under.
+    """
     rng = random.Random(f"payment:{world.scenario.name}")
     with _database(world) as db:
         user_id, email = db.execute(_FREE_USER_SQL, (offset,)).fetchone()
     created = int(now) - 2 * 3600
+    metadata = {key: user_id, "planType": "pro"}
     sub = {
         "id": _stripe_id(rng, "sub_", 24),
         "customer": _stripe_id(rng, "cus_", 14),
@@ -78,7 +83,7 @@ def _unrecorded_checkout(
         "start": created,
         "cancel_at_period_end": False,
         "created": created,
-        "metadata": dict(session_metadata),
+        "metadata": metadata,
     }
     customer = {
         "id": sub["customer"],
@@ -89,29 +94,22 @@ def _unrecorded_checkout(
     world.scenario.switches[EXTRA_SWITCH] = {
         "customers": [customer],
         "subscriptions": [sub],
-        "sessions": [session_for(sub, dict(session_metadata))],
+        "sessions": [session_for(sub, metadata)],
     }
-    return {"subscription": sub["id"], "customer": sub["customer"], "user_id": user_id}
+    world.scenario.details = {
+        "subscription": sub["id"],
+        "customer": sub["customer"],
+        "user_id": user_id,
+        "webhook_status": 500,
+    }
 
 
 def _metadata_missing_user(world: World, now: float) -> None:
-    rng_user = 3
-    with _database(world) as db:
-        user_id = db.execute(_FREE_USER_SQL, (rng_user,)).fetchone()[0]
-    metadata = {"user_id": user_id, "planType": "pro"}
-    details = _unrecorded_checkout(
-        world, now, offset=rng_user, session_metadata=metadata
-    )
-    world.scenario.details = {**details, "webhook_status": 500}
+    _unrecorded_checkout(world, now, offset=3, key="user_id")
 
 
 def _subscription_insert_failed(world: World, now: float) -> None:
-    offset = 5
-    with _database(world) as db:
-        user_id = db.execute(_FREE_USER_SQL, (offset,)).fetchone()[0]
-    metadata = {"userId": user_id, "planType": "pro"}
-    details = _unrecorded_checkout(world, now, offset=offset, session_metadata=metadata)
-    world.scenario.details = {**details, "webhook_status": 500}
+    _unrecorded_checkout(world, now, offset=5, key="userId")
 
 
 def _user_deleted(world: World, now: float) -> None:

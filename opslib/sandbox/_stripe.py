@@ -6,7 +6,8 @@ scenario reset :meth:`StripeProcess.seed` rebuilds Stripe's objects from the
 fresh D1 copy: for each paid subscriptions row, a customer (metadata ``userId``),
 a subscription with the row's ids, plan, status and period start, and the
 completed checkout session that started it (metadata ``userId`` and
-``planType``, as the platform's checkout sets them). Scenarios add objects the
+``planType``, as the platform's checkout sets them); and for each recorded
+one-time payment, the PaymentIntent it names. Scenarios add objects the
 platform never recorded through the switch ``stripe_extra`` and give the true
 Stripe values of rows they made stale through ``stripe_truth``. Stripe's period
 ends (one calendar month) are then written back to the rows that match, so the
@@ -42,6 +43,11 @@ _ROWS_SQL = (
     "s.current_period_start, s.cancel_at_period_end, s.created_at, s.user_id, u.email "
     "FROM subscriptions s JOIN users u ON u.id = s.user_id "
     "WHERE s.stripe_subscription_id IS NOT NULL ORDER BY s.created_at"
+)
+
+_ONE_TIME_SQL = (
+    "SELECT stripe_payment_intent_id, user_id, amount, created_at FROM payment_history "
+    "WHERE payment_type = 'one_time' AND stripe_payment_intent_id IS NOT NULL"
 )
 
 
@@ -138,6 +144,7 @@ def build_payload(world: World) -> dict[str, list[dict[str, Any]]]:
         "customers": [],
         "subscriptions": [],
         "sessions": [],
+        "payment_intents": [],
     }
     for sub_id, cus_id, plan, status, start, cancel, created, user_id, email in rows:
         metadata = {"userId": user_id, "planType": plan}
@@ -162,10 +169,24 @@ def build_payload(world: World) -> dict[str, list[dict[str, Any]]]:
         sub.update(truth.get(sub_id, {}))
         payload["subscriptions"].append(sub)
         payload["sessions"].append(session_for(sub, metadata))
+    payload["payment_intents"] = _one_time_payments(world.database)
     extra = world.scenario.switches.get(EXTRA_SWITCH, {})
     for key in payload:
         payload[key] += list(extra.get(key, []))
     return payload
+
+
+def _one_time_payments(database: Path) -> list[dict[str, Any]]:
+    """The recorded one-time analysis payments, as Stripe's PaymentIntents."""
+    connection = sqlite3.connect(database)
+    try:
+        rows = connection.execute(_ONE_TIME_SQL).fetchall()
+    finally:
+        connection.close()
+    return [
+        {"id": pi, "amount": amount, "created": created, "metadata": {"userId": uid}}
+        for pi, uid, amount, created in rows
+    ]
 
 
 def session_for(sub: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
