@@ -68,6 +68,7 @@ from ._params import Params, validate_params
 from ._paymentaction import plan_subscription_repair, verify_shown_plan
 from ._payments import (
     check_checkout_metadata,
+    check_one_time_payments,
     check_shown_plan,
     check_stripe_subscriptions,
     check_subscription_rows,
@@ -155,6 +156,7 @@ __all__ = [
     "check_login_rate_limits",
     "check_mail_provider",
     "check_missing_tables",
+    "check_one_time_payments",
     "check_queue_backlog",
     "check_queue_consumers",
     "check_reset_limits",
