@@ -45,8 +45,9 @@ _NEXT = {
     "status-drift": (
         "Move the analysis consumer back to the main Worker (consumer A, which "
         "updates D1 and enqueues assets) or give manuscript-analysis-consumer a D1 "
-        "binding and status updates; then set manuscripts.status from the R2 status "
-        "objects of the drifted report ids (a separate gated database step)."
+        "binding and status updates. The drifted rows (report ids in step 5) then "
+        "need manuscripts.status set from their R2 status objects; this runbook "
+        "does not offer that UPDATE."
     ),
     "ai-rate-limited": (
         "Wait for the provider's per-minute limits to recover (every retry reruns "
