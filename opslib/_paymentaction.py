@@ -291,11 +291,16 @@ def _stripe_sub(verdict: Verdict, sub_id: str) -> dict[str, Any] | None:
 
 
 def _user_of(verdict: Verdict, sub_id: str) -> str:
+    """The user of ``sub_id``: as the users step resolved it, else its D1 row's."""
     for finding in verdict.findings:
         if finding.name == "subscription-users":
             for user in finding.facts.get("users") or []:
                 if user["subscription"] == sub_id and user["exists"]:
                     return str(user["user_id"])
+    for finding in verdict.findings:
+        if finding.name == "subscription-rows":
+            row = (finding.facts.get("rows") or {}).get(sub_id) or {}
+            return str(row.get("user_id") or "")
     return ""
 
 

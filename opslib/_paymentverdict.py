@@ -86,7 +86,9 @@ def diagnose_payment(
     causes = classify(found)
     evidence = [str(f) for f in found.values() if f.status is not Status.OK]
     if not causes:
-        return _quiet_verdict(found, evidence)
+        return _quiet_verdict(
+            found, evidence, _hidden_step(found, environment, customer, incident_id)
+        )
     sub_id, cause = causes[0]
     counts = Counter(c for _, c in causes)
     evidence.append(
@@ -157,7 +159,26 @@ def repair_step(
     }
 
 
-def _quiet_verdict(found: Mapping[str, Finding], evidence: list[str]) -> Verdict:
+def _hidden_step(
+    found: Mapping[str, Finding],
+    environment: Environment,
+    customer: str,
+    incident_id: str,
+) -> dict[str, Any] | None:
+    """The repair for a paid row hidden behind an active free row, if any."""
+    hidden = set(_facts(found, "shown-plan").get("hidden") or [])
+    rows = _facts(found, "subscription-rows").get("rows") or {}
+    for sub_id, row in sorted(rows.items()):
+        if row.get("user_id") in hidden:
+            step = repair_step(environment, sub_id, customer, incident_id)
+            step["summary"] = f"cancel the active free row hiding {sub_id}"
+            return step
+    return None
+
+
+def _quiet_verdict(
+    found: Mapping[str, Finding], evidence: list[str], step: dict[str, Any] | None
+) -> Verdict:
     needed = ("stripe-subscriptions", "subscription-rows")
     unknown = [n for n in needed if n not in found or found[n].status is Status.UNKNOWN]
     if unknown:
@@ -181,8 +202,9 @@ def _quiet_verdict(found: Mapping[str, Finding], evidence: list[str]) -> Verdict
         evidence,
         "Nothing to repair. If the user still sees the free plan, see the shown-plan "
         "step (an active free row can hide the paid one); an unrecorded one-time "
-        "$10 payment (one-time-payments step) needs the analysis credited by hand.",
-        None,
+        "$10 payment (one-time-payments step) needs the analysis credited by hand."
+        + (f" Gated: {step['summary']}." if step else ""),
+        step,
         list(found.values()),
     )
 

@@ -169,3 +169,46 @@ def test_record_keeps_plan_before_image_and_outcome(sandbox, tmp_path):
     sidecar = json.loads(Path(record.record_path).with_suffix(".json").read_text())
     assert sidecar["verdict"]["cause"] == "subscription-insert-failed"
     assert "@example.com" not in text
+
+
+def hidden_paying_customer(environment):
+    """A customer whose user the platform shows as free (active free row first)."""
+    rows = query(
+        environment,
+        "SELECT stripe_customer_id, user_id FROM subscriptions "
+        "WHERE plan_type != 'free' AND status = 'active' ORDER BY stripe_customer_id",
+        [],
+    )
+    for row in rows:
+        shown = query(
+            environment,
+            "SELECT plan_type FROM user_subscriptions_with_usage WHERE user_id = ?",
+            [row["user_id"]],
+        )
+        if shown[0]["plan_type"] == "free":
+            return row["stripe_customer_id"]
+    raise AssertionError("the seed has no paying user shown as free")
+
+
+def test_paid_row_hidden_by_a_free_row_is_repaired_by_cancelling_it(sandbox):
+    sandbox.reset("healthy")
+    environment = load_environment("sandbox")
+    customer = hidden_paying_customer(environment)
+    subs = check_stripe_subscriptions(environment, customer)
+    rows = check_subscription_rows(environment, subs)
+    metadata = check_checkout_metadata(environment, rows)
+    users = check_subscription_users(environment, metadata, rows)
+    shown = check_shown_plan(environment, users_in_scope(subs, rows, users))
+    verdict = diagnose_payment(
+        [subs, rows, metadata, users, shown],
+        environment=environment,
+        customer=customer,
+    )
+    assert (verdict.cause, verdict.status) == ("healthy", Status.WARN)
+    plan = plan_subscription_repair(environment, verdict)
+    assert [c["to"] for c in plan.changes if "(free)" in c["what"]] == ["canceled"]
+    result = apply_action(
+        plan, environment=environment, apply=True, confirm=plan.confirm_phrase
+    )
+    assert result.outcome == "applied", result.detail
+    assert result.after is not None and result.after.status is Status.OK
