@@ -40,7 +40,9 @@ class StripeReader:
         timeout: seconds per request.
 
     Raises:
-        AuthError: when no key is set (raised on the first call, as a finding).
+        AuthError: when no key is set, and UnreachableError when the environment
+            names no ``stripe_api_url`` (both on the first call, so a check turns
+            them into an unknown finding). There is no default URL.
     """
 
     def __init__(self, environment: Environment, *, timeout: float = 20.0) -> None:
@@ -48,14 +50,19 @@ class StripeReader:
         self.environment = environment
         self._key = environment.secret(KEY_VARIABLE) or ""
         self._http = stripe.HTTPXClient(timeout=timeout, allow_sync_methods=True)
-        self._client = stripe.StripeClient(
-            self._key or "sk_unset",
-            base_addresses={
-                "api": environment.stripe_api_url or "https://api.stripe.com"
-            },
-            http_client=self._http,
-            max_network_retries=MAX_NETWORK_RETRIES,
-        )
+        self._sdk: stripe.StripeClient | None = None
+
+    @property
+    def _client(self) -> stripe.StripeClient:
+        """The SDK client, made on first use (only once the key and URL exist)."""
+        if self._sdk is None:
+            self._sdk = stripe.StripeClient(
+                self._key,
+                base_addresses={"api": self.environment.stripe_api_url},
+                http_client=self._http,
+                max_network_retries=MAX_NETWORK_RETRIES,
+            )
+        return self._sdk
 
     def active_subscriptions(self, *, customer: str = "") -> list[dict[str, Any]]:
         """Every subscription with status active (up to 5,000), oldest id first."""
@@ -121,6 +128,12 @@ class StripeReader:
         return items
 
     def _call(self, function: Callable[[], T]) -> T:
+        if not self.environment.stripe_api_url:
+            raise UnreachableError(
+                f"stripe: environment {self.environment.name!r} names no "
+                "stripe_api_url; add it to its YAML file",
+                system="stripe",
+            )
         if not self._key:
             hint = ""
             if self.environment.secrets_file:

@@ -80,3 +80,11 @@ def test_telemetry_is_off_and_no_id_file_is_written(reader, tmp_path, monkeypatc
     reader.active_subscriptions()
     assert stripe.enable_telemetry is False
     assert not list(Path(tmp_path).rglob("telemetry_id"))
+
+
+def test_no_stripe_url_is_unreachable_and_has_no_default(sandbox):
+    environment = dataclasses.replace(load_environment("sandbox"), stripe_api_url="")
+    client = StripeReader(environment)
+    with pytest.raises(UnreachableError, match="names no stripe_api_url"):
+        client.active_subscriptions()
+    client.close()
