@@ -104,7 +104,19 @@ def _apply_requeue(
             "applying action=%s dlq=%s count=%s", REQUEUE_ACTION, dlq, len(leased)
         )
         _send_or_release(client, ids, leased, leases)
-        acked = client.ack_messages(ids[dlq], acks=leases)
+        try:
+            acked = client.ack_messages(ids[dlq], acks=leases)
+        except ServiceError as error:
+            logger.error("requeue sent but not acked dlq=%s error=%s", dlq, error)
+            return ActionResult(
+                plan,
+                "failed",
+                f"{len(leased)} message(s) were sent to {queue} but could not be "
+                f"deleted from {dlq} ({error}); they reappear there when the lease "
+                "ends in 2 minutes: delete them (ids in the plan) before re-running",
+                operator,
+                response={"sent": len(leased), "acked": 0},
+            )
     finally:
         client.close()
     after = verify_requeue(environment, plan)

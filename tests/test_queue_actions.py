@@ -135,3 +135,23 @@ def test_notebook_applies_the_requeue_with_the_printed_phrase(
     text = Path(record.record_path).read_text()
     assert '"outcome": "applied"' in text
     assert backlog(load_environment("sandbox"), DLQ) == 7
+
+
+def test_a_failed_delete_after_the_send_is_reported_not_hidden(sandbox, monkeypatch):
+    from opslib import APIError
+
+    environment, plan = make_plan(sandbox)
+    real_ack = CloudflareClient.ack_messages
+
+    def refuse_acks(self, queue_id, *, acks, retries=()):
+        if acks:
+            raise APIError("cloudflare: HTTP 500 (10002)", system="cloudflare")
+        return real_ack(self, queue_id, acks=acks, retries=retries)
+
+    monkeypatch.setattr(CloudflareClient, "ack_messages", refuse_acks)
+    result = apply_action(
+        plan, environment=environment, apply=True, confirm=plan.confirm_phrase
+    )
+    assert result.outcome == "failed"
+    assert "were sent to" in result.detail and "could not be deleted" in result.detail
+    assert result.response == {"sent": 3, "acked": 0}
