@@ -134,11 +134,7 @@ class StripeProcess:
 
 def build_payload(world: World) -> dict[str, list[dict[str, Any]]]:
     """The customers, subscriptions and sessions D1 and the scenario imply."""
-    connection = sqlite3.connect(world.database)
-    try:
-        rows = connection.execute(_ROWS_SQL).fetchall()
-    finally:
-        connection.close()
+    rows = _read(world.database, _ROWS_SQL)
     truth: dict[str, dict[str, Any]] = world.scenario.switches.get(TRUTH_SWITCH, {})
     payload: dict[str, list[dict[str, Any]]] = {
         "customers": [],
@@ -178,11 +174,7 @@ def build_payload(world: World) -> dict[str, list[dict[str, Any]]]:
 
 def _one_time_payments(database: Path) -> list[dict[str, Any]]:
     """The recorded one-time analysis payments, as Stripe's PaymentIntents."""
-    connection = sqlite3.connect(database)
-    try:
-        rows = connection.execute(_ONE_TIME_SQL).fetchall()
-    finally:
-        connection.close()
+    rows = _read(database, _ONE_TIME_SQL)
     return [
         {"id": pi, "amount": amount, "created": created, "metadata": {"userId": uid}}
         for pi, uid, amount, created in rows
@@ -203,7 +195,21 @@ def session_for(sub: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]
     }
 
 
+def _read(database: Path, sql: str) -> list[Any]:
+    """Rows of a query; none when a scenario dropped the table it reads."""
+    connection = sqlite3.connect(database)
+    try:
+        return connection.execute(sql).fetchall()
+    except sqlite3.OperationalError as error:
+        logger.warning("stripe seed skips a query error=%s", error)
+        return []
+    finally:
+        connection.close()
+
+
 def _align_periods(database: Path, periods: dict[str, list[int]]) -> None:
+    if not periods:
+        return
     connection = sqlite3.connect(database)
     try:
         with connection:
