@@ -59,9 +59,34 @@ def test_graphql_for_an_unknown_account_answers_200_with_errors(api):
     answer = api.post(
         "../../graphql",
         json={
-            "query": "{ queueBacklogAdaptiveGroups }",
-            "variables": {"accountTag": "f" * 32, "queueId": "x"},
+            "query": (
+                "query Q($a: string!) { viewer { accounts(filter: {accountTag: $a})"
+                " { queueBacklogAdaptiveGroups(limit: 10) { avg { messages } } } } }"
+            ),
+            "variables": {"a": "f" * 32},
         },
     )
     assert answer.status_code == 200
     assert answer.json()["errors"][0]["message"].startswith("account not found")
+
+
+def test_graphql_reads_literal_filter_arguments(api, sandbox_token):
+    env = load_environment("sandbox")
+    queue_id = api.get("/queues", params={"name": "manuscript-analysis-queue"}).json()[
+        "result"
+    ][0]["queue_id"]
+    query = (
+        f'{{ viewer {{ accounts(filter: {{accountTag: "{env.account_id}"}}) {{ '
+        "queueBacklogAdaptiveGroups(limit: 10000, filter: "
+        f'{{queueId: "{queue_id}", datetime_geq: "2020-01-01T00:00:00Z", '
+        'datetime_leq: "2099-01-01T00:00:00Z"}) '
+        "{ avg { messages } dimensions { datetimeMinute } } } } }"
+    )
+    answer = api.post("../../graphql", json={"query": query}).json()
+    assert answer["errors"] is None
+    rows = answer["data"]["viewer"]["accounts"][0]["queueBacklogAdaptiveGroups"]
+    assert len(rows) == 24 * 12 + 1  # 5-minute samples of a day, then the live count
+    assert (
+        rows[0]["dimensions"]["datetimeMinute"]
+        < rows[-1]["dimensions"]["datetimeMinute"]
+    )

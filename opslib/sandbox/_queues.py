@@ -3,10 +3,12 @@
 Paths take the queue's id, found by listing with ``?name=``. Pull leases messages
 for ``visibility_timeout_ms`` (30 s by default) and ack deletes them; peek reads
 without a lease. JSON bodies travel base64-encoded, as the real API sends them.
-The backlog history answers the one GraphQL query opslib sends, on the
-``queueBacklogAdaptiveGroups`` dataset with the variables ``accountTag``,
-``queueId``, ``start`` and ``end``; a query on any other dataset goes to the next
-``/graphql`` route another stand-in module adds, or gets a GraphQL error.
+The backlog history answers GraphQL queries on the ``queueBacklogAdaptiveGroups``
+dataset; the query is not parsed as full GraphQL: the stand-in reads the
+``accountTag``, ``queueId``, ``datetime_geq`` and ``datetime_leq`` filter arguments
+(string literals or ``$variables``) and always answers ``avg{messages bytes}`` with
+``dimensions{datetimeMinute}``, oldest first. A query on any other dataset goes to
+the next ``/graphql`` route another stand-in module adds, or gets a GraphQL error.
 
 Codes the reference does not give are the stand-in's own: 11000 for an unknown
 queue and 11001 for a malformed message request.
@@ -137,14 +139,14 @@ def graphql(world: World, request: Request, params: dict[str, str]) -> Response:
     variables = payload.get("variables") or {}
     if "queueBacklogAdaptiveGroups" not in query:
         return _other_graphql(world, request, params)
-    if variables.get("accountTag") != world.environment.account_id:
+    if _argument(query, variables, "accountTag") != world.environment.account_id:
         return _graphql_error("account not found or not authorised")
-    queue = board(world).by_id(str(variables.get("queueId", "")))
+    queue = board(world).by_id(_argument(query, variables, "queueId"))
     try:
-        start = _epoch(str(variables.get("start", "")))
-        end = _epoch(str(variables.get("end", "")))
+        start = _epoch(_argument(query, variables, "datetime_geq"))
+        end = _epoch(_argument(query, variables, "datetime_leq"))
     except ValueError:
-        return _graphql_error("start and end must be ISO 8601 times")
+        return _graphql_error("datetime_geq and datetime_leq must be ISO 8601 times")
     # The live backlog counts as of the query's end when that is within a minute.
     now = time.time()
     live = [(min(now, end), len(queue.messages))] if queue and end >= now - 60 else []
@@ -253,6 +255,17 @@ def _graphql_error(text: str) -> Response:
     stamp = iso(time.time())
     errors = [{"message": text, "path": None, "extensions": {"timestamp": stamp}}]
     return Response.json(200, {"data": None, "errors": errors})
+
+
+def _argument(query: str, variables: dict[str, Any], name: str) -> str:
+    """A filter argument's value: a string literal, or the ``$variable`` it names."""
+    found = re.search(rf'\b{name}\s*:\s*(\$\w+|"[^"]*")', query)
+    if found is None:
+        return ""
+    value = found.group(1)
+    if value.startswith("$"):
+        return str(variables.get(value[1:], ""))
+    return value.strip('"')
 
 
 def _epoch(text: str) -> float:
