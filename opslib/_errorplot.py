@@ -9,6 +9,7 @@ itself as a PNG in a notebook, so the executed record keeps the image.
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -81,10 +82,12 @@ def plot_error_rate(
     to_num = dates.date2num
     times = to_num([_moment(r["start"]) for r in rows])  # type: ignore[no-untyped-call]
     figure, axes = pyplot.subplots(figsize=(9, 3.2))
-    axes.plot(times, [r["5xx_rate"] * 100 for r in rows], marker="o", label="5xx %")
-    axes.plot(
-        times, [r["429_share"] * 100 for r in rows], linestyle="--", label="429 %"
-    )
+    # A bucket without requests has no rate: leave a gap rather than draw 0 %.
+    seen = [r["requests"] > 0 for r in rows]
+    failed = [r["5xx_rate"] * 100 if s else math.nan for r, s in zip(rows, seen)]
+    limited = [r["429_share"] * 100 if s else math.nan for r, s in zip(rows, seen)]
+    axes.plot(times, failed, marker="o", label="5xx %")
+    axes.plot(times, limited, linestyle="--", label="429 %")
     for deployment in (
         deployments.facts.get("deployments") if deployments else None
     ) or []:

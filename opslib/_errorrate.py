@@ -42,7 +42,7 @@ LIMITED_SHARE = 0.05
 FREE_PER_PATH = 10
 KEYS_SCANNED = 5000
 VALUES_READ = 200
-TABLE_ERROR = re.compile(r"no such table: (\w+)")
+TABLE_ERROR = re.compile(r"no such table: (?:main\.)?(\w+)")
 _QUERY = """query ($accountTag: string, $scriptName: string, $start: string, $end: string) {
   viewer { accounts(filter: {accountTag: $accountTag}) {
     workersInvocationsAdaptive(limit: 10000, orderBy: [datetimeMinute_ASC],

@@ -32,6 +32,7 @@ def _event(at, route, status, version="v1", error=""):
     ("message", "kind"),
     [
         ("D1_ERROR: no such table: payment_history: SQLITE_ERROR", "missing-table"),
+        ("D1_ERROR: no such table: main.usage_tracking: SQLITE_ERROR", "missing-table"),
         ("D1_ERROR: D1 DB is overloaded. Too many requests queued.", "d1"),
         ("D1_ERROR: storage operation exceeded timeout", "d1"),
         ("put: Reduce your concurrent request rate for the same object. (10058)", "r2"),
@@ -85,11 +86,11 @@ def test_route_errors_name_the_missing_table_and_d1_confirms_it(sandbox, env):
     assert routes.status is Status.FAIL
     assert routes.facts["problem_routes"] == [
         "GET /admin/revenue",
-        "GET /payments/history",
+        "GET /payments/subscription",
     ]
     tables = check_missing_tables(env, routes)
     assert tables.status is Status.FAIL
-    assert tables.facts["missing"] == ["payment_history"]
+    assert tables.facts["missing"] == ["usage_tracking"]
 
 
 def test_healthy_traffic_has_no_errors_and_no_free_user_at_the_limit(sandbox, env):

@@ -3,8 +3,8 @@
 Routes added to the platform stand-in (PLATFORM.md section 3):
 
 - ``GET /admin/revenue``: the admin billing summary; admin session required (401
-  without a session, 403 for a non-admin); reads ``payment_history`` and
-  ``subscriptions`` in D1.
+  without a session, 403 for a non-admin); reads ``payment_history``,
+  ``subscriptions`` and this month's ``usage_tracking`` in D1.
 - ``POST /upload/manuscript``: cookie auth, then the file goes to the
   MANUSCRIPTS_RAW bucket. The sandbox keeps no object store behind the Worker: a
   successful put answers 201 with the key it would have written, and stores
@@ -108,6 +108,10 @@ def _admin_revenue(call: Call) -> Response:
             "SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM payment_history "
             "WHERE status = 'succeeded'"
         ).fetchone()
+        used = db.execute(
+            "SELECT COUNT(*) FROM usage_tracking WHERE timestamp >= ?",
+            (int(call.now) - 30 * 86_400,),
+        ).fetchone()
         active = db.execute(
             "SELECT plan_type, COUNT(*) FROM subscriptions WHERE status = 'active' "
             "GROUP BY plan_type"
@@ -117,6 +121,7 @@ def _admin_revenue(call: Call) -> Response:
         {
             "payments": int(paid[0]),
             "revenue": int(paid[1]),
+            "analysesLast30Days": int(used[0]),
             "activeSubscriptions": {row[0]: int(row[1]) for row in active},
         },
     )

@@ -5,8 +5,9 @@ so the analytics the runbook reads come from requests really served:
 
 - ``endpoint-broken-after-deploy``: version 6, deployed 30 minutes ago, throws on
   ``GET /payments/subscription``; the other routes still work.
-- ``missing-table``: ``payment_history`` is absent from D1 (its migration never
-  ran here), so ``/payments/history`` and ``/admin/revenue`` answer 500.
+- ``missing-table``: ``usage_tracking`` is absent from D1 (its migration never
+  ran here), so ``/payments/subscription`` (through the view
+  ``user_subscriptions_with_usage``) and ``/admin/revenue`` answer 500.
 - ``d1-timeouts``: a quarter of the D1-backed requests fail with D1's overload
   error.
 - ``r2-throttling``: most uploads fail with R2's "reduce your request rate".
@@ -42,7 +43,7 @@ BROKEN_PATH = "/payments/subscription"
 BROKEN_MESSAGE = (
     "TypeError: Cannot read properties of undefined (reading 'current_period_end')"
 )
-MISSING_TABLE = "payment_history"
+MISSING_TABLE = "usage_tracking"
 FREE_USERS = 6
 
 
@@ -76,7 +77,7 @@ def _drop_table(world: World, now: float) -> None:
         connection.close()
     world.scenario.details = {
         "table": MISSING_TABLE,
-        "routes": ["/payments/history", "/admin/revenue"],
+        "routes": ["/payments/subscription", "/admin/revenue"],
     }
     replay_hour(world, now)
 
@@ -125,7 +126,7 @@ register_scenario(
         "missing-table",
         RUNBOOK,
         "missing-table",
-        "D1 lacks payment_history: /payments/history and /admin/revenue answer 500.",
+        "D1 lacks usage_tracking: /payments/subscription and /admin/revenue answer 500.",
     ),
     after_reset=_drop_table,
 )
