@@ -170,3 +170,37 @@ def test_big_backlog_that_grows_with_consumers_is_inconclusive(env):
         environment=env,
     )
     assert verdict.cause == "inconclusive" and verdict.status is Status.UNKNOWN
+
+
+@pytest.mark.parametrize(
+    ("hour_ago", "now", "trend", "eta"),
+    [
+        (100.0, 102.0, "steady", None),
+        (100.0, 200.0, "growing", None),
+        (600.0, 300.0, "draining", 60),
+    ],
+)
+def test_trend_compares_the_last_hour_and_estimates_when_it_empties(
+    hour_ago, now, trend, eta
+):
+    from datetime import UTC, datetime, timedelta
+
+    from opslib._queuetrend import _trend_row
+
+    end = datetime(2026, 12, 4, 12, tzinfo=UTC)
+    points = [
+        (end - timedelta(hours=2), hour_ago),
+        (end - timedelta(hours=1), hour_ago),
+    ]
+    row = _trend_row("q", [*points, (end, now)])
+    assert (row["trend"], row["eta_min"], row["peak"]) == (
+        trend,
+        eta,
+        round(max(hour_ago, now)),
+    )
+
+
+def test_trend_without_history_is_unknown():
+    from opslib._queuetrend import _trend_row
+
+    assert _trend_row("q", [])["trend"] == "unknown"
