@@ -110,6 +110,7 @@ class Sandbox:
                 folder, a busy port, or a process that is not ready in time.
         """
         _check_scenario(scenario)
+        _check_stand_ins_installed()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         running = self.status()
         if running is not None:
@@ -371,4 +372,20 @@ def _check_scenario(name: str) -> None:
     if name not in SCENARIOS:
         raise ConfigError(
             f"scenario: got {name!r}, expected one of: {', '.join(SCENARIOS)}"
+        )
+
+
+def _check_stand_ins_installed() -> None:
+    """Refuse early, and say how to fix it, when the Stripe or R2 stand-in is missing."""
+    import importlib.util
+
+    missing = [
+        name
+        for name in ("localstripe", "moto")
+        if importlib.util.find_spec(name) is None
+    ]
+    if missing:
+        raise ConfigError(
+            f"the sandbox needs {', '.join(missing)}, which is not installed; install "
+            "the sandbox extra: pip install -e '.[sandbox]' (make setup does this)"
         )
