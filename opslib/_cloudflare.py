@@ -116,21 +116,10 @@ class CloudflareClient:
         Raises:
             APIError: when the call or any statement failed.
         """
-        path = f"{self._account}/d1/database/{self.environment.d1_database_id}/query"
         body: dict[str, Any] = {"sql": sql}
         if params:
             body["params"] = list(params)
-        response = self._http.request("POST", path, json=body, idempotent=read_only)
-        statements: list[dict[str, Any]] = self._unwrap(response) or []
-        failed = [s for s in statements if not s.get("success", False)]
-        if failed:
-            raise APIError(
-                f"cloudflare: D1 statement failed: {failed[0].get('error', failed[0])!r}",
-                system="cloudflare",
-                url=path,
-                status_code=response.status_code,
-            )
-        return statements
+        return self._d1_post(body, idempotent=read_only)
 
     def d1_batch(
         self, statements: Sequence[tuple[str, Sequence[Any]]]
@@ -143,9 +132,15 @@ class CloudflareClient:
         Raises:
             APIError: when the call or any statement failed.
         """
-        path = f"{self._account}/d1/database/{self.environment.d1_database_id}/query"
         body = {"batch": [{"sql": sql, "params": list(p)} for sql, p in statements]}
-        response = self._http.request("POST", path, json=body, idempotent=False)
+        return self._d1_post(body, idempotent=False)
+
+    def _d1_post(
+        self, body: dict[str, Any], *, idempotent: bool
+    ) -> list[dict[str, Any]]:
+        """POST to D1's query endpoint; check the nested success of each statement."""
+        path = f"{self._account}/d1/database/{self.environment.d1_database_id}/query"
+        response = self._http.request("POST", path, json=body, idempotent=idempotent)
         results: list[dict[str, Any]] = self._unwrap(response) or []
         failed = [s for s in results if not s.get("success", False)]
         if failed:
