@@ -484,21 +484,13 @@ def _bad_deployment(
             summary,
             "No earlier version at 100 % to roll back to: redeploy a known-good commit.",
         )
-    phrase = rollback_phrase(environment, good)
-    command = (
-        f"runbook run api-down --env {environment.name} -p incident_id "
-        f"{shlex.quote(incident_id or 'INC-...')} -p lookback {shlex.quote(lookback)} "
-        f"-p apply true -p confirm {shlex.quote(phrase)}"
+    step = rollback_step(
+        environment,
+        str(bad),
+        good,
+        runbook=RUNBOOK,
+        parameters={"incident_id": incident_id or "INC-...", "lookback": lookback},
     )
-    step = {
-        "action": "rollback",
-        "worker": environment.worker_name,
-        "environment": environment.name,
-        "from_version": bad,
-        "to_version": good,
-        "confirm": phrase,
-        "command": command,
-    }
     return make(
         Status.FAIL,
         "bad-deployment",
@@ -507,6 +499,40 @@ def _bad_deployment(
         f"({good}).",
         step,
     )
+
+
+def rollback_step(
+    environment: Environment,
+    bad: str,
+    good: str,
+    *,
+    runbook: str,
+    parameters: Mapping[str, str],
+) -> dict[str, Any]:
+    """The gated rollback a verdict offers, in the shape ``plan_rollback`` reads.
+
+    Args:
+        environment: where the Worker runs.
+        bad: the version live now.
+        good: the version to restore.
+        runbook: the runbook whose command applies it.
+        parameters: the diagnosis parameters the command repeats.
+    """
+    phrase = rollback_phrase(environment, good)
+    repeated = " ".join(f"-p {k} {shlex.quote(v)}" for k, v in parameters.items())
+    command = (
+        f"runbook run {runbook} --env {environment.name} {repeated} "
+        f"-p apply true -p confirm {shlex.quote(phrase)}"
+    )
+    return {
+        "action": "rollback",
+        "worker": environment.worker_name,
+        "environment": environment.name,
+        "from_version": bad,
+        "to_version": good,
+        "confirm": phrase,
+        "command": command,
+    }
 
 
 def rollback_phrase(environment: Environment, version_id: str) -> str:

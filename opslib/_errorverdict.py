@@ -10,11 +10,10 @@ day are the free-tier limit working as designed: a warning, never an outage.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ._apidown import rollback_phrase
+from ._apidown import rollback_step as shared_rollback_step
 from ._config import Environment
 from ._finding import Finding, Status
 from ._verdict import Verdict
@@ -186,22 +185,14 @@ def _broken_endpoint(
 def rollback_step(
     environment: Environment, bad: str, good: str, incident_id: str
 ) -> dict[str, Any]:
-    """The gated rollback, in the shape ``plan_rollback`` reads."""
-    phrase = rollback_phrase(environment, good)
-    command = (
-        f"runbook run {RUNBOOK} --env {environment.name} -p incident_id "
-        f"{shlex.quote(incident_id or 'INC-...')} -p apply true -p confirm "
-        f"{shlex.quote(phrase)}"
+    """The gated rollback this runbook offers (its command re-runs this runbook)."""
+    return shared_rollback_step(
+        environment,
+        bad,
+        good,
+        runbook=RUNBOOK,
+        parameters={"incident_id": incident_id or "INC-..."},
     )
-    return {
-        "action": "rollback",
-        "worker": environment.worker_name,
-        "environment": environment.name,
-        "from_version": bad,
-        "to_version": good,
-        "confirm": phrase,
-        "command": command,
-    }
 
 
 def _version_before(facts: Mapping[str, Any], bad: str) -> str:
