@@ -22,7 +22,7 @@ import secrets
 import time
 from typing import Any
 
-from . import _auth, _errorroutes, _reset
+from . import _auth, _errorroutes, _reset, _slowquery
 from ._call import Call, WorkerError, json_response
 from ._http import Request, Response
 from ._invocations import record_invocation, replay_time, version_at
@@ -175,12 +175,14 @@ def _query_manuscripts(
     with call.d1() as db:
         total = db.execute(f"SELECT COUNT(*) FROM manuscripts WHERE {where}", args)
         count = int(total.fetchone()[0])
-        rows = db.execute(
+        page_sql = (
             "SELECT id, title, status, genre, word_count, file_type, uploaded_at, "
             f"updated_at, flagged_for_review FROM manuscripts WHERE {where} "
-            "ORDER BY uploaded_at DESC LIMIT ?",
-            [*args, _PAGE_SIZE],
-        ).fetchall()
+            "ORDER BY uploaded_at DESC LIMIT ?"
+        )
+        rows = db.execute(page_sql, [*args, _PAGE_SIZE]).fetchall()
+        # D1 time follows the real plan: a full SCAN costs per row (_slowquery).
+        _slowquery.pay_for_plan(db, page_sql, [*args, _PAGE_SIZE])
     return {
         "manuscripts": [dict(row) for row in rows],
         "pagination": {
