@@ -71,6 +71,13 @@ CAUSES: Mapping[str, tuple[str, ...]] = {
         "healthy",
         "inconclusive",
     ),
+    "slow-responses": (
+        "missing-index",
+        "slow-external-api",
+        "cold-start",
+        "healthy",
+        "inconclusive",
+    ),
 }
 
 
