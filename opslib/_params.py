@@ -172,6 +172,12 @@ def _check_max_messages(value: object) -> str | None:
     return f"a whole number from 1 to {MAX_MESSAGES} (messages moved per run)"
 
 
+def _check_requests_per_route(value: object) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 100:
+        return None
+    return "a whole number of requests per route from 1 to 100 (such as 20)"
+
+
 def _check_apply(value: object) -> str | None:
     return None if isinstance(value, bool) else "true or false"
 
@@ -214,6 +220,7 @@ NAME_RULES: Mapping[str, tuple[str, Rule]] = MappingProxyType(
         "user_email": ("str", _check_user_email),
         "max_messages": ("int", _check_max_messages),
         "customer": ("str", _check_customer),
+        "requests_per_route": ("int", _check_requests_per_route),
     }
 )
 """Parameter name to (declared type, rule). Other names get ``check_value``'s
