@@ -62,6 +62,9 @@ from ._errors import (
 )
 from ._errorverdict import diagnose_high_error_rate
 from ._finding import Finding, Status, check
+from ._indexaction import plan_create_index
+from ._latency import LatencyHistogram, check_latency, plot_latency
+from ._latencyverdict import diagnose_slow_responses
 from ._log import enable_logging
 from ._mailchannels import MailChannelsClient
 from ._params import Params, validate_params
@@ -77,6 +80,7 @@ from ._payments import (
 )
 from ._paymentverdict import diagnose_payment
 from ._platform import PlatformClient, Probe
+from ._queryplan import check_indexes, check_query_plans
 from ._queueaction import plan_requeue
 from ._queuedrift import check_status_drift
 from ._queues import check_dead_letters, check_queue_backlog, check_queue_consumers
@@ -119,6 +123,7 @@ __all__ = [
     "Environment",
     "ErrorRatePlot",
     "Finding",
+    "LatencyHistogram",
     "MailChannelsClient",
     "OpslibError",
     "ParameterError",
@@ -149,14 +154,17 @@ __all__ = [
     "check_deployments",
     "check_email_vars",
     "check_error_deployments",
+    "check_indexes",
     "check_invocations",
     "check_jwt_secret",
     "check_kv_binding",
+    "check_latency",
     "check_live_version",
     "check_login_rate_limits",
     "check_mail_provider",
     "check_missing_tables",
     "check_one_time_payments",
+    "check_query_plans",
     "check_queue_backlog",
     "check_queue_consumers",
     "check_reset_limits",
@@ -179,6 +187,7 @@ __all__ = [
     "diagnose_password_reset",
     "diagnose_payment",
     "diagnose_queue_delays",
+    "diagnose_slow_responses",
     "enable_logging",
     "error_breakdown",
     "format_verdict",
@@ -189,6 +198,7 @@ __all__ = [
     "load_record",
     "plan_auth_repair",
     "plan_clear_rate_limits",
+    "plan_create_index",
     "plan_password_reset",
     "plan_requeue",
     "plan_rollback",
@@ -196,6 +206,7 @@ __all__ = [
     "plan_verify_account",
     "plot_backlog",
     "plot_error_rate",
+    "plot_latency",
     "probe_api",
     "probe_login",
     "probe_reset_request",

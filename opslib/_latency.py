@@ -1,0 +1,194 @@
+"""Response times of the platform from a bounded, concurrent, anonymous probe.
+
+:func:`check_latency` sends ``requests_per_route`` anonymous GETs to each route,
+at most ``concurrency`` at a time, and stops sending at a hard deadline; no request
+logs in, so the probe measures what the edge, the Worker's middleware and the
+router cost before authentication. Signed-in routes such as the manuscript list
+answer 401 here before reaching D1, so a slow D1 query does not show in this
+probe: the query-plan step (``_queryplan``) looks for that.
+
+:func:`plot_latency` draws the histogram of every probe's time, per route.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from ._config import Environment
+from ._finding import Finding, Status, check
+from ._platform import PlatformClient, Probe
+
+logger = logging.getLogger(__name__)
+
+P95_LIMIT_MS = 3000.0
+DEFAULT_PATHS = ("/manuscripts", "/auth/me", "/payments/subscription")
+MAX_REQUESTS = 200
+MAX_CONCURRENCY = 8
+
+
+def percentile(values: Sequence[float], share: float) -> float:
+    """Return the nearest-rank percentile ``share`` (0..1) of ``values``."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(share * len(ordered)))
+    return ordered[rank - 1]
+
+
+def route_stats(probes: Sequence[Probe]) -> list[dict[str, Any]]:
+    """Count, errors and p50/p95/p99 (ms) per route, slowest p95 first."""
+    by_path: dict[str, list[Probe]] = {}
+    for probe in probes:
+        by_path.setdefault(probe.path, []).append(probe)
+    rows = []
+    for path, group in by_path.items():
+        times = [p.elapsed_ms for p in group if p.status_code is not None]
+        rows.append(
+            {
+                "route": path,
+                "requests": len(group),
+                "answered": len(times),
+                "5xx": sum(p.is_server_error for p in group),
+                "p50_ms": round(percentile(times, 0.50), 1),
+                "p95_ms": round(percentile(times, 0.95), 1),
+                "p99_ms": round(percentile(times, 0.99), 1),
+            }
+        )
+    return sorted(rows, key=lambda r: -(r["p95_ms"] if r["answered"] else math.inf))
+
+
+def run_probes(
+    environment: Environment,
+    paths: Sequence[str],
+    *,
+    requests_per_route: int,
+    concurrency: int,
+    deadline_s: float,
+) -> list[Probe]:
+    """Send the anonymous GETs, interleaved by route, until done or the deadline.
+
+    Requests not yet started at the deadline are not sent; each request also has
+    its own timeout, so the call returns within about ``deadline_s`` plus that.
+    """
+    order = [path for _ in range(requests_per_route) for path in paths]
+    stop_at = time.monotonic() + deadline_s
+    client = PlatformClient(environment, timeout=min(10.0, deadline_s))
+
+    def one(path: str) -> Probe | None:
+        if time.monotonic() >= stop_at:
+            return None
+        return client.probe(path)
+
+    try:
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            results = list(pool.map(one, order))
+    finally:
+        client.close()
+    return [probe for probe in results if probe is not None]
+
+
+@check("latency")
+def check_latency(
+    environment: Environment,
+    paths: Sequence[str] = DEFAULT_PATHS,
+    *,
+    requests_per_route: int = 20,
+    concurrency: int = 4,
+    deadline_s: float = 60.0,
+) -> Finding:
+    """Probe each route and compare its p95 with the 3 s limit (PLATFORM.md 10.5).
+
+    Args:
+        environment: whose platform to probe.
+        paths: the routes, requested anonymously with GET.
+        requests_per_route: requests per route (at most 200 in all).
+        concurrency: requests in flight at once (1 to 8).
+        deadline_s: no request starts after this many seconds.
+    """
+    count = max(1, min(requests_per_route, MAX_REQUESTS // max(1, len(paths))))
+    workers = max(1, min(concurrency, MAX_CONCURRENCY))
+    probes = run_probes(
+        environment,
+        paths,
+        requests_per_route=count,
+        concurrency=workers,
+        deadline_s=deadline_s,
+    )
+    rows = route_stats(probes)
+    facts: dict[str, Any] = {
+        "routes": rows,
+        "times": {
+            path: [p.elapsed_ms for p in probes if p.path == path] for path in paths
+        },
+        "sent": len(probes),
+        "planned": count * len(paths),
+    }
+    answered = [r for r in rows if r["answered"]]
+    if not answered:
+        return Finding("latency", Status.UNKNOWN, "no probe was answered", rows, facts)
+    slow = [r for r in answered if r["p95_ms"] > P95_LIMIT_MS]
+    facts["slow_routes"] = [r["route"] for r in slow]
+    worst = answered[0]
+    if slow:
+        summary = (
+            f"{len(slow)} route(s) over the 3 s p95 limit; worst {worst['route']} "
+            f"p95 {worst['p95_ms']:.0f} ms"
+        )
+        return Finding("latency", Status.FAIL, summary, rows, facts)
+    cut = "" if len(probes) == facts["planned"] else " (deadline cut the probe short)"
+    summary = (
+        f"every route under the 3 s p95 limit; slowest {worst['route']} "
+        f"p95 {worst['p95_ms']:.0f} ms over {len(probes)} requests{cut}"
+    )
+    status = Status.OK if not cut else Status.WARN
+    return Finding("latency", status, summary, rows, facts)
+
+
+@dataclass(frozen=True)
+class LatencyHistogram:
+    """A rendered latency histogram.
+
+    Attributes:
+        png: the chart as PNG bytes.
+        routes: the routes drawn.
+    """
+
+    png: bytes
+    routes: Sequence[str]
+
+    def _repr_png_(self) -> bytes:
+        return self.png
+
+    def __repr__(self) -> str:
+        return f"LatencyHistogram(routes={len(self.routes)}, png={len(self.png)} bytes)"
+
+
+def plot_latency(latency: Finding) -> LatencyHistogram:
+    """Draw the response-time histogram of the probe, one colour per route."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    times: Mapping[str, Sequence[float]] = latency.facts.get("times") or {}
+    figure, axes = pyplot.subplots(figsize=(9, 3.2))
+    drawn = [path for path, values in times.items() if values]
+    if drawn:
+        axes.hist([list(times[p]) for p in drawn], bins=20, label=drawn, stacked=True)
+        axes.legend(fontsize=8)
+    axes.axvline(P95_LIMIT_MS, color="red", linestyle="--", linewidth=1)
+    axes.set_xlabel("response time (ms); red: 3 s p95 limit")
+    axes.set_ylabel("requests")
+    axes.set_title("Anonymous probe response times")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=80)
+    pyplot.close(figure)
+    return LatencyHistogram(buffer.getvalue(), tuple(drawn))
