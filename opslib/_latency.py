@@ -183,8 +183,12 @@ def plot_latency(latency: Finding) -> LatencyHistogram:
     if drawn:
         axes.hist([list(times[p]) for p in drawn], bins=20, label=drawn, stacked=True)
         axes.legend(fontsize=8)
-    axes.axvline(P95_LIMIT_MS, color="red", linestyle="--", linewidth=1)
-    axes.set_xlabel("response time (ms); red: 3 s p95 limit")
+    slowest = max((max(v) for v in times.values() if v), default=0.0)
+    if slowest >= P95_LIMIT_MS / 2:
+        axes.axvline(P95_LIMIT_MS, color="red", linestyle="--", linewidth=1)
+        axes.set_xlabel("response time (ms); red: the 3 s p95 limit")
+    else:
+        axes.set_xlabel("response time (ms); all far below the 3 s p95 limit")
     axes.set_ylabel("requests")
     axes.set_title("Anonymous probe response times")
     figure.tight_layout()
