@@ -43,7 +43,10 @@ def percentile(values: Sequence[float], share: float) -> float:
 
 
 def route_stats(probes: Sequence[Probe]) -> list[dict[str, Any]]:
-    """Count, errors and p50/p95/p99 (ms) per route, slowest p95 first."""
+    """Count, errors and p50/p95/p99 (ms) per route, slowest p95 first.
+
+    Routes that never answered come last; their percentiles are NaN.
+    """
     by_path: dict[str, list[Probe]] = {}
     for probe in probes:
         by_path.setdefault(probe.path, []).append(probe)
@@ -61,7 +64,7 @@ def route_stats(probes: Sequence[Probe]) -> list[dict[str, Any]]:
                 "p99_ms": round(percentile(times, 0.99), 1),
             }
         )
-    return sorted(rows, key=lambda r: -(r["p95_ms"] if r["answered"] else math.inf))
+    return sorted(rows, key=lambda r: (not r["answered"], -r["p95_ms"]))
 
 
 def run_probes(
@@ -142,7 +145,9 @@ def check_latency(
             f"p95 {worst['p95_ms']:.0f} ms"
         )
         return Finding("latency", Status.FAIL, summary, rows, facts)
+    silent = [r["route"] for r in rows if not r["answered"]]
     cut = "" if len(probes) == facts["planned"] else " (deadline cut the probe short)"
+    cut += f" (no answer from {', '.join(silent)})" if silent else ""
     summary = (
         f"every route under the 3 s p95 limit; slowest {worst['route']} "
         f"p95 {worst['p95_ms']:.0f} ms over {len(probes)} requests{cut}"
