@@ -84,6 +84,7 @@ class ActionPlan:
             f"  change {c.get('what')}: {c.get('from')} -> {c.get('to')}"
             for c in self.changes
         ]
+        lines += [f"  runs: {c['sql']}" for c in self.changes if c.get("sql")]
         if self.undo:
             lines.append(f"  undo: {self.undo}")
         if self.confirm_phrase:
@@ -221,8 +222,7 @@ def apply_action(
         return ActionResult(
             plan,
             "dry-run",
-            "apply is False; "
-            f"to apply, confirm with {plan.confirm_phrase!r}",
+            f"apply is False; to apply, confirm with {plan.confirm_phrase!r}",
         )
     if confirm.strip() != plan.confirm_phrase:
         logger.warning("gate refused action=%s reason=confirm-mismatch", plan.action)
