@@ -15,7 +15,8 @@ filter's ``scriptName``, ``datetime_geq`` and ``datetime_leq`` (literal strings 
 ``POST /client/v4/accounts/{a}/workers/observability/telemetry/query`` serves
 ``view: "events"`` only: one event per invocation with ``$metadata{id, service,
 trigger, message, error, level, statusCode, url, requestId}`` and ``$workers{
-scriptName, eventType, outcome, requestId, scriptVersion{id, message, tag}}``,
+scriptName, eventType, outcome, requestId, cpuTimeMs, wallTimeMs, scriptVersion{id,
+message, tag}}`` (times as the platform stand-in charged them, ``_timing``),
 newest first; ``limit`` (at most 2000), ``offset`` (the last event's
 ``$metadata.id``) and ``eq``/``neq``/``gte``/``lt`` filters on ``$metadata.*``.
 """
@@ -141,13 +142,19 @@ def _aggregate(
 ) -> list[dict[str, Any]]:
     groups: Counter[tuple[str, ...]] = Counter()
     failures: Counter[tuple[str, ...]] = Counter()
+    outbound: Counter[tuple[str, ...]] = Counter()
     for record in records:
         key = tuple(_dimension(world, record, d) for d in dimensions)
         groups[key] += 1
         failures[key] += record.outcome != "ok"
+        outbound[key] += record.subrequests
     rows = []
     for key in sorted(groups):
-        totals = {"requests": groups[key], "errors": failures[key], "subrequests": 0}
+        totals = {
+            "requests": groups[key],
+            "errors": failures[key],
+            "subrequests": outbound[key],
+        }
         row: dict[str, Any] = {"sum": {s: totals[s] for s in sums}}
         if dimensions:
             row["dimensions"] = dict(zip(dimensions, key, strict=True))
@@ -196,6 +203,8 @@ def _event(world: World, record: Invocation) -> dict[str, Any]:
             "eventType": "fetch",
             "outcome": record.outcome,
             "requestId": record.request_id,
+            "cpuTimeMs": round(record.cpu_ms),
+            "wallTimeMs": round(record.wall_ms),
             "scriptVersion": {
                 "id": record.version_id,
                 "message": version.message if version else "",

@@ -3,7 +3,8 @@
 The analytics and telemetry stand-ins (``_analytics``) read nothing else: every
 number they report comes from a request the platform stand-in really answered.
 A record keeps the time, method, path, HTTP status, the serving version, the
-invocation outcome and the message the Worker threw, if any.
+invocation outcome, the message the Worker threw, if any, and the wall time, CPU
+time and outbound calls the request cost (``_timing``).
 
 Replayed traffic. A scenario that needs an hour of history sends its requests over
 loopback with the header ``X-Sandbox-Replay-At`` (epoch seconds, at most two hours
@@ -29,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import _timing
 from ._http import Request, Response
 from ._state import Script, Version, World
 
@@ -54,6 +56,9 @@ class Invocation:
     outcome: str
     error: str
     request_id: str
+    wall_ms: float = 0.0
+    cpu_ms: float = 0.0
+    subrequests: int = 0
 
 
 @dataclass
@@ -115,6 +120,7 @@ def record_invocation(
     records = world.scenario.switches.setdefault(
         RECORDS_SWITCH, deque(maxlen=RECORDS_KEPT)
     )
+    cost = _timing.finish()
     records.append(
         Invocation(
             at=time.time() if at is None else at,
@@ -125,6 +131,9 @@ def record_invocation(
             outcome="exception" if uncaught else "ok",
             error=thrown,
             request_id=uuid.uuid4().hex,
+            wall_ms=cost.wall_ms if cost else 0.0,
+            cpu_ms=cost.cpu_ms if cost else 0.0,
+            subrequests=cost.subrequests if cost else 0,
         )
     )
     return response

@@ -22,7 +22,7 @@ import secrets
 import time
 from typing import Any
 
-from . import _auth, _errorroutes, _reset, _slowquery
+from . import _auth, _errorroutes, _reset, _slowquery, _timing
 from ._call import Call, WorkerError, json_response
 from ._http import Request, Response
 from ._invocations import record_invocation, replay_time, version_at
@@ -88,6 +88,10 @@ class PlatformApp:
             return Response.text(200, INDEX_HTML, "text/html; charset=utf-8")
         with self.world.lock:
             response = self._run_worker(request)
+        # Start-up and outbound waits of a live request, outside the lock.
+        wait_s = _timing.take_sleep_s()
+        if wait_s > 0:
+            time.sleep(wait_s)
         # A scenario may swap the allow-list (switch "cors_allowed_origins").
         allowed = self.world.scenario.switches.get(
             "cors_allowed_origins", ALLOWED_ORIGINS
@@ -99,6 +103,7 @@ class PlatformApp:
         world = self.world
         at = replay_time(request)
         version = version_at(world, world.main_script, at)
+        _timing.begin(world, version, at)
         # Replayed traffic leaves injected faults to the requests they are meant for.
         if version.broken or (at is None and world.take_fault("platform_500")):
             answer = json_response(500, {"error": "Internal server error"})
@@ -198,13 +203,15 @@ def _payments(call: Call, method: str, path: str) -> Response:
     """The /payments routes: cookie auth first, then Stripe needs its secret key.
 
     Checkout creation always fails with 500, as it does on the platform while its
-    price ids are the committed placeholders (PLATFORM.md section 5).
+    price ids are the committed placeholders (PLATFORM.md section 5). The billing
+    portal session is the route that waits on Stripe.
     """
     handlers = {
         ("GET", "/payments/subscription"): _subscription,
         ("GET", "/payments/can-upload"): _can_upload,
         ("GET", "/payments/history"): _history,
         ("POST", "/payments/create-checkout-session"): _checkout,
+        ("POST", "/payments/create-portal-session"): _portal,
     }
     handler = handlers.get((method, path))
     if handler is None:
@@ -277,6 +284,27 @@ def _checkout(call: Call, user_id: str) -> Response:
     if call.body().get("plan") not in ("pro", "enterprise"):
         return json_response(400, {"error": "Invalid plan"})
     return json_response(500, {"error": "Failed to create checkout session"})
+
+
+def _portal(call: Call, user_id: str) -> Response:
+    """Open a Stripe billing-portal session for the user's newest Stripe customer.
+
+    The Worker waits for Stripe's answer (``_timing.call_external``); a user whose
+    only customer id is the registration's ``default_`` placeholder gets 404.
+    """
+    with call.d1() as db:
+        row = db.execute(
+            "SELECT stripe_customer_id FROM subscriptions WHERE user_id = ? "
+            "ORDER BY created_at DESC LIMIT 1",
+            (user_id,),
+        ).fetchone()
+    customer = str(row["stripe_customer_id"]) if row else ""
+    if not customer or customer.startswith("default_"):
+        return json_response(404, {"error": "No Stripe customer found"})
+    _timing.call_external(call.world, "stripe")
+    session = "bps_" + secrets.token_hex(12)
+    base = call.world.environment.stripe_api_url.rstrip("/")
+    return json_response(200, {"url": f"{base}/p/session/{session}"})
 
 
 def _global_error(message: str) -> Response:

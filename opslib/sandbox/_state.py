@@ -104,6 +104,8 @@ class Version:
     source: str = "wrangler"
     author_email: str = "user@example.com"
     broken: bool = False
+    # What starting an isolate of this version costs (the API's startup_time_ms).
+    startup_ms: float = 11.0
 
 
 @dataclass

@@ -7,9 +7,10 @@ marked with its moment in the last hour (``_invocations.REPLAY_HEADER``). The
 stand-in answers them as usual, so rate limits, switches and the version live at
 that moment all apply; the analytics stand-ins read what it recorded.
 
-About 170 requests for a normal hour (one ``/manuscripts`` listing a minute, the
+About 180 requests for a normal hour (one ``/manuscripts`` listing a minute, the
 profile and subscription every other minute, payment history every third, the
-admin revenue page every fourth, an upload every seventh), plus what a scenario
+admin revenue page every fourth, a billing-portal session every fifth, an upload
+every seventh), plus what a scenario
 adds; a run takes well under two seconds.
 """
 
@@ -41,6 +42,7 @@ _NORMAL_HOUR = (
     ("/payments/history", "GET", 3, 0),
     ("/admin/revenue", "GET", 4, 2),
     ("/upload/manuscript", "POST", 7, 3),
+    ("/payments/create-portal-session", "POST", 5, 4),
 )
 
 
@@ -153,7 +155,7 @@ def _send(world: World, visits: list[Visit], run: TrafficRun) -> None:
                     "Cookie": f"session_id={visit.session}",
                 },
                 files={"file": ("chapter.txt", b"Chapter one.")}
-                if visit.method == "POST"
+                if visit.path == "/upload/manuscript"
                 else None,
             )
             run.sent += 1

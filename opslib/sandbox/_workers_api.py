@@ -171,7 +171,7 @@ def get_version(world: World, request: Request, params: dict[str, str]) -> Respo
             "limits": {"cpu_ms": 30_000},
         },
     }
-    result["startup_time_ms"] = 11
+    result["startup_time_ms"] = round(version.startup_ms)
     return ok(result)
 
 
