@@ -98,6 +98,7 @@ from ._reset import (
 )
 from ._resetaction import plan_password_reset
 from ._resetverdict import diagnose_password_reset
+from ._routetimings import check_route_timings, check_startup
 from ._runner import RunRecord, run_notebook
 from ._statuspage import StatusPageClient
 from ._stripe import StripeReader
@@ -171,10 +172,12 @@ __all__ = [
     "check_reset_precheck",
     "check_reset_tokens",
     "check_route_errors",
+    "check_route_timings",
     "check_secrets",
     "check_session_cookie",
     "check_sessions_kv",
     "check_shown_plan",
+    "check_startup",
     "check_status_drift",
     "check_stripe_subscriptions",
     "check_subscription_rows",
