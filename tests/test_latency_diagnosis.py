@@ -70,3 +70,122 @@ def test_a_check_that_could_not_look_is_inconclusive(env):
     )
     assert verdict.cause == "inconclusive"
     assert "query_plans" in verdict.summary
+
+
+def _timings(status=Status.OK, waiting=(), computing=()):
+    facts = {"waiting": list(waiting), "computing": list(computing)}
+    return Finding("route-timings", status, "timings", facts=facts)
+
+
+def _startup(live=11, before=11, deployed="3 d ago"):
+    facts = {
+        "live_startup_ms": live,
+        "previous_startup_ms": before,
+        "deployed": deployed,
+    }
+    status = Status.WARN if live and live >= 1000 else Status.OK
+    return Finding("startup", status, "startup", facts=facts)
+
+
+def _cold_probe():
+    rows = [
+        {"route": "/auth/me", "first_ms": 2300.0, "p50_ms": 4.0, "answered": 20},
+        {"route": "/manuscripts", "first_ms": 9.0, "p50_ms": 4.0, "answered": 20},
+    ]
+    facts = {"routes": rows, "cold_routes": ["/auth/me"]}
+    return Finding("latency", Status.WARN, "probe", facts=facts)
+
+
+PORTAL = {
+    "route": "POST /payments/create-portal-session",
+    "service": "Stripe",
+    "requests": 12,
+    "slow": 11,
+    "wall_p95_ms": 5200,
+    "cpu_p95_ms": 4,
+}
+
+
+def test_a_route_waiting_on_stripe_is_a_slow_external_api(env):
+    verdict = diagnose_slow_responses(
+        [_latency(), _plans(), _indexes(), _timings(Status.FAIL, [PORTAL]), _startup()],
+        environment=env,
+    )
+    assert (verdict.cause, verdict.status) == ("slow-external-api", Status.FAIL)
+    assert "POST /payments/create-portal-session waits on Stripe" in verdict.summary
+    assert "timeout" in verdict.next_action
+    assert verdict.gated_step is None
+
+
+def test_a_reset_request_waiting_on_mailchannels_names_mailchannels(env):
+    waiting = {
+        **PORTAL,
+        "route": "POST /auth/password-reset-request",
+        "service": "MailChannels",
+    }
+    verdict = diagnose_slow_responses(
+        [_latency(), _plans(), _indexes(), _timings(Status.FAIL, [waiting])],
+        environment=env,
+    )
+    assert verdict.cause == "slow-external-api"
+    assert "waits on MailChannels" in verdict.summary
+    assert "waitUntil" in verdict.next_action
+
+
+def test_a_slow_route_without_outside_calls_is_inconclusive(env):
+    waiting = {**PORTAL, "route": "GET /payments/history", "service": ""}
+    verdict = diagnose_slow_responses(
+        [_latency(), _plans(), _indexes(), _timings(Status.FAIL, [waiting])],
+        environment=env,
+    )
+    assert (verdict.cause, verdict.status) == ("inconclusive", Status.UNKNOWN)
+    assert "D1, KV or R2" in verdict.next_action
+
+
+def test_a_slow_first_answer_per_route_is_a_cold_start(env):
+    verdict = diagnose_slow_responses(
+        [
+            _cold_probe(),
+            _plans(),
+            _indexes(),
+            _timings(),
+            _startup(2300, 11, "12 min ago"),
+        ],
+        environment=env,
+    )
+    assert (verdict.cause, verdict.status) == ("cold-start", Status.FAIL)
+    assert "starts in 2300 ms (the one before: 11 ms)" in verdict.summary
+    assert "12 min ago" in verdict.summary
+    assert any("first answer 2300 ms" in line for line in verdict.evidence)
+    assert verdict.gated_step is None
+
+
+def test_cpu_bound_slow_requests_in_the_logs_are_a_cold_start_without_the_probe(env):
+    computing = [
+        {"route": "GET /manuscripts", "version": "v6", "wall_ms": 2304, "cpu_ms": 2302}
+    ] * 2
+    verdict = diagnose_slow_responses(
+        [_latency(), _plans(), _indexes(), _timings(Status.WARN, (), computing)],
+        environment=env,
+    )
+    assert verdict.cause == "cold-start"
+    assert any("2 slow request(s) nearly all CPU" in line for line in verdict.evidence)
+
+
+def test_one_cpu_bound_slow_request_alone_is_not_a_cold_start(env):
+    computing = [
+        {"route": "GET /manuscripts", "version": "v6", "wall_ms": 2304, "cpu_ms": 2302}
+    ]
+    verdict = diagnose_slow_responses(
+        [_latency(), _plans(), _indexes(), _timings(Status.WARN, (), computing)],
+        environment=env,
+    )
+    assert verdict.cause == "healthy"
+
+
+def test_a_missing_index_wins_over_a_waiting_route(env):
+    verdict = diagnose_slow_responses(
+        [_latency(), _plans(Status.FAIL), _indexes(), _timings(Status.FAIL, [PORTAL])],
+        environment=env,
+    )
+    assert verdict.cause == "missing-index"

@@ -289,17 +289,17 @@ def _checkout(call: Call, user_id: str) -> Response:
 def _portal(call: Call, user_id: str) -> Response:
     """Open a Stripe billing-portal session for the user's newest Stripe customer.
 
-    The Worker waits for Stripe's answer (``_timing.call_external``); a user whose
-    only customer id is the registration's ``default_`` placeholder gets 404.
+    The Worker waits for Stripe's answer (``_timing.call_external``); a user with
+    no customer id but the registration's ``default_`` placeholder gets 404.
     """
     with call.d1() as db:
         row = db.execute(
             "SELECT stripe_customer_id FROM subscriptions WHERE user_id = ? "
+            "AND stripe_customer_id NOT LIKE 'default\\_%' ESCAPE '\\' "
             "ORDER BY created_at DESC LIMIT 1",
             (user_id,),
         ).fetchone()
-    customer = str(row["stripe_customer_id"]) if row else ""
-    if not customer or customer.startswith("default_"):
+    if row is None:
         return json_response(404, {"error": "No Stripe customer found"})
     _timing.call_external(call.world, "stripe")
     session = "bps_" + secrets.token_hex(12)
