@@ -23,7 +23,7 @@ import logging
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -94,11 +94,14 @@ def check_invocations(
     return Finding("invocations", status, text, evidence, facts)
 
 
-@check("route-errors")
-def check_route_errors(
-    environment: Environment, *, window_min: int = WINDOW_MIN
-) -> Finding:
-    """Break the logged requests down by route, version and status (Workers Logs)."""
+def recent_events(
+    environment: Environment, window_min: int
+) -> tuple[list[dict[str, Any]], datetime, datetime]:
+    """Read the Worker's Workers Logs events of the last ``window_min`` minutes.
+
+    Returns:
+        The raw events, and the window's start and end.
+    """
     end = utcnow()
     start = end - timedelta(minutes=window_min)
     client = CloudflareClient(environment)
@@ -108,7 +111,15 @@ def check_route_errors(
         )
     finally:
         client.close()
+    return raw, start, end
 
+
+@check("route-errors")
+def check_route_errors(
+    environment: Environment, *, window_min: int = WINDOW_MIN
+) -> Finding:
+    """Break the logged requests down by route, version and status (Workers Logs)."""
+    raw, start, end = recent_events(environment, window_min)
     events = sorted((_slim(e) for e in raw), key=lambda e: e["at"])
     if not events:
         text = "no Workers Logs events in the window (is observability enabled?)"

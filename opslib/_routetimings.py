@@ -26,12 +26,12 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 from ._cloudflare import CloudflareClient
 from ._config import Environment
+from ._errorrate import recent_events
 from ._finding import Finding, Status, check
 from ._latency import P95_LIMIT_MS, percentile
 from ._time import describe_age, parse_timestamp, utcnow
@@ -70,16 +70,7 @@ def check_route_timings(
         name the ``waiting`` routes (with the service they call, if any) and the
         ``computing`` invocations (start-up-like: slow and CPU-bound).
     """
-    end = utcnow()
-    start = end - timedelta(minutes=window_min)
-    client = CloudflareClient(environment)
-    try:
-        raw = client.telemetry_events(
-            int(start.timestamp() * 1000), int(end.timestamp() * 1000)
-        )
-    finally:
-        client.close()
-
+    raw, _, _ = recent_events(environment, window_min)
     events = [e for e in (timed_event(r) for r in raw) if e is not None]
     if not events:
         text = (
