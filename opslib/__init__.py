@@ -31,6 +31,7 @@ from ._authactions import (
     verify_auth_repair,
 )
 from ._authdiagnosis import diagnose_auth_broken
+from ._beforeimage import records_archive
 from ._cloudflare import CloudflareClient
 from ._config import (
     SECRET_VARIABLES,
@@ -38,6 +39,7 @@ from ._config import (
     list_environments,
     load_environment,
 )
+from ._dbwrite import check_d1_write, plan_d1_write
 from ._errorplot import ErrorRatePlot, error_breakdown, plot_error_rate
 from ._errorrate import (
     check_error_deployments,
@@ -80,6 +82,17 @@ from ._payments import (
 )
 from ._paymentverdict import diagnose_payment
 from ._platform import PlatformClient, Probe
+from ._procedure import (
+    RECENT_USERS_SQL,
+    USER_COUNT_SQL,
+    conclude_procedure,
+    describe_record,
+    find_record,
+    plan_database_write,
+    query_d1,
+    test_accounts_sql,
+    write_parameters,
+)
 from ._queryplan import check_indexes, check_query_plans
 from ._queueaction import plan_requeue
 from ._queuedrift import check_status_drift
@@ -100,8 +113,10 @@ from ._resetaction import plan_password_reset
 from ._resetverdict import diagnose_password_reset
 from ._routetimings import check_route_timings, check_startup
 from ._runner import RunRecord, run_notebook
+from ._sqlguard import SQLRefusedError, classify_sql
 from ._statuspage import StatusPageClient
 from ._stripe import StripeReader
+from ._undo import check_restore, plan_undo
 from ._verdict import CAUSES, VERDICT_MIME, Verdict
 from ._widgets import gate_widget
 
@@ -132,14 +147,17 @@ __all__ = [
     "PlatformClient",
     "Probe",
     "R2Client",
+    "RECENT_USERS_SQL",
     "RateLimitError",
     "RunError",
     "RunRecord",
     "SECRET_VARIABLES",
+    "SQLRefusedError",
     "ServiceError",
     "Status",
     "StatusPageClient",
     "StripeReader",
+    "USER_COUNT_SQL",
     "UnreachableError",
     "VERDICT_MIME",
     "Verdict",
@@ -151,6 +169,7 @@ __all__ = [
     "check_cloudflare_status",
     "check_cors",
     "check_d1",
+    "check_d1_write",
     "check_dead_letters",
     "check_deployments",
     "check_email_vars",
@@ -171,6 +190,7 @@ __all__ = [
     "check_reset_limits",
     "check_reset_precheck",
     "check_reset_tokens",
+    "check_restore",
     "check_route_errors",
     "check_route_timings",
     "check_secrets",
@@ -184,6 +204,9 @@ __all__ = [
     "check_subscription_users",
     "check_unverified_logins",
     "check_user_limits",
+    "classify_sql",
+    "conclude_procedure",
+    "describe_record",
     "diagnose_api_down",
     "diagnose_auth_broken",
     "diagnose_high_error_rate",
@@ -193,6 +216,7 @@ __all__ = [
     "diagnose_slow_responses",
     "enable_logging",
     "error_breakdown",
+    "find_record",
     "format_verdict",
     "gate_widget",
     "list_environments",
@@ -202,10 +226,13 @@ __all__ = [
     "plan_auth_repair",
     "plan_clear_rate_limits",
     "plan_create_index",
+    "plan_d1_write",
+    "plan_database_write",
     "plan_password_reset",
     "plan_requeue",
     "plan_rollback",
     "plan_subscription_repair",
+    "plan_undo",
     "plan_verify_account",
     "plot_backlog",
     "plot_error_rate",
@@ -213,9 +240,13 @@ __all__ = [
     "probe_api",
     "probe_login",
     "probe_reset_request",
+    "query_d1",
+    "records_archive",
     "run_notebook",
+    "test_accounts_sql",
     "users_in_scope",
     "validate_params",
     "verify_auth_repair",
     "verify_shown_plan",
+    "write_parameters",
 ]

@@ -21,7 +21,7 @@ from typing import Any
 
 from ._apidown import rollback_phrase
 from ._cloudflare import CloudflareClient
-from ._config import Environment
+from ._config import NAMED_ENVIRONMENT_VARIABLE, Environment
 from ._errors import ServiceError
 from ._finding import Finding
 from ._time import utcnow
@@ -224,6 +224,10 @@ def apply_action(
             "dry-run",
             f"apply is False; to apply, confirm with {plan.confirm_phrase!r}",
         )
+    problem = gate_problem(plan, environment)
+    if problem:
+        logger.warning("gate refused action=%s reason=%s", plan.action, problem)
+        return ActionResult(plan, "refused", f"{problem}; nothing changed", who)
     if confirm.strip() != plan.confirm_phrase:
         logger.warning("gate refused action=%s reason=confirm-mismatch", plan.action)
         return ActionResult(
@@ -253,6 +257,37 @@ def apply_action(
             verify(),
         )
     return result
+
+
+def gate_problem(
+    plan: ActionPlan,
+    environment: Environment,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> str:
+    """Say why the gate must refuse a plan whatever the confirm phrase, or "".
+
+    The phrase must name the environment (every phrase ends ``in <environment>``).
+    In production the environment must also have been named explicitly where the
+    run started: ``runbook run ... --env production`` sets
+    ``RUNBOOK_NAMED_ENVIRONMENT`` for the kernel; an interactive session is
+    started with ``RUNBOOK_NAMED_ENVIRONMENT=production jupyter lab``.
+    """
+    environ = os.environ if environ is None else environ
+    if not plan.confirm_phrase.endswith(f" in {environment.name}"):
+        return (
+            f"the plan's confirm phrase {plan.confirm_phrase!r} does not name the "
+            f"environment ({environment.name!r})"
+        )
+    named = environ.get(NAMED_ENVIRONMENT_VARIABLE, "")
+    if environment.is_production and named != environment.name:
+        return (
+            "production is changed only when named on the command line: run "
+            "`runbook run NOTEBOOK --env production ...` (interactively, start "
+            f"Jupyter with {NAMED_ENVIRONMENT_VARIABLE}=production); got "
+            f"{named or 'no environment'} named"
+        )
+    return ""
 
 
 def _apply_rollback(

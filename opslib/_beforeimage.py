@@ -35,14 +35,23 @@ def image_digest(image: Mapping[str, Any]) -> str:
     return hashlib.sha256(_canonical(image)).hexdigest()
 
 
-def store_folder(*, environ: Mapping[str, str] | None = None) -> Path:
-    """Return the folder before-images are kept in (see the module docstring)."""
+def records_archive(*, environ: Mapping[str, str] | None = None) -> Path:
+    """Return the records archive of this run: ``$RUNBOOK_RECORDS``, else the default.
+
+    ``runbook run`` sets the variable for the kernel to its ``--records`` folder;
+    elsewhere (plain papermill, JupyterLab) it is ``records/`` at the project root.
+    """
     environ = os.environ if environ is None else environ
     if environ.get(RECORDS_VARIABLE):
-        return Path(environ[RECORDS_VARIABLE]) / FOLDER
+        return Path(environ[RECORDS_VARIABLE])
     from ._notebook import find_project_root
 
-    return find_project_root() / "records" / FOLDER
+    return find_project_root() / "records"
+
+
+def store_folder(*, environ: Mapping[str, str] | None = None) -> Path:
+    """Return the folder before-images are kept in (see the module docstring)."""
+    return records_archive(environ=environ) / FOLDER
 
 
 def save_before_image(image: Mapping[str, Any], *, folder: Path | None = None) -> Path:

@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from ._config import DEFAULT_ENVIRONMENT
 from ._errors import ConfigError, OpslibError, RunError
 
 EXIT_FAILED_RUN = 1
@@ -77,9 +78,9 @@ def main() -> None:
 @click.option(
     "--env",
     "environment",
-    default="sandbox",
-    show_default=True,
-    help="Environment to run against: a name under parameters/environments/.",
+    default=None,
+    help="Environment to run against: a name under parameters/environments/ "
+    "(default: sandbox). Changing production needs it named here.",
 )
 @_records_option
 @click.option(
@@ -103,7 +104,7 @@ def run(
     notebook: str,
     pairs: tuple[tuple[str, str], ...],
     files: tuple[str, ...],
-    environment: str,
+    environment: str | None,
     records_dir: str | None,
     timeout: float,
     operator: str | None,
@@ -115,7 +116,6 @@ def run(
     starts. The executed notebook and a JSON sidecar go to RECORDS/YYYY/MM/.
     """
     from ._params import load_parameter_file
-    from ._runner import run_notebook
 
     archive = _archive(records_dir)
     try:
@@ -124,20 +124,86 @@ def run(
         for path in files:
             parameters.update(load_parameter_file(path))
         parameters.update(dict(pairs))
-        raw = frozenset(name for name, _ in pairs)
-        record = run_notebook(
-            notebook,
-            parameters=parameters,
-            raw=raw,
-            environment=environment,
-            records_dir=archive,
-            operator=operator,
-            timeout=timeout,
-        )
+    except (ConfigError, RunError) as error:
+        _usage_exit(error)
+    _run_and_exit(
+        archive,
+        fail_on_verdict,
+        notebook=notebook,
+        parameters=parameters,
+        raw=frozenset(name for name, _ in pairs),
+        environment=environment or DEFAULT_ENVIRONMENT,
+        operator=operator,
+        timeout=timeout,
+        named_environment=environment is not None,
+    )
+
+
+def _run_and_exit(archive: str, fail_on_verdict: bool, **kwargs: Any) -> None:
+    """Run a notebook into the archive, print its verdict, exit with its code."""
+    from ._runner import run_notebook
+
+    try:
+        record = run_notebook(records_dir=archive, **kwargs)
     except (ConfigError, RunError) as error:
         _usage_exit(error)
     _print_record(record.sidecar, archive)
     sys.exit(_exit_code(record.sidecar, fail_on_verdict))
+
+
+@main.command()
+@click.argument("record_id")
+@click.option(
+    "--env",
+    "environment",
+    default=None,
+    help="The record's environment, named (needed to change production); "
+    "default: the environment the record names.",
+)
+@click.option(
+    "--apply", "apply", is_flag=True, help="Apply the undo (default: dry run)."
+)
+@click.option("--confirm", default="", help="The confirm phrase the undo plan prints.")
+@_records_option
+@click.option(
+    "--operator",
+    default=None,
+    help="Who runs it, for the record (default: $RUNBOOK_OPERATOR or user@host).",
+)
+def undo(
+    record_id: str,
+    environment: str | None,
+    apply: bool,
+    confirm: str,
+    records_dir: str | None,
+    operator: str | None,
+) -> None:
+    """Undo the action record RECORD_ID applied, from its before-image.
+
+    Runs the `undo` procedure: a dry run that prints the restore plan and its
+    confirm phrase unless --apply and --confirm PHRASE are given. The undo is
+    archived as a record of its own.
+    """
+    from ._records import load_record
+
+    archive = _archive(records_dir)
+    try:
+        sidecar = load_record(archive, record_id)
+    except RunError as error:
+        _usage_exit(error)
+    _run_and_exit(
+        archive,
+        False,
+        notebook="undo",
+        parameters={
+            "record_id": str(sidecar["id"]),
+            "apply": apply,
+            "confirm": confirm,
+        },
+        environment=environment or str(sidecar.get("environment")),
+        operator=operator,
+        named_environment=environment is not None,
+    )
 
 
 @main.command()
@@ -193,9 +259,14 @@ def show(record_id: str, records_dir: str | None, as_json: bool) -> None:
 @main.command(name="list")
 def list_runbooks() -> None:
     """List the runbooks and the parameters each one takes."""
-    from ._notebook import find_notebooks_dir, read_parameters, runbook_name
+    from ._notebook import (
+        find_notebooks_dir,
+        list_notebooks,
+        read_parameters,
+        runbook_name,
+    )
 
-    for path in sorted(find_notebooks_dir().glob("*/[0-9][0-9]-*.ipynb")):
+    for path in list_notebooks():
         click.echo(f"{runbook_name(path)}  ({path.relative_to(find_notebooks_dir())})")
         for spec in read_parameters(path).values():
             click.echo(

@@ -26,6 +26,10 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_ENVIRONMENT = "sandbox"
 ENVIRONMENTS_VARIABLE = "RUNBOOK_ENVIRONMENTS"
+# Set to an environment's name by whoever named it explicitly: `runbook run --env`
+# does it for the kernel; an interactive session sets it when it is started. The
+# gate needs it before it changes production.
+NAMED_ENVIRONMENT_VARIABLE = "RUNBOOK_NAMED_ENVIRONMENT"
 
 # Every environment variable that may hold a secret. The runner scrubs the values
 # of all of them from records, whether or not a notebook used them.

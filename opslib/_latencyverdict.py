@@ -26,7 +26,7 @@ from typing import Any
 
 from ._config import Environment
 from ._finding import Finding, Status
-from ._queryplan import HOT_INDEX, HOT_INDEX_SQL
+from ._queryplan import HOT_INDEX, HOT_INDEX_SQL, TABLE
 from ._verdict import Verdict
 
 RUNBOOK = "slow-responses"
@@ -37,7 +37,7 @@ COLD_LOGGED_MIN = 2
 
 def create_index_phrase(environment: Environment, index: str = HOT_INDEX) -> str:
     """The confirm phrase that authorises creating ``index`` in the environment."""
-    return f"create index {index} in {environment.name}"
+    return f"create index {index} on {TABLE} in {environment.name}"
 
 
 def diagnose_slow_responses(

@@ -178,6 +178,51 @@ def _check_requests_per_route(value: object) -> str | None:
     return "a whole number of requests per route from 1 to 100 (such as 20)"
 
 
+_RECORD_ID = re.compile(r"[0-9]{8}T[0-9A-Za-z._-]{0,119}")
+_VERSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
+MAX_SQL_TEXT = 4000
+MAX_WRITE_ROWS = 1000
+MIN_WATCH_S, MAX_WATCH_S = 5, 3600
+
+
+def _check_record_id(value: object) -> str | None:
+    if isinstance(value, str) and _RECORD_ID.fullmatch(value):
+        return None
+    return "a record id or a unique prefix of one, such as 20261204T1715"
+
+
+def _check_version(value: object) -> str | None:
+    if value == "" or (isinstance(value, str) and _VERSION_ID.fullmatch(value)):
+        return None
+    return "a Worker version id (letters, digits and dashes), or empty for the default"
+
+
+def _check_sql(value: object) -> str | None:
+    if value == "":
+        return None
+    if not isinstance(value, str) or len(value) > MAX_SQL_TEXT or _has_control(value):
+        return f"one SQL statement on one line of at most {MAX_SQL_TEXT} characters"
+    from ._sqlguard import SQLRefusedError, classify_sql
+
+    try:
+        classify_sql(value)
+    except SQLRefusedError as error:
+        return f"SQL the guard allows ({error.reason})"
+    return None
+
+
+def _check_max_rows(value: object) -> str | None:
+    if isinstance(value, int) and 1 <= value <= MAX_WRITE_ROWS:
+        return None
+    return f"a whole number from 1 to {MAX_WRITE_ROWS}"
+
+
+def _check_watch_s(value: object) -> str | None:
+    if isinstance(value, int) and MIN_WATCH_S <= value <= MAX_WATCH_S:
+        return None
+    return f"a whole number of seconds from {MIN_WATCH_S} to {MAX_WATCH_S}"
+
+
 def _check_apply(value: object) -> str | None:
     return None if isinstance(value, bool) else "true or false"
 
@@ -221,6 +266,11 @@ NAME_RULES: Mapping[str, tuple[str, Rule]] = MappingProxyType(
         "max_messages": ("int", _check_max_messages),
         "customer": ("str", _check_customer),
         "requests_per_route": ("int", _check_requests_per_route),
+        "record_id": ("str", _check_record_id),
+        "version": ("str", _check_version),
+        "sql": ("str", _check_sql),
+        "max_rows": ("int", _check_max_rows),
+        "watch_s": ("int", _check_watch_s),
     }
 )
 """Parameter name to (declared type, rule). Other names get ``check_value``'s

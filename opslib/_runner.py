@@ -10,6 +10,7 @@ kernel dying, a timeout) the last state papermill saved is at hand.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import getpass
 import importlib.metadata
@@ -21,12 +22,13 @@ import socket
 import sys
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._config import load_environment
+from ._beforeimage import RECORDS_VARIABLE
+from ._config import NAMED_ENVIRONMENT_VARIABLE, load_environment
 from ._errors import ParameterError, RunError
 from ._kernel import KernelWarmer
 from ._notebook import (
@@ -143,6 +145,7 @@ def run_notebook(
     operator: str | None = None,
     timeout: float | None = 600,
     kernel_name: str | None = None,
+    named_environment: bool = False,
 ) -> RunRecord:
     """Run a runbook headless and archive it as an incident record.
 
@@ -158,6 +161,9 @@ def run_notebook(
         timeout: seconds one cell may run (papermill's per-cell execution
             timeout, rounded up to whole seconds); None for no limit.
         kernel_name: the Jupyter kernel; default the notebook's own.
+        named_environment: True when the caller named the environment
+            explicitly (``--env``); the kernel then gets
+            ``RUNBOOK_NAMED_ENVIRONMENT``, which the gate requires for production.
 
     Returns:
         The archived record. A run that failed is archived too and returned
@@ -186,13 +192,40 @@ def run_notebook(
         "run started record_id=%s notebook=%s environment=%s", record_id, path, env.name
     )
 
-    nb, error, interrupted = _execute(path, values, cell_timeout, kernel_name)
+    named = env.name if named_environment else None
+    with _kernel_environment(named, archive_dir(records_dir).absolute()):
+        nb, error, interrupted = _execute(path, values, cell_timeout, kernel_name)
     nb = _finish_notebook(nb, error, scrubber)
     run = _Run(record_id, path, env.name, started, effective, operator, error)
     record = _archive(run, nb, scrubber, folder, archive_dir(records_dir))
     if interrupted:
         raise KeyboardInterrupt
     return record
+
+
+@contextlib.contextmanager
+def _kernel_environment(named: str | None, archive: Path) -> Iterator[None]:
+    """Variables the kernel inherits: the archive, and the environment if named.
+
+    A value left in the caller's shell never counts as naming the environment:
+    the variable is removed unless this run named it.
+    """
+    saved = {
+        k: os.environ.get(k) for k in (NAMED_ENVIRONMENT_VARIABLE, RECORDS_VARIABLE)
+    }
+    os.environ[RECORDS_VARIABLE] = str(archive)
+    if named:
+        os.environ[NAMED_ENVIRONMENT_VARIABLE] = named
+    else:
+        os.environ.pop(NAMED_ENVIRONMENT_VARIABLE, None)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _parameters_with_environment(

@@ -71,6 +71,9 @@ CAUSES: Mapping[str, tuple[str, ...]] = {
         "healthy",
         "inconclusive",
     ),
+    # Procedures: what the run planned or did, rather than a fault's cause.
+    "database": ("write-planned", "read-only", "inconclusive"),
+    "undo": ("undo-planned", "nothing-to-undo", "inconclusive"),
     "slow-responses": (
         "missing-index",
         "slow-external-api",

@@ -11,11 +11,12 @@ import pytest
 from click.testing import CliRunner
 
 from opslib import VERDICT_MIME, CloudflareClient, load_environment
+import opslib._errors as opslib_errors
 from opslib._cli import main
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).parent.parent
-VERBS = ["run", "records", "show", "list", "drill", "sandbox"]
+VERBS = ["run", "records", "show", "list", "drill", "sandbox", "undo"]
 
 
 def runbook(*args, check_code=None):
@@ -246,3 +247,77 @@ def test_operator_with_a_newline_exits_2(tmp_path):
     )
     assert result.exit_code == 2
     assert "--operator" in result.output
+
+
+def test_list_shows_procedures_beside_incidents():
+    result = CliRunner().invoke(main, ["list"])
+    assert result.exit_code == 0
+    assert "api-down  (incidents/01-api-down.ipynb)" in result.output
+    assert "database  (procedures/database.ipynb)" in result.output
+    assert "undo  (procedures/undo.ipynb)" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "environment", "named"),
+    [([], "sandbox", False), (["--env", "sandbox"], "sandbox", True)],
+)
+def test_run_tells_the_runner_whether_env_was_named(
+    monkeypatch, tmp_path, args, environment, named
+):
+    seen = {}
+
+    def fake_run(notebook, **kwargs):
+        seen.update(kwargs)
+        raise opslib_errors.RunError("stop here")
+
+    monkeypatch.setattr("opslib._runner.run_notebook", fake_run)
+    result = CliRunner().invoke(
+        main, ["run", "database", *args, "--records", str(tmp_path)]
+    )
+    assert result.exit_code == 2
+    assert seen["environment"] == environment
+    assert seen["named_environment"] is named
+
+
+def test_undo_from_the_command_line_restores_a_write(sandbox, tmp_path):
+    sandbox.reset("healthy")
+    sql = "UPDATE users SET role = 'publisher' WHERE email = 'prodtest2@example.com'"
+    runbook(
+        "run",
+        "database",
+        "-p",
+        "sql",
+        sql,
+        "-p",
+        "apply",
+        "true",
+        "-p",
+        "confirm",
+        "update 1 rows of users in sandbox",
+        "--records",
+        str(tmp_path),
+        check_code=0,
+    )
+    record_id = json.loads(next(tmp_path.rglob("*-database-*.json")).read_text())["id"]
+    dry = runbook("undo", record_id[:20], "--records", str(tmp_path), check_code=0)
+    assert "DRY RUN" in dry.stdout
+    phrase = f"undo d1-write of record {record_id} in sandbox"
+    done = runbook(
+        "undo",
+        record_id,
+        "--apply",
+        "--confirm",
+        phrase,
+        "--records",
+        str(tmp_path),
+        check_code=0,
+    )
+    assert "APPLIED" in done.stdout
+    client = CloudflareClient(load_environment("sandbox"))
+    try:
+        rows = client.d1_query(
+            "SELECT role FROM users WHERE email = 'prodtest2@example.com'"
+        )[0]["results"]
+    finally:
+        client.close()
+    assert rows == [{"role": "author"}]

@@ -1,0 +1,198 @@
+"""Verdicts and read-only queries of the procedure notebooks.
+
+A procedure (database work, undo) does planned work rather than diagnose a
+fault, so its verdict says what the run planned or did: the gated action, its
+outcome at the gate, and the follow-up check. Its reads are SELECTs the SQL guard
+allows, shown as small tables.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ._actions import ActionPlan, ActionResult
+from ._beforeimage import records_archive
+from ._cloudflare import CloudflareClient
+from ._config import Environment
+from ._dbwrite import plan_d1_write, run_select
+from ._errors import RunError
+from ._finding import Finding, Status, check
+from ._records import load_record
+from ._sqlguard import require_read
+from ._undo import find_applied_action
+from ._verdict import CAUSES, Verdict
+
+USER_COUNT_SQL = (
+    "SELECT COUNT(*) AS total, SUM(CASE WHEN role = 'admin' THEN 1 ELSE 0 END) "
+    "AS admins, SUM(email_verified) AS verified FROM users"
+)
+RECENT_USERS_SQL = (
+    "SELECT id, email, role, created_at, email_verified FROM users "
+    "ORDER BY created_at DESC LIMIT 10"
+)
+TEST_ACCOUNT_PREFIX = "prodtest"
+
+
+def test_accounts_condition(environment: Environment) -> str:
+    """The WHERE that picks the test accounts, keeping the one runbooks log in as.
+
+    Test accounts are ``prodtest<n>@<domain>``, the domain being that of the
+    environment's ``test_account_email``.
+    """
+    email = environment.test_account_email or f"{TEST_ACCOUNT_PREFIX}1@example.com"
+    domain = email.rsplit("@", 1)[-1]
+    return f"email LIKE '{TEST_ACCOUNT_PREFIX}%@{domain}' AND email <> '{email}'"
+
+
+def test_accounts_sql(environment: Environment) -> str:
+    """The SELECT listing the test accounts the clean-up would delete."""
+    return (
+        "SELECT id, email, role, created_at, last_login FROM users WHERE "
+        + test_accounts_condition(environment)
+        + " ORDER BY created_at"
+    )
+
+
+@check("query")
+def query_d1(environment: Environment, sql: str, *, name: str = "query") -> Finding:
+    """Run one read-only query; its rows are the evidence (``.table()`` shows ten).
+
+    Raises:
+        SQLRefusedError: when ``sql`` is not a read.
+    """
+    require_read(sql)
+    client = CloudflareClient(environment)
+    try:
+        rows = run_select(client, sql, [])
+    finally:
+        client.close()
+    return Finding(name, Status.OK, f"{len(rows)} rows", rows, {"rows": len(rows)})
+
+
+def plan_database_write(
+    environment: Environment,
+    *,
+    sql: str = "",
+    cleanup_test_accounts: bool = False,
+    max_rows: int = 100,
+) -> ActionPlan:
+    """Plan the run's one write: the ad-hoc ``sql``, else the test-account clean-up."""
+    if sql:
+        return plan_d1_write(environment, sql, max_rows=max_rows, reason="ad-hoc write")
+    if cleanup_test_accounts:
+        statement = "DELETE FROM users WHERE " + test_accounts_condition(environment)
+        return plan_d1_write(
+            environment, statement, max_rows=max_rows, reason="test-account clean-up"
+        )
+    return ActionPlan("none", environment.name, "D1", "no write asked for")
+
+
+def conclude_procedure(
+    runbook: str,
+    plan: ActionPlan,
+    result: ActionResult,
+    findings: Sequence[Finding] = (),
+    *,
+    parameters: str = "",
+) -> Verdict:
+    """The verdict of a procedure: what was planned, what the gate did, the check.
+
+    Args:
+        runbook: the procedure's name (``database``, ``undo``).
+        plan: the run's gated plan.
+        result: what the gate did with it.
+        findings: the reads and follow-up checks of the run.
+        parameters: the ``-p`` options that reproduce the plan, for the command.
+    """
+    planned, nothing, inconclusive = CAUSES[runbook]
+    found = [*findings, *([result.after] if result.after else [])]
+    unknown = [f for f in found if f.status is Status.UNKNOWN]
+    if plan.is_noop:
+        cause = inconclusive if unknown or "cannot" in plan.summary else nothing
+        status = Status.UNKNOWN if cause == inconclusive else Status.OK
+        return Verdict(
+            runbook, status, cause, plan.summary, _lines(found), "-", None, tuple(found)
+        )
+    status = {
+        "applied": Status.OK if not result.after or result.after.is_ok else Status.FAIL,
+        "dry-run": Status.WARN,
+    }.get(result.outcome, Status.FAIL)
+    step = _step(runbook, plan, parameters)
+    summary = f"{plan.summary}: {result.outcome}"
+    next_action = (
+        "to undo: runbook undo <this record id>"
+        if result.outcome == "applied"
+        else f"to apply: {step['command']}"
+    )
+    return Verdict(
+        runbook,
+        status,
+        planned,
+        summary,
+        _lines(found),
+        next_action,
+        step,
+        tuple(found),
+    )
+
+
+def _step(runbook: str, plan: ActionPlan, parameters: str) -> dict[str, Any]:
+    command = (
+        f"runbook run {runbook} --env {plan.environment} {parameters} -p apply true "
+        f"-p confirm {shlex.quote(plan.confirm_phrase)}"
+    )
+    return {
+        "action": plan.action,
+        "confirm": plan.confirm_phrase,
+        "command": " ".join(command.split()),
+    }
+
+
+def _lines(findings: Sequence[Finding]) -> list[str]:
+    return [str(f) for f in findings]
+
+
+def write_parameters(params: Mapping[str, Any]) -> str:
+    """The ``-p`` options that plan the same write again (for the printed command)."""
+    parts = []
+    if params.get("sql"):
+        parts.append(f"-p sql {shlex.quote(str(params['sql']))}")
+    elif params.get("cleanup_test_accounts"):
+        parts.append("-p cleanup_test_accounts true")
+    if "max_rows" in params:
+        parts.append(f"-p max_rows {params['max_rows']}")
+    return " ".join(parts)
+
+
+def find_record(record_id: str) -> dict[str, Any]:
+    """Read a record's sidecar from this run's archive.
+
+    Returns:
+        The sidecar; or ``{"id": record_id, "missing": reason}`` when no single
+        record matches, so the plan can say so instead of the run failing.
+    """
+    try:
+        return load_record(records_archive(), record_id)
+    except RunError as error:
+        return {"id": record_id, "missing": str(error)}
+
+
+def describe_record(sidecar: Mapping[str, Any]) -> Finding:
+    """Show what a record applied: its runbook, environment and applied action."""
+    if sidecar.get("missing"):
+        return Finding("record", Status.UNKNOWN, str(sidecar["missing"]))
+    applied = find_applied_action(sidecar)
+    rows = [
+        {
+            "record": sidecar.get("id"),
+            "runbook": sidecar.get("runbook"),
+            "environment": sidecar.get("environment"),
+            "action": applied.get("action") if applied else None,
+            "applied_at": applied.get("at") if applied else None,
+            "by": applied.get("operator") if applied else None,
+        }
+    ]
+    what = f"applied {applied.get('action')}" if applied else "applied nothing"
+    return Finding("record", Status.OK, f"{sidecar.get('id')} {what}", rows)
