@@ -41,6 +41,7 @@ MAX_WINDOW_MIN = 24 * 60
 _USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 _CUSTOMER_ID = re.compile(r"cus_[A-Za-z0-9]{1,64}")
+_API_VERSION = re.compile(r"20\d\d-[01]\d-[0-3]\d\.[a-z]{1,20}")
 _INCIDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _DURATION = re.compile(r"([1-9][0-9]{0,5})([mhd])")
 _DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
@@ -223,6 +224,12 @@ def _check_watch_s(value: object) -> str | None:
     return f"a whole number of seconds from {MIN_WATCH_S} to {MAX_WATCH_S}"
 
 
+def _check_api_version(value: object) -> str | None:
+    if isinstance(value, str) and _API_VERSION.fullmatch(value):
+        return None
+    return "a Stripe API version: a date and a name, such as 2024-10-28.acacia"
+
+
 def _check_apply(value: object) -> str | None:
     return None if isinstance(value, bool) else "true or false"
 
@@ -271,6 +278,7 @@ NAME_RULES: Mapping[str, tuple[str, Rule]] = MappingProxyType(
         "sql": ("str", _check_sql),
         "max_rows": ("int", _check_max_rows),
         "watch_s": ("int", _check_watch_s),
+        "api_version": ("str", _check_api_version),
     }
 )
 """Parameter name to (declared type, rule). Other names get ``check_value``'s

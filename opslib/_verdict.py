@@ -71,6 +71,15 @@ CAUSES: Mapping[str, tuple[str, ...]] = {
         "healthy",
         "inconclusive",
     ),
+    "stripe-webhooks": (
+        "wrong-webhook-secret",
+        "endpoint-disabled",
+        "signature-check-broken-in-handler",
+        "api-version-mismatch",
+        "handler-timeout",
+        "healthy",
+        "inconclusive",
+    ),
     # Procedures: what the run planned or did, rather than a fault's cause.
     "database": ("write-planned", "read-only", "inconclusive"),
     "undo": ("undo-planned", "nothing-to-undo", "inconclusive"),
