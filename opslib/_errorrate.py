@@ -95,9 +95,15 @@ def check_invocations(
 
 
 def recent_events(
-    environment: Environment, window_min: int
+    environment: Environment, window_min: int, *, requests_only: bool = True
 ) -> tuple[list[dict[str, Any]], datetime, datetime]:
     """Read the Worker's Workers Logs events of the last ``window_min`` minutes.
+
+    Args:
+        environment: whose Worker.
+        window_min: how many minutes back.
+        requests_only: keep only request events (they carry a status code);
+            False keeps the lines the Worker logged too.
 
     Returns:
         The raw events, and the window's start and end.
@@ -111,6 +117,8 @@ def recent_events(
         )
     finally:
         client.close()
+    if requests_only:
+        raw = [e for e in raw if (e.get("$metadata") or {}).get("statusCode")]
     return raw, start, end
 
 

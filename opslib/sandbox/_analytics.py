@@ -16,7 +16,9 @@ filter's ``scriptName``, ``datetime_geq`` and ``datetime_leq`` (literal strings 
 ``view: "events"`` only: one event per invocation with ``$metadata{id, service,
 trigger, message, error, level, statusCode, url, requestId}`` and ``$workers{
 scriptName, eventType, outcome, requestId, cpuTimeMs, wallTimeMs, scriptVersion{id,
-message, tag}}`` (times as the platform stand-in charged them, ``_timing``),
+message, tag}}`` (times as the platform stand-in charged them, ``_timing``), and
+one per line the Worker logged (``$metadata.type`` "cf-worker", the line as
+``message``, the request's ``trigger`` and ``requestId``, no status),
 newest first; ``limit`` (at most 2000), ``offset`` (the last event's
 ``$metadata.id``) and ``eq``/``neq``/``gte``/``lt`` filters on ``$metadata.*``.
 """
@@ -100,7 +102,7 @@ def telemetry_query(world: World, request: Request, params: dict[str, str]) -> R
 
     wait_for_traffic(world)
     chosen = [i for i in invocations(world) if start <= i.at <= end]
-    events = [_event(world, i) for i in reversed(chosen)]
+    events = [e for i in reversed(chosen) for e in _events(world, i)]
     events = [e for e in events if all(_matches(e, f) for f in filters)]
     offset = str(body.get("offset") or "")
     if offset:
@@ -178,6 +180,35 @@ def _dimension(world: World, record: Invocation, name: str) -> str:
     if name == "status":
         return _OUTCOME_STATUS.get(record.outcome, "internalError")
     return record.version_id
+
+
+def _events(world: World, record: Invocation) -> list[dict[str, Any]]:
+    """The invocation's event, then one event per line it logged (newest first)."""
+    main = _event(world, record)
+    lines = [_log_event(main, record, n, line) for n, line in enumerate(record.logs)]
+    return [*reversed(lines), main]
+
+
+def _log_event(
+    main: dict[str, Any], record: Invocation, number: int, line: str
+) -> dict[str, Any]:
+    """A console line: the request's trigger and id, no status of its own."""
+    failed = "failed" in line or "Error" in line
+    return {
+        "timestamp": main["timestamp"] + number + 1,
+        "dataset": "cloudflare-workers",
+        "source": {"message": line},
+        "$metadata": {
+            "id": f"{record.request_id}-{number + 1}",
+            "service": main["$metadata"]["service"],
+            "type": "cf-worker",
+            "trigger": main["$metadata"]["trigger"],
+            "message": line,
+            "level": "error" if failed else "log",
+            "requestId": record.request_id,
+        },
+        "$workers": {**main["$workers"]},
+    }
 
 
 def _event(world: World, record: Invocation) -> dict[str, Any]:

@@ -38,6 +38,7 @@ class Call:
         cache: the CACHE_KV namespace, or None when it is gone.
         now: request time, epoch seconds.
         headers: headers every answer to this call carries (rate-limit info).
+        logs: the lines the Worker logged while serving the call (Workers Logs).
     """
 
     world: World
@@ -47,6 +48,7 @@ class Call:
     cache: Namespace | None
     now: float = field(default_factory=time.time)
     headers: list[tuple[str, str]] = field(default_factory=list)
+    logs: list[str] = field(default_factory=list)
 
     @property
     def ip(self) -> str:

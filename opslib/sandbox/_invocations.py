@@ -59,6 +59,7 @@ class Invocation:
     wall_ms: float = 0.0
     cpu_ms: float = 0.0
     subrequests: int = 0
+    logs: tuple[str, ...] = ()
 
 
 @dataclass
@@ -115,8 +116,12 @@ def record_invocation(
     thrown: str = "",
     *,
     uncaught: bool = False,
+    logs: tuple[str, ...] = (),
 ) -> Response:
-    """Keep one served request in the scenario's records; return ``response``."""
+    """Keep one served request in the scenario's records; return ``response``.
+
+    ``logs`` are the lines the Worker logged while serving it (Workers Logs).
+    """
     records = world.scenario.switches.setdefault(
         RECORDS_SWITCH, deque(maxlen=RECORDS_KEPT)
     )
@@ -134,6 +139,7 @@ def record_invocation(
             wall_ms=cost.wall_ms if cost else 0.0,
             cpu_ms=cost.cpu_ms if cost else 0.0,
             subrequests=cost.subrequests if cost else 0,
+            logs=tuple(logs),
         )
     )
     return response

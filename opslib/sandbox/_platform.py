@@ -22,7 +22,7 @@ import secrets
 import time
 from typing import Any
 
-from . import _auth, _errorroutes, _reset, _slowquery, _timing
+from . import _auth, _errorroutes, _reset, _slowquery, _timing, _webhooks
 from ._call import Call, WorkerError, json_response
 from ._http import Request, Response
 from ._invocations import record_invocation, replay_time, version_at
@@ -130,11 +130,17 @@ class PlatformApp:
             answer = _global_error(str(error))
             return record_invocation(world, request, answer, version, at, str(error))
         response.headers += call.headers
-        return record_invocation(world, request, response, version, at)
+        logs = tuple(call.logs)
+        thrown = logs[-1] if response.status >= 500 and logs else ""
+        return record_invocation(
+            world, request, response, version, at, thrown, logs=logs
+        )
 
 
 def _route(call: Call) -> Response:
     method, path = call.request.method, call.path
+    if _webhooks.is_webhook(method, path):
+        return _webhooks.handle(call)
     if (method, path) == ("POST", "/auth/login"):
         return _auth.login(call)
     if (method, path) == ("POST", "/auth/logout"):

@@ -184,6 +184,9 @@ class World:
         self.scenario = ScenarioState("none", {}, {})
         self.started_at = time.time()
         self.faults: dict[str, int] = dict.fromkeys(FAULT_NAMES, 0)
+        # The Stripe endpoint's signing secret (the operator's copy sits in the
+        # secrets file); the Worker secret STRIPE_WEBHOOK_SECRET set at setup.
+        self.webhook_secret = ""
 
     def reset(self, state: ScenarioState, now: float) -> None:
         """Replace the whole state with a freshly built scenario and D1 copy."""

@@ -107,6 +107,13 @@ def call_external(world: World, service: str) -> None:
     cost.subrequests += 1
 
 
+def charge_wait(milliseconds: float) -> None:
+    """Charge the running request a wait of its own (a slow step of a handler)."""
+    cost: Cost | None = getattr(_local, "cost", None)
+    if cost is not None and milliseconds > 0:
+        cost.wait_ms += milliseconds
+
+
 def finish() -> Cost | None:
     """Close the running request's cost: wall time, isolate busy until the end."""
     cost: Cost | None = getattr(_local, "cost", None)

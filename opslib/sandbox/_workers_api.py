@@ -18,6 +18,7 @@ from typing import Any
 from ._envelope import ApiError, body_json, iso, ok, paginate
 from ._http import Request, Response
 from ._state import Deployment, Script, Version, World, iter_bindings
+from ._webhooks import SECRET_NAME as WEBHOOK_SECRET
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,11 @@ def put_secret(world: World, request: Request, params: dict[str, str]) -> Respon
             "Worker is not the one deployed at 100 %; deploy it first.",
         )
     secrets = dict(newest.secrets)
-    secrets[str(body["name"])] = uuid.uuid4().hex[:16]
+    name = str(body["name"])
+    # Values stay placeholders, except the webhook secret the platform stand-in
+    # verifies signatures with.
+    keep = name == WEBHOOK_SECRET and str(body["text"]).startswith("whsec_")
+    secrets[name] = str(body["text"]) if keep else uuid.uuid4().hex[:16]
     add_version(script, newest, secrets, "secret", "", time.time())
     logger.info("secret put script=%s name=%s", script.name, body["name"])
     return ok({"name": body["name"], "type": body.get("type", "secret_text")})
