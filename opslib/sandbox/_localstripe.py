@@ -7,8 +7,9 @@ goes to the sandbox's own pickle instead of the fixed ``/tmp/localstripe.pickle`
 every localstripe on the host would share, and the process exits when the
 sandbox that started it is gone.
 
-Added beside localstripe's routes, in Stripe's shapes, only what the
-payment-without-subscription runbook reads and localstripe lacks: ``GET
+Webhook endpoints and events with ``pending_webhooks`` come from
+``_stripeevents``. Added beside localstripe's routes, in Stripe's shapes, only
+what the payment-without-subscription runbook reads and localstripe lacks: ``GET
 /v1/checkout/sessions`` (filters ``customer``, ``subscription``) and ``GET
 /v1/checkout/sessions/{id}``. ``POST /_config/opslib/seed`` (no key, like
 localstripe's own ``/_config`` routes) replaces the whole store with the
@@ -31,6 +32,9 @@ from aiohttp import web
 from localstripe import resources  # type: ignore[import-untyped]
 from localstripe.errors import UserError  # type: ignore[import-untyped]
 from localstripe.server import app  # type: ignore[import-untyped]
+
+from ._stripeevents import routes as webhook_routes
+from ._stripeevents import seed_webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +123,8 @@ async def seed(request: web.Request) -> web.Response:
     finally:
         _State.paused = False
     _dump(resources.store)
+    if data.get("webhooks"):
+        await seed_webhooks(data["webhooks"])
     return web.json_response({"periods": periods})
 
 
@@ -216,6 +222,7 @@ def main() -> None:
     app.router.add_get("/v1/checkout/sessions", list_sessions)
     app.router.add_get("/v1/checkout/sessions/{id}", get_session)
     app.router.add_post("/_config/opslib/seed", seed)
+    app.middlewares.append(webhook_routes)
 
     async def start_watch(_: web.Application) -> None:
         asyncio.get_running_loop().create_task(_watch_parent(args.parent))

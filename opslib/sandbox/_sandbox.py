@@ -222,6 +222,7 @@ class Sandbox:
             f"CLOUDFLARE_API_TOKEN={self.token}\n"
             f"RUNBOOK_TEST_ACCOUNT_PASSWORD={password}\n"
             f"STRIPE_API_KEY=sk_test_{secrets.token_hex(12)}\n"
+            f"STRIPE_WEBHOOK_SECRET=whsec_{secrets.token_hex(16)}\n"
             f"R2_ACCESS_KEY_ID={secrets.token_hex(16)}\n"
             f"R2_SECRET_ACCESS_KEY={secrets.token_hex(32)}\n",
             encoding="utf-8",

@@ -44,11 +44,13 @@ SERVER_NAMES = ("platform", "cloudflare", "status_page", "mailchannels", "contro
 def serve(state_dir: Path, scenario: str) -> int:
     """Run the sandbox until SIGTERM; returns the process exit code."""
     config = json.loads((state_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+    credentials = read_dotenv(state_dir / SECRETS_FILE)
     world = World(
         _environment(config["environment"]),
         state_dir,
-        read_dotenv(state_dir / SECRETS_FILE).get("CLOUDFLARE_API_TOKEN", ""),
+        credentials.get("CLOUDFLARE_API_TOKEN", ""),
     )
+    world.webhook_secret = credentials.get("STRIPE_WEBHOOK_SECRET", "")
     try:
         r2 = R2Server(world, int(config["ports"].get("r2", 0)))
         stripe = StripeProcess(state_dir, int(config["ports"].get("stripe", 0)))
@@ -56,13 +58,14 @@ def serve(state_dir: Path, scenario: str) -> int:
         logger.error("sandbox port is busy: %s", error)
         return EXIT_PORT_BUSY
     start_scenario(world, scenario)
-    stripe.seed(world)
     try:
         servers = _bind(world, config["ports"], state_dir, stripe)
     except OSError as error:
         logger.error("sandbox port is busy: %s", error)
         stripe.stop()
         return EXIT_PORT_BUSY
+    stripe.webhook_url = f"http://{LOOPBACK}:{servers['platform'].port}/webhooks/stripe"
+    stripe.webhook_secret = world.webhook_secret
 
     threads = [
         threading.Thread(
@@ -73,6 +76,9 @@ def serve(state_dir: Path, scenario: str) -> int:
     for thread in threads:
         thread.start()
     r2.start()
+    # Seeding delivers Stripe's recent events to the platform, so it runs once
+    # the platform answers.
+    stripe.seed(world)
     status = _status(servers, scenario, world.started_at, state_dir)
     status["urls"]["stripe_api_url"] = stripe.url
     status["urls"]["r2_endpoint_url"] = r2.url

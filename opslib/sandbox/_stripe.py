@@ -11,7 +11,9 @@ one-time payment, the PaymentIntent it names. Scenarios add objects the
 platform never recorded through the switch ``stripe_extra`` and give the true
 Stripe values of rows they made stale through ``stripe_truth``. Stripe's period
 ends (one calendar month) are then written back to the rows that match, so the
-healthy sandbox agrees with Stripe to the second.
+healthy sandbox agrees with Stripe to the second. Once the platform stand-in
+listens, the seed also holds the webhook endpoint and recent events
+(``_webhookseed``), which the child delivers to the platform at once.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from typing import Any
 
 from ._http import LOOPBACK
 from ._state import World
+from ._webhooks import wait_until_served
+from ._webhookseed import webhook_seed
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +70,10 @@ class StripeProcess:
         self._sock.listen(64)
         self.port: int = self._sock.getsockname()[1]
         self.url = f"http://{LOOPBACK}:{self.port}"
+        # Where the seeded webhook endpoint points, and its signing secret; set
+        # once the platform stand-in listens (no endpoint while empty).
+        self.webhook_url = ""
+        self.webhook_secret = ""
         state = state_dir / STATE_FILE
         state.unlink(missing_ok=True)
         command = [
@@ -97,8 +105,13 @@ class StripeProcess:
         Returns:
             Stripe's [start, end] period per subscription id.
         """
-        payload = build_payload(world)
+        payload: dict[str, Any] = dict(build_payload(world))
+        if self.webhook_url:
+            payload["webhooks"] = webhook_seed(
+                world, self.webhook_url, self.webhook_secret
+            )
         periods: dict[str, list[int]] = self._post(SEED_PATH, payload)["periods"]
+        wait_until_served()
         _align_periods(world.database, periods)
         return periods
 
