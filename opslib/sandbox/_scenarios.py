@@ -419,3 +419,4 @@ from . import _scenarios_payment  # noqa: E402,F401  registers scenarios
 from . import _scenarios_errorrate  # noqa: E402,F401  registers scenarios
 from . import _scenarios_queues  # noqa: E402,F401  registers scenarios
 from . import _scenarios_latency  # noqa: E402,F401  registers scenarios
+from . import _scenarios_webhooks  # noqa: E402,F401  registers scenarios
