@@ -118,6 +118,16 @@ from ._statuspage import StatusPageClient
 from ._stripe import StripeReader
 from ._undo import check_restore, plan_undo
 from ._verdict import CAUSES, VERDICT_MIME, Verdict
+from ._webhookaction import plan_webhook_resend
+from ._webhooks import (
+    check_api_version,
+    check_pending_events,
+    check_webhook_endpoints,
+    check_webhook_logs,
+    check_webhook_secret,
+    probe_webhook,
+)
+from ._webhookverdict import diagnose_stripe_webhooks
 from ._widgets import gate_widget
 
 try:
@@ -164,6 +174,7 @@ __all__ = [
     "__version__",
     "apply_action",
     "check",
+    "check_api_version",
     "check_backlog_trend",
     "check_checkout_metadata",
     "check_cloudflare_status",
@@ -184,6 +195,7 @@ __all__ = [
     "check_mail_provider",
     "check_missing_tables",
     "check_one_time_payments",
+    "check_pending_events",
     "check_query_plans",
     "check_queue_backlog",
     "check_queue_consumers",
@@ -204,6 +216,9 @@ __all__ = [
     "check_subscription_users",
     "check_unverified_logins",
     "check_user_limits",
+    "check_webhook_endpoints",
+    "check_webhook_logs",
+    "check_webhook_secret",
     "classify_sql",
     "conclude_procedure",
     "describe_record",
@@ -214,6 +229,7 @@ __all__ = [
     "diagnose_payment",
     "diagnose_queue_delays",
     "diagnose_slow_responses",
+    "diagnose_stripe_webhooks",
     "enable_logging",
     "error_breakdown",
     "find_record",
@@ -234,12 +250,14 @@ __all__ = [
     "plan_subscription_repair",
     "plan_undo",
     "plan_verify_account",
+    "plan_webhook_resend",
     "plot_backlog",
     "plot_error_rate",
     "plot_latency",
     "probe_api",
     "probe_login",
     "probe_reset_request",
+    "probe_webhook",
     "query_d1",
     "records_archive",
     "run_notebook",

@@ -204,7 +204,9 @@ def check_one_time_payments(environment: Environment, stripe_subs: Finding) -> F
         and not i.get("invoice")
         and (not customers or i.get("customer") in customers)
     ]
-    recorded = _recorded_intents(environment, [str(i["id"]) for i in one_time])
+    recorded = recorded_payments(
+        environment, "stripe_payment_intent_id", [str(i["id"]) for i in one_time]
+    )
     rows = [
         {
             "payment_intent": i["id"],
@@ -228,19 +230,30 @@ def check_one_time_payments(environment: Environment, stripe_subs: Finding) -> F
     return Finding("one-time-payments", Status.OK, text, (), facts)
 
 
-def _recorded_intents(environment: Environment, intent_ids: Sequence[str]) -> set[str]:
+def recorded_payments(
+    environment: Environment, column: str, ids: Sequence[str]
+) -> set[str]:
+    """The ids among ``ids`` that some ``payment_history`` row holds in ``column``.
+
+    Args:
+        environment: where D1 is.
+        column: ``stripe_payment_intent_id`` or ``stripe_invoice_id``.
+        ids: the Stripe ids to look for.
+
+    Raises:
+        ValueError: for a column that holds no Stripe id.
+    """
+    if column not in ("stripe_payment_intent_id", "stripe_invoice_id"):
+        raise ValueError(f"column: got {column!r}, expected a Stripe id column")
     found: set[str] = set()
     client = CloudflareClient(environment)
     try:
-        for start in range(0, len(intent_ids), _CHUNK):
-            chunk = list(intent_ids[start : start + _CHUNK])
+        for start in range(0, len(ids), _CHUNK):
+            chunk = list(ids[start : start + _CHUNK])
             marks = ", ".join("?" for _ in chunk)
-            sql = (
-                "SELECT stripe_payment_intent_id FROM payment_history "
-                f"WHERE stripe_payment_intent_id IN ({marks})"
-            )
+            sql = f"SELECT {column} FROM payment_history WHERE {column} IN ({marks})"
             rows = client.d1_query(sql, chunk)[0]["results"]
-            found |= {str(r["stripe_payment_intent_id"]) for r in rows}
+            found |= {str(r[column]) for r in rows}
     finally:
         client.close()
     return found

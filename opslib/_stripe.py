@@ -8,12 +8,14 @@ first call (no id file under the home folder, no telemetry header), and one
 retry on connection errors, 409 and 5xx. Every SDK exception becomes one of
 opslib's :class:`ServiceError` kinds, so a check turns it into ``unknown``.
 
-Reads only; the runbooks never write to Stripe (refunds and cancellations stay
-human decisions).
+Reads, with two writes for the stripe-webhooks runbook's gated actions:
+resending an event to an endpoint and re-enabling an endpoint. Refunds and
+cancellations stay human decisions.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -110,6 +112,56 @@ class StripeReader:
             lambda: self._client.v1.payment_intents.list(params=params), limit
         )
         return items
+
+    def webhook_endpoints(self) -> list[dict[str, Any]]:
+        """Every webhook endpoint of the account (Stripe allows 16), no secrets."""
+        params: stripe.params.WebhookEndpointListParams = {"limit": PAGE_SIZE}
+        return self._collect(
+            lambda: self._client.v1.webhook_endpoints.list(params=params)
+        )
+
+    def undelivered_events(
+        self, since: int, *, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """Events created at or after ``since`` that some endpoint has not acknowledged.
+
+        Stripe keeps events for 30 days and lists them newest first.
+        """
+        params: stripe.params.EventListParams = {
+            "delivery_success": False,
+            "created": {"gte": since},
+            "limit": PAGE_SIZE,
+        }
+        return self._collect(lambda: self._client.v1.events.list(params=params), limit)
+
+    def event(self, event_id: str) -> dict[str, Any]:
+        """One event, with its current ``pending_webhooks``."""
+        return _plain(self._call(lambda: self._client.v1.events.retrieve(event_id)))
+
+    def retry_event(self, event_id: str, endpoint_id: str) -> dict[str, Any]:
+        """Resend an event to one endpoint now (``POST /v1/events/{id}/retry``).
+
+        A write: the endpoint's handler runs again. The SDK has no method for
+        this route, so it goes through ``raw_request``.
+        """
+        response = self._call(
+            lambda: self._client.raw_request(
+                "post", f"/v1/events/{event_id}/retry", webhook_endpoint=endpoint_id
+            )
+        )
+        body: dict[str, Any] = json.loads(response.body or "{}")
+        return body
+
+    def enable_endpoint(self, endpoint_id: str) -> dict[str, Any]:
+        """Re-enable a disabled webhook endpoint (a write)."""
+        params: stripe.params.WebhookEndpointUpdateParams = {"disabled": False}
+        return _plain(
+            self._call(
+                lambda: self._client.v1.webhook_endpoints.update(
+                    endpoint_id, params=params
+                )
+            )
+        )
 
     def close(self) -> None:
         """Close the HTTP client."""

@@ -1,0 +1,238 @@
+"""The verdict of the "Stripe webhooks failing" runbook.
+
+Causes are weighed in this order, each from what the systems show:
+
+1. ``endpoint-disabled``: Stripe's endpoint for the platform has status
+   disabled; nothing is delivered and retries already scheduled are cancelled.
+2. ``wrong-webhook-secret``: the Worker has no ``STRIPE_WEBHOOK_SECRET``, or the
+   log shows signature mismatches, or a probe signed with the endpoint's secret
+   gets 400 "Invalid signature" while the log shows no synchronous-crypto error.
+3. ``signature-check-broken-in-handler``: the log shows "SubtleCryptoProvider
+   cannot be used in a synchronous context": the secret may be right, but the
+   synchronous ``constructEvent`` fails on Workers for every delivery.
+4. ``api-version-mismatch``: the endpoint sends a newer API version than the
+   handler is written for.
+5. ``handler-timeout``: events are pending and the handler answers slower than
+   Stripe waits (the probe or the logged wall times).
+
+Pending events with none of these is ``inconclusive``. Where the prose runbook
+is wrong for this platform the remedy says so: the secret is not always the
+culprit behind "Invalid signature", and ``echo whsec_... | wrangler secret put``
+leaves the secret in the shell history.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ._config import Environment
+from ._finding import Finding, Status
+from ._verdict import Verdict
+
+RUNBOOK = "stripe-webhooks"
+RESEND_ACTION = "resend-webhook-events"
+_SUMMARY = {
+    "endpoint-disabled": "Stripe's webhook endpoint for the platform is disabled.",
+    "wrong-webhook-secret": (
+        "The Worker's STRIPE_WEBHOOK_SECRET is not the endpoint's signing secret: "
+        "every delivery gets 400 Invalid signature."
+    ),
+    "signature-check-broken-in-handler": (
+        "The handler's synchronous constructEvent throws on Workers "
+        "(SubtleCryptoProvider): every delivery gets 400 Invalid signature."
+    ),
+    "api-version-mismatch": (
+        "The endpoint sends payloads in a newer API version than the handler reads: "
+        "it binds undefined fields and answers 500."
+    ),
+    "handler-timeout": (
+        "The handler answers slower than Stripe waits: deliveries time out and "
+        "stay pending (the work may still have been done)."
+    ),
+}
+
+
+def _fix(cause: str, environment: Environment, endpoint: str, expected: str) -> str:
+    worker = environment.worker_name
+    fixes = {
+        "endpoint-disabled": (
+            f"Find out why Stripe disabled {endpoint} (days without a 2xx), fix that, "
+            "then re-enable it: Stripe Dashboard, Developers, Webhooks, the endpoint, "
+            f"Enable (or `stripe webhook_endpoints update {endpoint} --disabled=false`)."
+        ),
+        "wrong-webhook-secret": (
+            f"Copy the signing secret of {endpoint} from the Stripe Dashboard and run "
+            f"`npx wrangler secret put STRIPE_WEBHOOK_SECRET --name {worker}`, pasting "
+            "it at the prompt (the prose runbook's `echo whsec_... |` leaves it in the "
+            "shell history). Use the live endpoint's secret, not a test-mode one."
+        ),
+        "signature-check-broken-in-handler": (
+            "Replacing the secret will not help (the prose runbook's first step): "
+            "change the handler to `await stripe.webhooks.constructEventAsync(...)` "
+            f"and deploy {worker}."
+        ),
+        "api-version-mismatch": (
+            "An endpoint's API version is fixed when it is made: create a new endpoint "
+            f"on the same URL with api_version {expected} and the 6 handled events, put "
+            "its signing secret into STRIPE_WEBHOOK_SECRET, then disable the old one "
+            "(or make the handler read items[].current_period_* and "
+            "invoice.parent.subscription_details.subscription)."
+        ),
+        "handler-timeout": (
+            "Make the handler answer 2xx before its slow work (ctx.waitUntil or a "
+            "queue) and deploy; the work of timed-out deliveries may already be done."
+        ),
+    }
+    return fixes[cause]
+
+
+def diagnose_stripe_webhooks(
+    findings: Iterable[Finding],
+    *,
+    environment: Environment,
+    api_version: str,
+    incident_id: str = "",
+) -> Verdict:
+    """Work out why Stripe's webhook deliveries fail, from the runbook's findings.
+
+    Args:
+        findings: the findings of the steps.
+        environment: the environment diagnosed, named in the gated step.
+        api_version: the API version the handler is written for.
+        incident_id: repeated in the gated step's command.
+    """
+    found = {f.name: f for f in findings}
+    evidence = [str(f) for f in found.values() if f.status is not Status.OK]
+    cause = classify(found)
+    pending = list(_facts(found, "pending-events").get("pending") or [])
+    endpoint = _endpoint_id(found)
+    if cause in _SUMMARY:
+        step = resend_step(environment, endpoint, incident_id) if endpoint else None
+        fix = _fix(cause, environment, endpoint or "the endpoint", api_version)
+        next_action = fix + _resend_text(pending, step)
+        if step is not None:
+            step = {**step, "fix": fix}
+        return Verdict(
+            RUNBOOK,
+            Status.FAIL,
+            cause,
+            _SUMMARY[cause],
+            evidence,
+            next_action,
+            step,
+            list(found.values()),
+        )
+    return _quiet_verdict(found, evidence, pending)
+
+
+def classify(found: Mapping[str, Finding]) -> str:
+    """The cause the findings point at, or "" when none of the five fits."""
+    logs = _facts(found, "webhook-logs")
+    probe = _facts(found, "webhook-probe")
+    invalid = probe.get("status_code") == 400 and "Invalid signature" in str(
+        probe.get("body")
+    )
+    pending = bool(_facts(found, "pending-events").get("pending"))
+    slow = bool(logs.get("slow")) or _status(found, "webhook-probe") is Status.WARN
+    if _facts(found, "webhook-endpoints").get("disabled"):
+        return "endpoint-disabled"
+    if _status(found, "webhook-secret") is Status.FAIL:
+        return "wrong-webhook-secret"
+    if logs.get("sync_crypto"):
+        return "signature-check-broken-in-handler"
+    if logs.get("signature_failed") or invalid:
+        return "wrong-webhook-secret"
+    if _facts(found, "api-version").get("newer"):
+        return "api-version-mismatch"
+    if pending and slow:
+        return "handler-timeout"
+    return ""
+
+
+def resend_phrase(environment: Environment, endpoint: str) -> str:
+    """The confirm phrase that authorises resending pending events to ``endpoint``."""
+    return f"resend pending webhook events to {endpoint} in {environment.name}"
+
+
+def resend_step(
+    environment: Environment, endpoint: str, incident_id: str
+) -> dict[str, Any]:
+    """The gated step: resend the pending events to the platform's endpoint."""
+    phrase = resend_phrase(environment, endpoint)
+    command = (
+        f"runbook run {RUNBOOK} --env {environment.name} -p incident_id "
+        f"{shlex.quote(incident_id or 'INC-...')} -p apply true "
+        f"-p confirm {shlex.quote(phrase)}"
+    )
+    return {
+        "action": RESEND_ACTION,
+        "environment": environment.name,
+        "endpoint": endpoint,
+        "summary": f"resend the pending events to {endpoint} (after the fix)",
+        "confirm": phrase,
+        "command": command,
+    }
+
+
+def _resend_text(pending: list[Any], step: Mapping[str, Any] | None) -> str:
+    if not pending or step is None:
+        return ""
+    return (
+        f" Then, gated, resend the {len(pending)} pending event(s): "
+        f"{step['command']} (only after the fix; invoice events already recorded in "
+        "D1 are left out, the handler would record them twice)."
+    )
+
+
+def _quiet_verdict(
+    found: Mapping[str, Finding], evidence: list[str], pending: list[Any]
+) -> Verdict:
+    needed = ("webhook-endpoints", "pending-events")
+    blind = [n for n in needed if _status(found, n) in (None, Status.UNKNOWN)]
+    if pending or blind:
+        what = (
+            f"{len(pending)} event(s) pending but no known cause shows"
+            if pending
+            else f"could not read {', '.join(blind)}"
+        )
+        return Verdict(
+            RUNBOOK,
+            Status.UNKNOWN,
+            "inconclusive",
+            f"Stripe webhooks: {what}.",
+            evidence,
+            "Check STRIPE_API_KEY (Read on Events and Webhook Endpoints), the "
+            "Cloudflare token (Workers Observability) and STRIPE_WEBHOOK_SECRET in the "
+            "secrets file, then read the endpoint's deliveries in the Stripe Dashboard.",
+            None,
+            list(found.values()),
+        )
+    warned = any(f.status is Status.WARN for f in found.values())
+    return Verdict(
+        RUNBOOK,
+        Status.WARN if warned else Status.OK,
+        "healthy",
+        "Stripe delivers to the platform and the handler accepts signed events.",
+        evidence,
+        "Nothing to resend. Keep the endpoint on /webhooks/stripe (the "
+        "/payments/webhook alias is rate-limited).",
+        None,
+        list(found.values()),
+    )
+
+
+def _endpoint_id(found: Mapping[str, Finding]) -> str:
+    endpoints = _facts(found, "webhook-endpoints").get("endpoints") or []
+    return str(endpoints[0]["id"]) if endpoints else ""
+
+
+def _status(found: Mapping[str, Finding], name: str) -> Status | None:
+    finding = found.get(name)
+    return finding.status if finding is not None else None
+
+
+def _facts(found: Mapping[str, Finding], name: str) -> Mapping[str, Any]:
+    finding = found.get(name)
+    return finding.facts if finding is not None else {}
