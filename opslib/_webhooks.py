@@ -32,6 +32,7 @@ import stripe
 
 from ._cloudflare import CloudflareClient
 from ._config import Environment
+from ._errorrate import recent_events
 from ._finding import Finding, Status, check, unknown
 from ._platform import platform_http
 from ._stripe import StripeReader
@@ -248,15 +249,10 @@ def check_webhook_logs(environment: Environment, lookback: str = "24h") -> Findi
     Workers build ("SubtleCryptoProvider cannot be used in a synchronous
     context"). Workers Logs keeps a few days, so at most the last 24 hours are read.
     """
-    end = utcnow()
-    start = end - min(parse_duration(lookback), parse_duration("24h"))
-    client = CloudflareClient(environment)
-    try:
-        raw = client.telemetry_events(
-            int(start.timestamp() * 1000), int(end.timestamp() * 1000)
-        )
-    finally:
-        client.close()
+    window = min(parse_duration(lookback), parse_duration("24h"))
+    raw, _, _ = recent_events(
+        environment, int(window.total_seconds() // 60), requests_only=False
+    )
     facts = summarise_logs(raw)
     return _logs_finding(facts)
 

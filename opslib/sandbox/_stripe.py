@@ -32,7 +32,6 @@ from typing import Any
 
 from ._http import LOOPBACK
 from ._state import World
-from ._webhooks import wait_until_served
 from ._webhookseed import webhook_seed
 
 logger = logging.getLogger(__name__)
@@ -111,7 +110,6 @@ class StripeProcess:
                 world, self.webhook_url, self.webhook_secret
             )
         periods: dict[str, list[int]] = self._post(SEED_PATH, payload)["periods"]
-        wait_until_served()
         _align_periods(world.database, periods)
         return periods
 
