@@ -19,6 +19,8 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from opslib._restore import read_views
+
 from ._passwords import verify_password
 from ._seeddata import TEST_ACCOUNTS, SeedWriter
 
@@ -68,8 +70,9 @@ DELETE FROM backup_logs WHERE created_at > :now;
 
 
 def read_schema() -> str:
-    """Return the text of the packaged ``schema.sql``."""
-    return resources.files(__package__).joinpath("schema.sql").read_text("utf-8")
+    """Return the packaged ``schema.sql`` followed by opslib's ``views.sql``."""
+    tables = resources.files(__package__).joinpath("schema.sql").read_text("utf-8")
+    return tables + "\n" + read_views()
 
 
 def build_template(path: Path, password: str) -> dict[str, int]:

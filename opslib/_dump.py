@@ -1,0 +1,389 @@
+"""The platform's D1 dump format: written as its backup worker writes it, read back
+one statement at a time.
+
+The backup worker (PLATFORM.md section 6) writes a few header comments, wraps the
+whole dump in ``PRAGMA foreign_keys = OFF``/``ON`` and ``BEGIN TRANSACTION``/
+``COMMIT``, and then, table by table in alphabetical order (``sqlite_%`` and
+``_cf_%`` left out): a ``-- Table:`` comment, ``DROP TABLE IF EXISTS``, the stored
+``CREATE TABLE`` and one ``INSERT`` per row (NULL as ``NULL``, numbers raw,
+everything else single-quoted with quotes doubled). The indexes that are not
+automatic follow at the end. Views and triggers are not written.
+
+:func:`iter_statements` reads such a dump (or any SQLite script) from a stream of
+lines without holding more than one statement in memory. A line that holds
+exactly one complete statement, as nearly every line of a dump does, is taken
+whole; anything else goes through a tokenizer that knows single-quoted strings
+(doubled quotes, semicolons and newlines inside), double-quoted, backquoted and
+bracketed names, ``--`` and ``/* */`` comments and trigger bodies.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, TextIO
+
+HEADER_TITLE = "-- Manuscript Platform D1 Backup"
+_GENERATED = re.compile(r"--\s*Generated:\s*(\S+)")
+_SPECIAL = re.compile(r"""['";`\[]|--|/\*""")
+_NAME = r"""("(?:[^"]|"")+"|`(?:[^`]|``)+`|\[[^\]]+\]|[^\s(;,]+)"""
+_INSERT = re.compile(
+    r"\s*(?:INSERT|REPLACE)\s+(?:OR\s+\w+\s+)?INTO\s+" + _NAME, re.IGNORECASE
+)
+_CREATE = re.compile(
+    r"\s*CREATE\s+(?:TEMP\s+|TEMPORARY\s+)?(?:UNIQUE\s+)?(TABLE|INDEX|VIEW|TRIGGER)"
+    r"\s+(?:IF\s+NOT\s+EXISTS\s+)?" + _NAME,
+    re.IGNORECASE,
+)
+_DROP = re.compile(
+    r"\s*DROP\s+(TABLE|INDEX|VIEW|TRIGGER)\s+(?:IF\s+EXISTS\s+)?" + _NAME,
+    re.IGNORECASE,
+)
+_TRANSACTION = re.compile(
+    r"\s*(BEGIN|COMMIT|END|ROLLBACK|SAVEPOINT|RELEASE)\b", re.IGNORECASE
+)
+_PRAGMA = re.compile(r"\s*PRAGMA\s+([\w.]+)", re.IGNORECASE)
+_LINE_ENDS = (";\n", ";\r\n", ";")
+RUN_LENGTH = 5_000
+_CLOSERS = {"'": "'", '"': '"', "`": "`", "[": "]"}
+
+
+class Statement(NamedTuple):
+    """One statement of a dump.
+
+    Attributes:
+        kind: "insert", "create-table", "create-index", "create-view",
+            "create-trigger", "drop", "transaction", "pragma" or "other".
+        name: the table (insert, create-table, drop), index, view, trigger or
+            pragma it names; "" for the others.
+        sql: the statement's text, ending with its semicolon.
+    """
+
+    kind: str
+    name: str
+    sql: str
+
+
+def unquote_name(name: str) -> str:
+    """Return an SQL name without its quotes (``"a""b"`` reads as ``a"b``)."""
+    if len(name) >= 2 and name[0] in _CLOSERS and name[-1] == _CLOSERS[name[0]]:
+        inner = name[1:-1]
+        return inner if name[0] == "[" else inner.replace(name[0] * 2, name[0])
+    return name
+
+
+def classify(sql: str) -> Statement:
+    """Name what one complete statement does."""
+    match = _INSERT.match(sql)
+    if match:
+        return Statement("insert", unquote_name(match[1]), sql)
+    match = _CREATE.match(sql)
+    if match:
+        return Statement(f"create-{match[1].lower()}", unquote_name(match[2]), sql)
+    match = _DROP.match(sql)
+    if match:
+        return Statement("drop", unquote_name(match[2]), sql)
+    match = _TRANSACTION.match(sql)
+    if match:
+        return Statement("transaction", match[1].upper(), sql)
+    match = _PRAGMA.match(sql)
+    if match:
+        return Statement("pragma", match[1].lower(), sql)
+    return Statement("other", "", sql)
+
+
+@dataclass
+class DumpHeader:
+    """What the comments before the first statement say.
+
+    Attributes:
+        generated_at: the time the dump says it was made, as written ("" if none).
+        comments: the header's comment lines, without their newlines.
+    """
+
+    generated_at: str = ""
+    comments: list[str] = field(default_factory=list)
+
+
+def iter_statements(
+    lines: Iterable[str], header: DumpHeader | None = None
+) -> Iterator[Statement]:
+    """Yield the statements of an SQL script, read line by line.
+
+    Args:
+        lines: the script's lines, with their line endings (a text file object).
+        header: filled with the comments met before the first statement.
+
+    Raises:
+        ValueError: when the script ends inside a string, a comment or an
+            unfinished statement (a truncated dump).
+    """
+    for kind, name, run in iter_runs(lines, header):
+        for sql in run:
+            yield Statement(kind, name, sql.strip())
+
+
+def iter_runs(
+    lines: Iterable[str],
+    header: DumpHeader | None = None,
+    *,
+    run_length: int = RUN_LENGTH,
+) -> Iterator[tuple[str, str, list[str]]]:
+    """Yield the statements of an SQL script in runs of one kind and name.
+
+    Consecutive one-line INSERTs into the same table come as one run of up to
+    ``run_length`` statements; every other statement is a run of its own. Each
+    item is (kind, name, statements), as in :class:`Statement`, and every
+    statement's text ends with a line end. A caller may keep the list.
+
+    Raises:
+        ValueError: when the script ends inside a string, a comment or an
+            unfinished statement (a truncated dump).
+    """
+    insert_prefix, insert_table = "\0", ""
+    run: list[str] = []
+    pending: list[str] = []
+    started = False
+    complete = sqlite3.complete_statement
+    for line in lines:
+        if not pending:
+            if (
+                line.startswith(insert_prefix)
+                and line.count(";") == 1
+                and line.endswith(_LINE_ENDS)
+                and complete(line)
+            ):
+                run.append(line)
+                if len(run) >= run_length:
+                    yield "insert", insert_table, run
+                    run = []
+                continue
+            stripped = line.strip()
+            if not stripped or stripped.startswith("--"):
+                if not started and header is not None and stripped:
+                    _note_header(header, stripped)
+                continue
+        if run:
+            yield "insert", insert_table, run
+            run = []
+        pending.append(line)
+        if ";" not in line:
+            continue
+        pieces, rest = _split("".join(pending))
+        pending = [rest] if _has_code(rest) else []
+        for piece in pieces:
+            statement = classify(piece)
+            started = True
+            if statement.kind == "insert":
+                insert_table = statement.name
+                insert_prefix = _insert_prefix(piece)
+            yield statement.kind, statement.name, [piece + "\n"]
+    if run:
+        yield "insert", insert_table, run
+    leftover = "".join(pending)
+    if _has_code(leftover):
+        raise ValueError(
+            f"dump: the script ends inside an unfinished statement "
+            f"({leftover.strip()[:60]!r}...); the dump is probably truncated"
+        )
+
+
+def _insert_prefix(statement: str) -> str:
+    """The text up to the table name and the character after it."""
+    match = _INSERT.match(statement)
+    return statement[: match.end() + 1] if match else "\0"
+
+
+def _note_header(header: DumpHeader, comment: str) -> None:
+    header.comments.append(comment)
+    match = _GENERATED.match(comment)
+    if match and not header.generated_at:
+        header.generated_at = match[1]
+
+
+def _split(text: str) -> tuple[list[str], str]:
+    """Cut ``text`` into its complete statements and the unfinished rest."""
+    start, position = 0, 0
+    found: list[str] = []
+    while True:
+        end = _next_semicolon(text, position)
+        if end < 0:
+            break
+        position = end + 1
+        candidate = text[start:position]
+        if sqlite3.complete_statement(candidate):
+            statement = _strip_comments_before(candidate)
+            if statement:
+                found.append(statement)
+            start = position
+    return found, text[start:]
+
+
+def _next_semicolon(text: str, position: int) -> int:
+    """The index of the next ``;`` outside strings, names and comments, or -1."""
+    search = _SPECIAL.search
+    while True:
+        match = search(text, position)
+        if match is None:
+            return -1
+        token = match[0]
+        if token == ";":
+            return match.start()
+        if token == "--":
+            end = text.find("\n", match.end())
+        elif token == "/*":
+            end = text.find("*/", match.end())
+            end = end + 1 if end >= 0 else -1
+        else:
+            end = _closing(text, match.end(), _CLOSERS[token])
+        if end < 0:
+            return -1
+        position = end + 1
+
+
+def _closing(text: str, position: int, closer: str) -> int:
+    """The index of the quote that closes a string or name (doubled ones skipped)."""
+    while True:
+        end = text.find(closer, position)
+        if end < 0 or closer == "]":
+            return end
+        if text.startswith(closer, end + 1):
+            position = end + 2
+            continue
+        return end
+
+
+def _strip_comments_before(statement: str) -> str:
+    """Drop blank lines and whole-line comments in front of a statement."""
+    text = statement.strip()
+    while text.startswith(("--", "/*")):
+        if text.startswith("--"):
+            cut = text.find("\n")
+            text = "" if cut < 0 else text[cut + 1 :].lstrip()
+        else:
+            cut = text.find("*/")
+            if cut < 0:
+                return text
+            text = text[cut + 2 :].lstrip()
+    return text if text.strip(" ;\n\t") else ""
+
+
+def _has_code(text: str) -> bool:
+    return bool(_strip_comments_before(text + "\n").strip())
+
+
+def sql_literal(value: Any) -> str:
+    """Write one value as the backup worker does: NULL, a raw number or a string.
+
+    Bytes, which the worker mishandles, are written as an ``X'..'`` literal.
+    """
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "X'" + bytes(value).hex().upper() + "'"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def quote_name(name: str) -> str:
+    """Quote an SQL name with double quotes when it needs them."""
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        return name
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class DumpStats:
+    """The rows a dump holds, as the backup worker logs them.
+
+    Attributes:
+        tables: (table name, rows) in the dump's order.
+        size: bytes of UTF-8 text written.
+    """
+
+    tables: tuple[tuple[str, int], ...]
+    size: int
+
+    @property
+    def total_rows(self) -> int:
+        """Rows over all tables."""
+        return sum(rows for _, rows in self.tables)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``stats`` JSON of a ``backup_logs`` row."""
+        return {
+            "tables": [{"name": n, "rows": r} for n, r in self.tables],
+            "totalRows": self.total_rows,
+        }
+
+
+def write_dump(
+    connection: sqlite3.Connection,
+    out: TextIO,
+    *,
+    generated_at: datetime.datetime,
+    database: str,
+) -> DumpStats:
+    """Write a database as the platform's backup worker does.
+
+    Args:
+        connection: the database to read.
+        out: where the SQL text goes.
+        generated_at: the time written into the header.
+        database: the database name written into the header.
+    """
+    stamp = generated_at.astimezone(datetime.UTC)
+    iso = stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+    written = _Counter(out)
+    written(f"{HEADER_TITLE}\n-- Generated: {iso}\n-- Database: {database}\n\n")
+    written("PRAGMA foreign_keys = OFF;\nBEGIN TRANSACTION;\n\n")
+    tables = connection.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'table' "
+        "AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%' ORDER BY name"
+    ).fetchall()
+    counts = tuple(
+        (name, _write_table(connection, written, name, sql)) for name, sql in tables
+    )
+    indexes = connection.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+        "AND tbl_name NOT LIKE '_cf_%' ORDER BY tbl_name, name"
+    ).fetchall()
+    written("-- Indexes\n")
+    for (sql,) in indexes:
+        written(f"{sql};\n")
+    written("\nCOMMIT;\nPRAGMA foreign_keys = ON;\n")
+    return DumpStats(counts, written.size)
+
+
+def _write_table(
+    connection: sqlite3.Connection, written: _Counter, name: str, create: str
+) -> int:
+    quoted = quote_name(name)
+    written(f"-- Table: {name}\nDROP TABLE IF EXISTS {quoted};\n{create};\n")
+    cursor = connection.execute(f"SELECT * FROM {quoted}")
+    columns = ", ".join(quote_name(d[0]) for d in cursor.description)
+    prefix = f"INSERT INTO {quoted} ({columns}) VALUES ("
+    rows = 0
+    for row in cursor:
+        written(prefix + ", ".join(map(sql_literal, row)) + ");\n")
+        rows += 1
+    written("\n")
+    return rows
+
+
+class _Counter:
+    """Writes text and counts its UTF-8 size."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.size = 0
+
+    def __call__(self, text: str) -> None:
+        self.out.write(text)
+        self.size += len(text.encode("utf-8"))
