@@ -40,6 +40,12 @@ from ._config import (
     load_environment,
 )
 from ._dbwrite import check_d1_write, plan_d1_write
+from ._deployverify import (
+    check_smoke,
+    decide_deploy,
+    plan_deploy_rollback,
+    watch_deploy,
+)
 from ._errorplot import ErrorRatePlot, error_breakdown, plot_error_rate
 from ._errorrate import (
     check_error_deployments,
@@ -111,6 +117,11 @@ from ._reset import (
 )
 from ._resetaction import plan_password_reset
 from ._resetverdict import diagnose_password_reset
+from ._rollbackchoice import (
+    choose_rollback_version,
+    plan_version_rollback,
+    verify_rollback,
+)
 from ._routetimings import check_route_timings, check_startup
 from ._runner import RunRecord, run_notebook
 from ._sqlguard import SQLRefusedError, classify_sql
@@ -209,6 +220,7 @@ __all__ = [
     "check_session_cookie",
     "check_sessions_kv",
     "check_shown_plan",
+    "check_smoke",
     "check_startup",
     "check_status_drift",
     "check_stripe_subscriptions",
@@ -219,8 +231,10 @@ __all__ = [
     "check_webhook_endpoints",
     "check_webhook_logs",
     "check_webhook_secret",
+    "choose_rollback_version",
     "classify_sql",
     "conclude_procedure",
+    "decide_deploy",
     "describe_record",
     "diagnose_api_down",
     "diagnose_auth_broken",
@@ -244,12 +258,14 @@ __all__ = [
     "plan_create_index",
     "plan_d1_write",
     "plan_database_write",
+    "plan_deploy_rollback",
     "plan_password_reset",
     "plan_requeue",
     "plan_rollback",
     "plan_subscription_repair",
     "plan_undo",
     "plan_verify_account",
+    "plan_version_rollback",
     "plan_webhook_resend",
     "plot_backlog",
     "plot_error_rate",
@@ -265,6 +281,8 @@ __all__ = [
     "users_in_scope",
     "validate_params",
     "verify_auth_repair",
+    "verify_rollback",
     "verify_shown_plan",
+    "watch_deploy",
     "write_parameters",
 ]

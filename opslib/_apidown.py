@@ -100,12 +100,7 @@ def check_deployments(
     """List the Worker's deployments and versions against the incident window."""
     now = now or utcnow()
     window_start = now - parse_duration(lookback)
-    client = CloudflareClient(environment)
-    try:
-        deployments = client.list_deployments()
-        numbers = {v["id"]: v.get("number") for v in client.list_versions(limit=50)}
-    finally:
-        client.close()
+    deployments, numbers = read_deployments(environment)
     if not deployments:
         return Finding(
             "deployments", Status.UNKNOWN, "the Worker has no deployments listed"
@@ -144,6 +139,19 @@ def check_deployments(
         f"triggered by {facts['live_triggered_by'] or 'unknown'}"
     )
     return Finding("deployments", Status.WARN, summary, rows, facts)
+
+
+def read_deployments(
+    environment: Environment,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The Worker's deployments (live first) and each recent version's number."""
+    client = CloudflareClient(environment)
+    try:
+        deployments = client.list_deployments()
+        numbers = {v["id"]: v.get("number") for v in client.list_versions(limit=50)}
+    finally:
+        client.close()
+    return deployments, numbers
 
 
 @check("d1")

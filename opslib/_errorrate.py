@@ -122,6 +122,18 @@ def recent_events(
     return raw, start, end
 
 
+def recent_event_rows(
+    environment: Environment, window_min: int
+) -> list[dict[str, Any]]:
+    """The last ``window_min`` minutes of Workers Logs, one small dict per event.
+
+    Each row holds ``at`` (epoch seconds), ``route``, ``status``, ``version`` and
+    ``error``.
+    """
+    raw, _, _ = recent_events(environment, window_min)
+    return [_slim(event) for event in raw]
+
+
 @check("route-errors")
 def check_route_errors(
     environment: Environment, *, window_min: int = WINDOW_MIN

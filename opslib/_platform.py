@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from ._config import Environment
 from ._errors import UnreachableError
@@ -21,6 +22,8 @@ logger = logging.getLogger(__name__)
 # What a healthy platform answers to an anonymous request, by path.
 EXPECTED_STATUS = {"/manuscripts": 401, "/auth/me": 401, "/payments/subscription": 401}
 USER_AGENT = "opslib-runbook-probe/1"
+# Answer headers a probe keeps: what the deploy smoke test looks for.
+KEPT_HEADERS = ("strict-transport-security", "access-control-allow-origin")
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,8 @@ class Probe:
         elapsed_ms: time to the answer.
         expected: the status a healthy platform gives (None: any non-5xx).
         body: the first 200 characters of the answer, or the reason for no answer.
+        headers: the answer's security headers named in ``KEPT_HEADERS``
+            (lower-case names), for smoke checks.
     """
 
     path: str
@@ -40,6 +45,7 @@ class Probe:
     elapsed_ms: float
     expected: int | None
     body: str
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def is_ok(self) -> bool:
@@ -77,21 +83,30 @@ class PlatformClient:
     def __init__(self, environment: Environment, *, timeout: float = 10.0) -> None:
         self._http = platform_http(environment, timeout=timeout)
 
-    def probe(self, path: str, *, method: str = "GET") -> Probe:
+    def probe(
+        self, path: str, *, method: str = "GET", origin: str | None = None
+    ) -> Probe:
         """Request ``path`` once and record status, latency and a bit of the body.
 
         An unreachable platform gives a probe with ``status_code=None`` rather than
-        an exception: for a probe, no answer is the answer.
+        an exception: for a probe, no answer is the answer. With ``origin``, the
+        request carries that ``Origin`` header, as a browser's would.
         """
         expected = EXPECTED_STATUS.get(path)
+        headers = {"Origin": origin} if origin else None
         started = time.monotonic()
         try:
-            response = self._http.request(method, path, idempotent=False)
+            response = self._http.request(
+                method, path, idempotent=False, headers=headers
+            )
         except UnreachableError as error:
             elapsed = (time.monotonic() - started) * 1000
             return Probe(path, None, elapsed, expected, str(error))
         elapsed = (time.monotonic() - started) * 1000
-        return Probe(path, response.status_code, elapsed, expected, response.text[:200])
+        kept = {k: response.headers[k] for k in KEPT_HEADERS if k in response.headers}
+        return Probe(
+            path, response.status_code, elapsed, expected, response.text[:200], kept
+        )
 
     def close(self) -> None:
         """Close the connection pool."""

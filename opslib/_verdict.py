@@ -83,6 +83,8 @@ CAUSES: Mapping[str, tuple[str, ...]] = {
     # Procedures: what the run planned or did, rather than a fault's cause.
     "database": ("write-planned", "read-only", "inconclusive"),
     "undo": ("undo-planned", "nothing-to-undo", "inconclusive"),
+    "rollback": ("rollback-planned", "nothing-to-roll-back", "inconclusive"),
+    "deploy-verify": ("roll-back", "keep", "inconclusive"),
     "slow-responses": (
         "missing-index",
         "slow-external-api",

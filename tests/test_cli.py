@@ -9,9 +9,10 @@ from pathlib import Path
 import nbformat
 import pytest
 from click.testing import CliRunner
+from procedure_helpers import live_version
 
-from opslib import VERDICT_MIME, CloudflareClient, load_environment
 import opslib._errors as opslib_errors
+from opslib import VERDICT_MIME, CloudflareClient, load_environment
 from opslib._cli import main
 
 BIN = Path(sys.executable).parent
@@ -88,14 +89,6 @@ def test_drill_needs_a_scenario_or_all():
 def bad_deployment(sandbox):
     sandbox.reset("bad-deployment")
     return sandbox.truth()["details"]
-
-
-def live_version():
-    client = CloudflareClient(load_environment("sandbox"))
-    try:
-        return client.list_deployments()[0]["versions"][0]["version_id"]
-    finally:
-        client.close()
 
 
 def test_run_prints_verdict_and_archives_a_scrubbed_record(

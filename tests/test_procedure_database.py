@@ -5,6 +5,7 @@ check) and ``runbook undo`` restoring the table exactly."""
 import json
 
 import pytest
+from procedure_helpers import result_of, run
 
 import opslib
 from opslib import load_environment, run_notebook
@@ -45,18 +46,6 @@ def dump(env, tables=CASCADE_TABLES):
 def env(sandbox):
     sandbox.reset("healthy")
     return load_environment("sandbox")
-
-
-def run(name, tmp_path, **parameters):
-    record = run_notebook(
-        name, parameters=parameters, environment="sandbox", records_dir=tmp_path
-    )
-    assert record.status == "succeeded", record.error
-    return record
-
-
-def result_of(record):
-    return [a for a in record.sidecar["actions"] if a["kind"] == "result"][-1]
 
 
 def test_read_only_run_shows_counts_and_plans_nothing(env, tmp_path):
