@@ -16,6 +16,7 @@ from opslib._paymentverdict import repair_phrase
 from opslib._queueverdict import requeue_phrase
 from opslib._resetverdict import set_password_phrase
 from opslib._undo import undo_phrase
+from opslib._webhookverdict import resend_phrase
 
 SQL = "UPDATE users SET role = 'publisher' WHERE email = 'prodtest2@example.com'"
 
@@ -63,6 +64,11 @@ def role(env):
             lambda e: write_phrase(e, "create-index", 0, "users", "idx_b"),
             "create index",
             "idx_b on users",
+        ),
+        (
+            lambda e: resend_phrase(e, "https://api.example.com/webhooks"),
+            "resend",
+            "to https://api.example.com/webhooks",
         ),
         (
             lambda e: undo_phrase(e, "d1-write", "20261204T1715"),
