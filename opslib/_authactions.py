@@ -14,17 +14,15 @@ Both appliers re-read the live state first and refuse a stale plan.
 
 from __future__ import annotations
 
-import json
 import logging
-import time
-from collections.abc import Mapping
 from typing import Any
 
 from ._actions import ActionPlan, ActionResult, register_applier
-from ._auth import SESSIONS, login_counter_keys
+from ._auth import login_counter_keys
 from ._authdiagnosis import clear_limits_phrase, verify_account_phrase
 from ._cloudflare import CloudflareClient
 from ._config import Environment
+from ._counters import delete_counters, read_counters, stale_counters, wait_until_gone
 from ._finding import Finding, Status, check
 from ._verdict import Verdict
 
@@ -33,7 +31,6 @@ logger = logging.getLogger(__name__)
 CLEAR = "clear-rate-limits"
 VERIFY = "verify-account"
 _USER_COLUMNS = "id, email_verified, role, created_at, last_login"
-_KV_SETTLE_S = 10.0
 
 
 def plan_auth_repair(
@@ -108,7 +105,7 @@ def plan_verify_account(environment: Environment, user_id: str) -> ActionPlan:
 def verify_auth_repair(environment: Environment, plan: ActionPlan) -> Finding:
     """The follow-up check after a repair: counters gone, or the account verified."""
     if plan.action == CLEAR:
-        left = _wait_until_gone(environment, plan.target)
+        left = wait_until_gone(environment, login_counter_keys(plan.target))
         rows = [
             {"key": k, "present": k in left} for k in login_counter_keys(plan.target)
         ]
@@ -130,10 +127,7 @@ def _apply_clear(
     plan: ActionPlan, environment: Environment, operator: str
 ) -> ActionResult:
     live = _read_counters(environment, plan.target)
-    planned: Mapping[str, Any] = plan.before.get("keys") or {}
-    if set(live) != set(planned) or any(
-        _reset_at(live[k]) != _reset_at(planned[k]) for k in live
-    ):
+    if stale_counters(plan.before.get("keys") or {}, live):
         return ActionResult(
             plan,
             "refused",
@@ -141,14 +135,7 @@ def _apply_clear(
             f"{sorted(live)}): the plan is stale, re-run the runbook",
             operator,
         )
-    namespace_id = environment.kv_namespaces[SESSIONS]
-    client = CloudflareClient(environment)
-    try:
-        for key in live:
-            logger.info("applying action=%s key=%s", CLEAR, key)
-            client.kv_delete(namespace_id, key)
-    finally:
-        client.close()
+    delete_counters(environment, live, action=CLEAR)
     response = {"deleted": dict(live)}
     return ActionResult(
         plan,
@@ -204,22 +191,7 @@ def _apply_verify(
 
 
 def _read_counters(environment: Environment, ip: str) -> dict[str, Any]:
-    namespace_id = environment.kv_namespaces[SESSIONS]
-    client = CloudflareClient(environment)
-    try:
-        found = {k: client.kv_get(namespace_id, k) for k in login_counter_keys(ip)}
-    finally:
-        client.close()
-    return {k: _decoded(v) for k, v in found.items() if v is not None}
-
-
-def _wait_until_gone(environment: Environment, ip: str) -> list[str]:
-    stop = time.monotonic() + _KV_SETTLE_S
-    while True:
-        left = sorted(_read_counters(environment, ip))
-        if not left or time.monotonic() >= stop:
-            return left
-        time.sleep(0.5)
+    return read_counters(environment, login_counter_keys(ip))
 
 
 def _read_user(environment: Environment, user_id: str) -> dict[str, Any] | None:
@@ -231,17 +203,6 @@ def _read_user(environment: Environment, user_id: str) -> dict[str, Any] | None:
     finally:
         client.close()
     return dict(rows[0]) if rows else None
-
-
-def _decoded(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw.decode("utf-8", "replace")[:200]
-
-
-def _reset_at(value: Any) -> Any:
-    return value.get("resetAt") if isinstance(value, dict) else value
 
 
 register_applier(CLEAR, _apply_clear)
