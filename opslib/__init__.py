@@ -116,6 +116,7 @@ from ._reset import (
     probe_reset_request,
 )
 from ._resetaction import plan_password_reset
+from ._resetlimits import plan_clear_reset_limits, plan_reset_repair
 from ._resetverdict import diagnose_password_reset
 from ._rollbackchoice import (
     choose_rollback_version,
@@ -255,12 +256,14 @@ __all__ = [
     "load_record",
     "plan_auth_repair",
     "plan_clear_rate_limits",
+    "plan_clear_reset_limits",
     "plan_create_index",
     "plan_d1_write",
     "plan_database_write",
     "plan_deploy_rollback",
     "plan_password_reset",
     "plan_requeue",
+    "plan_reset_repair",
     "plan_rollback",
     "plan_subscription_repair",
     "plan_undo",

@@ -22,7 +22,12 @@ from ._auth import login_counter_keys
 from ._authdiagnosis import clear_limits_phrase, verify_account_phrase
 from ._cloudflare import CloudflareClient
 from ._config import Environment
-from ._counters import delete_counters, read_counters, stale_counters, wait_until_gone
+from ._counters import (
+    clear_counters,
+    plan_clear_counters,
+    read_counters,
+    wait_until_gone,
+)
 from ._finding import Finding, Status, check
 from ._verdict import Verdict
 
@@ -60,18 +65,12 @@ def plan_auth_repair(
 
 def plan_clear_rate_limits(environment: Environment, ip: str) -> ActionPlan:
     """Plan deleting the login counters of ``ip``, with their values as before-image."""
-    before = _read_counters(environment, ip)
-    return ActionPlan(
+    return plan_clear_counters(
+        environment,
         action=CLEAR,
-        environment=environment.name,
-        target=ip,
-        summary=f"delete {len(before)} login rate-limit counter(s) of {ip} in SESSIONS",
-        changes=tuple(
-            {"what": key, "from": value, "to": "(deleted)"}
-            for key, value in before.items()
-        ),
-        before={"ip": ip, "keys": before},
-        undo="none needed: the counters start again at zero with the next login",
+        ip=ip,
+        label="login rate-limit",
+        before=_read_counters(environment, ip),
         confirm_phrase=clear_limits_phrase(environment, ip),
     )
 
@@ -126,24 +125,7 @@ def verify_auth_repair(environment: Environment, plan: ActionPlan) -> Finding:
 def _apply_clear(
     plan: ActionPlan, environment: Environment, operator: str
 ) -> ActionResult:
-    live = _read_counters(environment, plan.target)
-    if stale_counters(plan.before.get("keys") or {}, live):
-        return ActionResult(
-            plan,
-            "refused",
-            f"the counters of {plan.target} changed since the plan (now "
-            f"{sorted(live)}): the plan is stale, re-run the runbook",
-            operator,
-        )
-    delete_counters(environment, live, action=CLEAR)
-    response = {"deleted": dict(live)}
-    return ActionResult(
-        plan,
-        "applied",
-        f"deleted {len(live)} counter(s) of {plan.target}",
-        operator,
-        response=response,
-    )
+    return clear_counters(plan, environment, operator, login_counter_keys(plan.target))
 
 
 def _apply_verify(

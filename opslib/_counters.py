@@ -5,7 +5,7 @@ resetAt}`` (resetAt in epoch ms; PLATFORM.md section 4). The gated clearing of
 login counters (auth-broken) and of password-reset counters (password-reset)
 share these helpers: the plan keeps the values as its before-image, and the
 applier refuses when the set of counters or one's window (``resetAt``) changed
-since the plan.
+since the plan. Nothing needs undoing: deleted counters start again at zero.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ._actions import ActionPlan, ActionResult
 from ._cloudflare import CloudflareClient
 from ._config import Environment
 
@@ -69,6 +70,66 @@ def wait_until_gone(
         if not left or time.monotonic() >= stop:
             return left
         time.sleep(0.5)
+
+
+def plan_clear_counters(
+    environment: Environment,
+    *,
+    action: str,
+    ip: str,
+    label: str,
+    before: Mapping[str, Any],
+    confirm_phrase: str,
+) -> ActionPlan:
+    """Plan deleting the counters in ``before`` (key to value, the before-image).
+
+    Args:
+        environment: where the counters live.
+        action: the action name its applier is registered under.
+        ip: the client address the counters limit (the plan's target).
+        label: what the counters limit, for the summary ("login rate-limit").
+        before: the counters read now.
+        confirm_phrase: the phrase that authorises the plan.
+    """
+    return ActionPlan(
+        action=action,
+        environment=environment.name,
+        target=ip,
+        summary=f"delete {len(before)} {label} counter(s) of {ip} in SESSIONS",
+        changes=tuple(
+            {"what": key, "from": value, "to": "(deleted)"}
+            for key, value in before.items()
+        ),
+        before={"ip": ip, "keys": dict(before)},
+        undo="none needed: the counters start again at zero with the next request",
+        confirm_phrase=confirm_phrase,
+    )
+
+
+def clear_counters(
+    plan: ActionPlan, environment: Environment, operator: str, keys: Iterable[str]
+) -> ActionResult:
+    """Apply a plan of :func:`plan_clear_counters` after re-reading ``keys``.
+
+    Refuses when the live counters are not the planned ones (stale plan).
+    """
+    live = read_counters(environment, keys)
+    if stale_counters(plan.before.get("keys") or {}, live):
+        return ActionResult(
+            plan,
+            "refused",
+            f"the counters of {plan.target} changed since the plan (now "
+            f"{sorted(live)}): the plan is stale, re-run the runbook",
+            operator,
+        )
+    delete_counters(environment, live, action=plan.action)
+    return ActionResult(
+        plan,
+        "applied",
+        f"deleted {len(live)} counter(s) of {plan.target}",
+        operator,
+        response={"deleted": dict(live)},
+    )
 
 
 def _decoded(raw: bytes) -> Any:

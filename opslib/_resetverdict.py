@@ -3,14 +3,16 @@
 Causes, in the order they are weighed: the password-reset rate limit is full
 (nothing else can be probed then), the Worker lacks its email vars, MailChannels
 refuses the Worker's keyless sends, the reset page's pre-check consumes the token,
-healthy, inconclusive. Whatever the cause, a locked-out user can be let in with the
-manual workaround: a new PBKDF2 hash written behind the gate, offered when the run
-names the affected user.
+healthy, inconclusive. A full rate limit is repaired behind the gate by deleting
+that IP's password-reset counters. For the other causes a locked-out user can be
+let in with the manual workaround: a new PBKDF2 hash written behind the gate,
+offered when the run names the affected user.
 """
 
 from __future__ import annotations
 
 import shlex
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -21,9 +23,10 @@ from ._verdict import Verdict
 RUNBOOK = "password-reset"
 _NEXT = {
     "reset-rate-limited": (
-        "Wait until the counters reset (see resets_in_min), or delete the full "
-        "counters from SESSIONS with `wrangler kv key delete --binding SESSIONS "
-        "<key>` (keys rate_limit:ip:<ip>:_auth_password-reset-request and "
+        "Wait until the counters reset (see resets_in_min), or delete that IP's "
+        "password-reset counters from SESSIONS: the gated step does it with a "
+        "before-image (by hand: `wrangler kv key delete --binding SESSIONS <key>` "
+        "for rate_limit:ip:<ip>:_auth_password-reset-request and "
         "rate_limit:endpoint:<ip>:/auth/password-reset-request)."
     ),
     "email-vars-missing": (
@@ -105,8 +108,12 @@ def diagnose_password_reset(
         )
     tokens = found.get("reset-tokens")
     step = _manual_reset_step(environment, tokens, user_email, incident_id)
+    clear = _clear_limits_step(environment, found.get("reset-limits"), incident_id)
     next_action = _NEXT[cause]
-    if step is None:
+    if cause == "reset-rate-limited" and clear is not None:
+        step = clear
+        next_action += " Once they are gone, the user can request a new link."
+    elif step is None:
         next_action += (
             " To let a locked-out user in now, re-run with -p user_email <address> "
             "to plan the manual reset."
@@ -151,6 +158,35 @@ def _cause(found: Mapping[str, Finding]) -> str:
     if all(status(n) is Status.OK for n in needed):
         return "healthy"
     return "inconclusive"
+
+
+def clear_reset_limits_phrase(environment: Environment, ip: str) -> str:
+    """The confirm phrase that authorises clearing one IP's reset counters."""
+    return f"clear password-reset limits of {ip} in {environment.name}"
+
+
+def _clear_limits_step(
+    environment: Environment, limits: Finding | None, incident_id: str
+) -> dict[str, Any] | None:
+    full = (limits.facts.get("at_limit") or []) if limits is not None else []
+    ips = Counter(str(row["ip"]) for row in full if row.get("ip"))
+    if not ips:
+        return None
+    ip = ips.most_common(1)[0][0]
+    phrase = clear_reset_limits_phrase(environment, ip)
+    command = (
+        f"runbook run {RUNBOOK} --env {environment.name} -p incident_id "
+        f"{shlex.quote(incident_id or 'INC-...')} -p apply true "
+        f"-p confirm {shlex.quote(phrase)}"
+    )
+    return {
+        "action": "clear-reset-limits",
+        "environment": environment.name,
+        "ip": ip,
+        "summary": f"delete the password-reset counters of {ip} in SESSIONS",
+        "confirm": phrase,
+        "command": command,
+    }
 
 
 def _manual_reset_step(

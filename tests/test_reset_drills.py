@@ -23,7 +23,7 @@ def test_every_reset_fault_has_a_scenario():
 
 
 @pytest.mark.parametrize("scenario", RESET_SCENARIOS)
-def test_drill_names_the_cause_and_offers_the_manual_reset(sandbox, scenario, tmp_path):
+def test_drill_names_the_cause_and_offers_a_gated_repair(sandbox, scenario, tmp_path):
     sandbox.reset(scenario)
     record = run_notebook(
         "password-reset",
@@ -34,7 +34,14 @@ def test_drill_names_the_cause_and_offers_the_manual_reset(sandbox, scenario, tm
     assert record.status == "succeeded", record.error
     assert record.verdict["cause"] == SCENARIOS[scenario].cause
     assert record.verdict["status"] == "fail"
-    assert record.verdict["gated_step"]["action"] == "set-password-hash"
+    # A full rate limit is repaired by clearing the counters; the rest offer the
+    # manual reset for the named user.
+    expected = (
+        "clear-reset-limits"
+        if scenario == "reset-rate-limited"
+        else "set-password-hash"
+    )
+    assert record.verdict["gated_step"]["action"] == expected
 
 
 def test_healthy_scenario_is_healthy_for_this_runbook(sandbox, tmp_path):
