@@ -71,7 +71,7 @@ def check_route_timings(
         ``computing`` invocations (start-up-like: slow and CPU-bound).
     """
     raw, _, _ = recent_events(environment, window_min)
-    events = [e for e in (timed_event(r) for r in raw) if e is not None]
+    events = [e for e in (timed_event(r) for r in one_per_request(raw)) if e]
     if not events:
         text = (
             f"{len(raw)} Workers Logs event(s) in {window_min} min, none with wall "
@@ -83,6 +83,19 @@ def check_route_timings(
     return Finding(
         "route-timings", _timing_status(facts), _timing_summary(facts), rows, facts
     )
+
+
+def one_per_request(events: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Keep one event per invocation, the one with the HTTP status: the lines a
+    Worker logs come as events of their own, with the same request id and the
+    invocation's times but without the status or URL."""
+    chosen: dict[str, Mapping[str, Any]] = {}
+    for number, event in enumerate(events):
+        meta = event.get("$metadata") or {}
+        key = str(meta.get("requestId") or f"#{number}")
+        if key not in chosen or meta.get("statusCode") is not None:
+            chosen[key] = event
+    return list(chosen.values())
 
 
 def timed_event(event: Mapping[str, Any]) -> dict[str, Any] | None:

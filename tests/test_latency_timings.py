@@ -14,7 +14,13 @@ from opslib import (
 )
 from opslib._latency import cold_routes, route_stats
 from opslib._platform import Probe
-from opslib._routetimings import is_computing, timed_event, timing_table, waiting_routes
+from opslib._routetimings import (
+    is_computing,
+    one_per_request,
+    timed_event,
+    timing_table,
+    waiting_routes,
+)
 
 TEST_EMAIL = "prodtest1@example.com"
 
@@ -173,3 +179,15 @@ def test_a_live_portal_session_waits_on_a_slow_stripe(sandbox):
         if r["route"] == "POST /payments/create-portal-session"
     ]
     assert portal[0]["wall_p95_ms"] >= 3500
+
+
+def test_logged_lines_of_a_request_count_once_with_its_route():
+    main = _event("POST /webhooks/stripe", 900, 20)
+    main["$metadata"].update(requestId="r-1", statusCode=200)
+    line = _event("POST /webhooks/stripe", 900, 20)
+    line["$metadata"] = {"requestId": "r-1", "trigger": "POST /webhooks/stripe"}
+    other = _event("GET /auth/me", 5, 2)
+    kept = one_per_request([line, main, other])
+    assert len(kept) == 2
+    assert timed_event(kept[0])["route"] == "POST /webhooks/stripe"
+    assert kept[0]["$metadata"]["statusCode"] == 200
