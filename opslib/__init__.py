@@ -130,7 +130,7 @@ from ._statuspage import StatusPageClient
 from ._stripe import StripeReader
 from ._undo import check_restore, plan_undo
 from ._verdict import CAUSES, VERDICT_MIME, Verdict
-from ._webhookaction import plan_webhook_resend
+from ._webhookaction import plan_webhook_repair
 from ._webhooks import (
     check_api_version,
     check_pending_events,
@@ -269,7 +269,7 @@ __all__ = [
     "plan_undo",
     "plan_verify_account",
     "plan_version_rollback",
-    "plan_webhook_resend",
+    "plan_webhook_repair",
     "plot_backlog",
     "plot_error_rate",
     "plot_latency",

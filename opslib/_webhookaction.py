@@ -1,4 +1,7 @@
-"""The gated resend of pending Stripe events to the platform's endpoint.
+"""The gated steps of the stripe-webhooks runbook: resend, and re-enable.
+
+A disabled endpoint is re-enabled first (one run), and the events it missed are
+resent in the next run, once nothing fails any more.
 
 Resending only helps once the cause is fixed; the plan says so. It lists each
 pending event with its type, age and pending count as the before-image, and
@@ -24,11 +27,58 @@ from ._payments import recorded_payments
 from ._stripe import StripeReader
 from ._verdict import Verdict
 from ._webhooks import RETENTION_DAYS
-from ._webhookverdict import RESEND_ACTION
+from ._webhookverdict import ENABLE_ACTION, RESEND_ACTION
 
 logger = logging.getLogger(__name__)
 
 MAX_EVENTS = 100
+
+
+def plan_webhook_repair(environment: Environment, verdict: Verdict) -> ActionPlan:
+    """Plan the gated step the verdict offers: re-enable the endpoint, or resend.
+
+    Args:
+        environment: where Stripe and D1 are.
+        verdict: the stripe-webhooks verdict.
+    """
+    step = verdict.gated_step or {}
+    if step.get("action") == ENABLE_ACTION:
+        return plan_endpoint_enable(environment, verdict)
+    return plan_webhook_resend(environment, verdict)
+
+
+def plan_endpoint_enable(environment: Environment, verdict: Verdict) -> ActionPlan:
+    """Plan re-enabling the disabled endpoint the verdict names.
+
+    The before-image is the endpoint as Stripe shows it (status, URL, API
+    version); at the gate it is read again and a status that is no longer
+    disabled refuses the plan.
+    """
+    step = verdict.gated_step or {}
+    endpoint = str(step.get("endpoint") or "")
+    rows = [e for e in _endpoints(verdict) if e["id"] == endpoint]
+    if step.get("action") != ENABLE_ACTION or not rows:
+        reason = f"no endpoint to re-enable (cause {verdict.cause!r})"
+        return ActionPlan("none", environment.name, endpoint, reason)
+    before = {k: rows[0].get(k) for k in ("id", "path", "status", "api_version")}
+    return ActionPlan(
+        action=ENABLE_ACTION,
+        environment=environment.name,
+        target=endpoint,
+        summary=(
+            f"re-enable {endpoint}; only useful once the reason Stripe disabled it "
+            "is fixed; events created meanwhile then need a resend (run again)"
+        ),
+        changes=(
+            {"what": f"{endpoint}.status", "from": before["status"], "to": "enabled"},
+        ),
+        before=before,
+        undo=(
+            f"disable it again: Stripe Dashboard, or "
+            f"`stripe webhook_endpoints update {endpoint} --disabled=true`"
+        ),
+        confirm_phrase=str(step["confirm"]),
+    )
 
 
 def plan_webhook_resend(environment: Environment, verdict: Verdict) -> ActionPlan:
@@ -184,6 +234,47 @@ def verify_pending(reader: StripeReader, event_ids: Sequence[str]) -> Finding:
     return Finding("pending-after", Status.OK, text, rows, {"still": []})
 
 
+def _apply_enable(
+    plan: ActionPlan, environment: Environment, operator: str
+) -> ActionResult:
+    reader = StripeReader(environment)
+    try:
+        live = _live_status(reader, plan.target)
+        if live != plan.before.get("status"):
+            detail = (
+                f"endpoint {plan.target} is now {live!r}, not "
+                f"{plan.before.get('status')!r}: the plan is stale, re-run the runbook"
+            )
+            return ActionResult(plan, "refused", detail, operator)
+        logger.info("applying action=%s endpoint=%s", ENABLE_ACTION, plan.target)
+        answer = reader.enable_endpoint(plan.target)
+        after = _live_status(reader, plan.target)
+    finally:
+        reader.close()
+    status = Status.OK if after == "enabled" else Status.FAIL
+    check = Finding("endpoint-after", status, f"{plan.target} is {after}")
+    return ActionResult(
+        plan,
+        "applied",
+        f"{plan.target} re-enabled",
+        operator,
+        response={"status": answer.get("status")},
+        after=check,
+    )
+
+
+def _live_status(reader: StripeReader, endpoint: str) -> str:
+    found = [e for e in reader.webhook_endpoints() if e["id"] == endpoint]
+    return str(found[0].get("status")) if found else "deleted"
+
+
+def _endpoints(verdict: Verdict) -> list[dict[str, Any]]:
+    for finding in verdict.findings:
+        if finding.name == "webhook-endpoints":
+            return [dict(e) for e in finding.facts.get("endpoints") or []]
+    return []
+
+
 def _pending(verdict: Verdict) -> list[dict[str, Any]]:
     for finding in verdict.findings:
         if finding.name == "pending-events":
@@ -198,3 +289,4 @@ def _age(seconds: int) -> str:
 
 
 register_applier(RESEND_ACTION, _apply_resend)
+register_applier(ENABLE_ACTION, _apply_enable)

@@ -15,7 +15,11 @@ Causes are weighed in this order, each from what the systems show:
 5. ``handler-timeout``: events are pending and the handler answers slower than
    Stripe waits (the probe or the logged wall times).
 
-Pending events with none of these is ``inconclusive``. Where the prose runbook
+Pending events with none of these is ``inconclusive``; the resend is still
+offered then, for a cause fixed before the run (a re-enabled endpoint, a
+replaced secret), since Stripe does not redeliver what failed meanwhile. A
+disabled endpoint's gated step is its re-enabling; the resend follows in the
+next run. Where the prose runbook
 is wrong for this platform the remedy says so: the secret is not always the
 culprit behind "Invalid signature", and ``echo whsec_... | wrangler secret put``
 leaves the secret in the shell history.
@@ -33,6 +37,7 @@ from ._verdict import Verdict
 
 RUNBOOK = "stripe-webhooks"
 RESEND_ACTION = "resend-webhook-events"
+ENABLE_ACTION = "enable-webhook-endpoint"
 _SUMMARY = {
     "endpoint-disabled": "Stripe's webhook endpoint for the platform is disabled.",
     "wrong-webhook-secret": (
@@ -109,9 +114,9 @@ def diagnose_stripe_webhooks(
     pending = list(_facts(found, "pending-events").get("pending") or [])
     endpoint = _endpoint_id(found)
     if cause in _SUMMARY:
-        step = resend_step(environment, endpoint, incident_id) if endpoint else None
         fix = _fix(cause, environment, endpoint or "the endpoint", api_version)
-        next_action = fix + _resend_text(pending, step)
+        step = _gated_step(cause, environment, endpoint, incident_id)
+        next_action = fix + _gated_text(cause, pending, step)
         if step is not None:
             step = {**step, "fix": fix}
         return Verdict(
@@ -124,7 +129,8 @@ def diagnose_stripe_webhooks(
             step,
             list(found.values()),
         )
-    return _quiet_verdict(found, evidence, pending)
+    step = resend_step(environment, endpoint, incident_id) if endpoint else None
+    return _quiet_verdict(found, evidence, pending, step)
 
 
 def classify(found: Mapping[str, Finding]) -> str:
@@ -151,33 +157,77 @@ def classify(found: Mapping[str, Finding]) -> str:
     return ""
 
 
+def _gated_step(
+    cause: str, environment: Environment, endpoint: str, incident_id: str
+) -> dict[str, Any] | None:
+    if not endpoint:
+        return None
+    if cause == "endpoint-disabled":
+        return enable_step(environment, endpoint, incident_id)
+    return resend_step(environment, endpoint, incident_id)
+
+
+def enable_phrase(environment: Environment, endpoint: str) -> str:
+    """The confirm phrase that authorises re-enabling ``endpoint``."""
+    return f"enable webhook endpoint {endpoint} in {environment.name}"
+
+
 def resend_phrase(environment: Environment, endpoint: str) -> str:
     """The confirm phrase that authorises resending pending events to ``endpoint``."""
     return f"resend pending webhook events to {endpoint} in {environment.name}"
+
+
+def enable_step(
+    environment: Environment, endpoint: str, incident_id: str
+) -> dict[str, Any]:
+    """The gated step: re-enable the platform's disabled endpoint."""
+    summary = f"re-enable {endpoint} (once the reason it was disabled is fixed)"
+    phrase = enable_phrase(environment, endpoint)
+    return _step(ENABLE_ACTION, environment, endpoint, incident_id, phrase, summary)
 
 
 def resend_step(
     environment: Environment, endpoint: str, incident_id: str
 ) -> dict[str, Any]:
     """The gated step: resend the pending events to the platform's endpoint."""
+    summary = f"resend the pending events to {endpoint} (after the fix)"
     phrase = resend_phrase(environment, endpoint)
+    return _step(RESEND_ACTION, environment, endpoint, incident_id, phrase, summary)
+
+
+def _step(
+    action: str,
+    environment: Environment,
+    endpoint: str,
+    incident_id: str,
+    phrase: str,
+    summary: str,
+) -> dict[str, Any]:
     command = (
         f"runbook run {RUNBOOK} --env {environment.name} -p incident_id "
         f"{shlex.quote(incident_id or 'INC-...')} -p apply true "
         f"-p confirm {shlex.quote(phrase)}"
     )
     return {
-        "action": RESEND_ACTION,
+        "action": action,
         "environment": environment.name,
         "endpoint": endpoint,
-        "summary": f"resend the pending events to {endpoint} (after the fix)",
+        "summary": summary,
         "confirm": phrase,
         "command": command,
     }
 
 
-def _resend_text(pending: list[Any], step: Mapping[str, Any] | None) -> str:
-    if not pending or step is None:
+def _gated_text(cause: str, pending: list[Any], step: Mapping[str, Any] | None) -> str:
+    if step is None:
+        return ""
+    if cause == "endpoint-disabled":
+        return (
+            f" Gated, here: {step['command']}. Events created while it was disabled "
+            f"are not redelivered: run the runbook again afterwards to resend the "
+            f"{len(pending)} pending event(s)."
+        )
+    if not pending:
         return ""
     return (
         f" Then, gated, resend the {len(pending)} pending event(s): "
@@ -187,10 +237,27 @@ def _resend_text(pending: list[Any], step: Mapping[str, Any] | None) -> str:
 
 
 def _quiet_verdict(
-    found: Mapping[str, Finding], evidence: list[str], pending: list[Any]
+    found: Mapping[str, Finding],
+    evidence: list[str],
+    pending: list[Any],
+    step: dict[str, Any] | None,
 ) -> Verdict:
     needed = ("webhook-endpoints", "pending-events")
     blind = [n for n in needed if _status(found, n) in (None, Status.UNKNOWN)]
+    if pending and not blind and step is not None:
+        return Verdict(
+            RUNBOOK,
+            Status.UNKNOWN,
+            "inconclusive",
+            f"{len(pending)} event(s) are pending, but nothing fails now.",
+            evidence,
+            "The cause may be fixed already (an endpoint re-enabled, a secret "
+            "replaced): Stripe does not redeliver what failed meanwhile. If so, "
+            f"resend them, gated: {step['command']}. Otherwise read the endpoint's "
+            "deliveries in the Stripe Dashboard.",
+            step,
+            list(found.values()),
+        )
     if pending or blind:
         what = (
             f"{len(pending)} event(s) pending but no known cause shows"
