@@ -2,7 +2,15 @@
 
 import pytest
 
-from opslib import CAUSES, Finding, Status, diagnose_stripe_webhooks, load_environment
+from opslib import (
+    CAUSES,
+    Finding,
+    ParameterError,
+    Status,
+    diagnose_stripe_webhooks,
+    load_environment,
+    validate_params,
+)
 
 PENDING = [
     {
@@ -120,10 +128,15 @@ def test_each_sign_names_its_cause(changes, cause):
     verdict = verdict_of(**changes)
     assert verdict.status is Status.FAIL
     assert verdict.cause == cause
-    assert verdict.gated_step["action"] == "resend-webhook-events"
-    assert verdict.gated_step["confirm"] == (
-        "resend pending webhook events to we_1 in sandbox"
-    )
+    if cause == "endpoint-disabled":
+        action, phrase = "enable-webhook-endpoint", "enable webhook endpoint we_1"
+    else:
+        action, phrase = (
+            "resend-webhook-events",
+            "resend pending webhook events to we_1",
+        )
+    assert verdict.gated_step["action"] == action
+    assert verdict.gated_step["confirm"] == phrase + " in sandbox"
 
 
 def test_sync_crypto_text_wins_over_a_failing_probe():
@@ -148,6 +161,17 @@ def test_wrong_secret_remedy_keeps_the_secret_out_of_shell_history():
 def test_resend_is_offered_only_after_the_fix_when_events_are_pending():
     verdict = verdict_of(
         **{
+            "webhook-secret": finding("webhook-secret", Status.FAIL),
+            "pending-events": failing_pending(),
+        }
+    )
+    assert "Then, gated, resend the 1 pending event(s)" in verdict.next_action
+    assert "only after the fix" in verdict.next_action
+
+
+def test_disabled_endpoint_is_re_enabled_first_and_resent_in_a_later_run():
+    verdict = verdict_of(
+        **{
             "webhook-endpoints": finding(
                 "webhook-endpoints",
                 Status.FAIL,
@@ -157,13 +181,14 @@ def test_resend_is_offered_only_after_the_fix_when_events_are_pending():
             "pending-events": failing_pending(),
         }
     )
-    assert "Then, gated, resend the 1 pending event(s)" in verdict.next_action
-    assert "only after the fix" in verdict.next_action
+    assert verdict.gated_step["action"] == "enable-webhook-endpoint"
+    assert "run the runbook again afterwards to resend the 1" in verdict.next_action
 
 
-def test_pending_events_without_a_sign_are_inconclusive():
+def test_pending_events_without_a_sign_are_inconclusive_with_a_resend():
     verdict = verdict_of(**{"pending-events": failing_pending()})
     assert (verdict.status, verdict.cause) == (Status.UNKNOWN, "inconclusive")
+    assert verdict.gated_step["action"] == "resend-webhook-events"
 
 
 def test_unreadable_stripe_is_inconclusive():
@@ -175,3 +200,9 @@ def test_unreadable_stripe_is_inconclusive():
     )
     assert verdict.cause == "inconclusive"
     assert verdict.gated_step is None
+
+
+@pytest.mark.parametrize("value", ["acacia", "2024-10-28", "2024-10-28.acacia; rm", ""])
+def test_api_version_parameter_names_the_expected_form(value):
+    with pytest.raises(ParameterError, match="api_version.*2024-10-28.acacia"):
+        validate_params(api_version=value)
