@@ -16,7 +16,7 @@ from opslib._paymentverdict import repair_phrase
 from opslib._queueverdict import requeue_phrase
 from opslib._resetverdict import set_password_phrase
 from opslib._undo import undo_phrase
-from opslib._webhookverdict import resend_phrase
+from opslib._webhookverdict import enable_phrase, resend_phrase
 
 SQL = "UPDATE users SET role = 'publisher' WHERE email = 'prodtest2@example.com'"
 
@@ -70,6 +70,7 @@ def role(env):
             "resend",
             "to https://api.example.com/webhooks",
         ),
+        (lambda e: enable_phrase(e, "we_123"), "enable webhook endpoint", "we_123"),
         (
             lambda e: undo_phrase(e, "d1-write", "20261204T1715"),
             "undo d1-write",
