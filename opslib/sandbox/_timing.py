@@ -79,7 +79,9 @@ def begin(world: World, version: Version, at: float | None) -> Cost:
     colo = "operator" if at is None else "users"
     pools = world.scenario.switches.setdefault(ISOLATES, {})
     pool: list[Isolate] = pools.setdefault((colo, version.id), [])
-    warm = [i for i in pool if i.free_at <= clock and clock - i.last_used <= IDLE_S]
+    # Isolates idle past IDLE_S are evicted; busy ones are kept.
+    pool[:] = [i for i in pool if i.free_at > clock or clock - i.last_used <= IDLE_S]
+    warm = [i for i in pool if i.free_at <= clock]
     cpu = _rng(world).uniform(*CPU_MS)
     if warm:
         cost = Cost(clock, at is None, cpu, warm[0])
