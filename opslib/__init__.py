@@ -123,7 +123,7 @@ from ._rollbackchoice import (
     plan_version_rollback,
     verify_rollback,
 )
-from ._routetimings import check_route_timings, check_startup
+from ._routetimings import check_route_timings, check_startup, check_worker_times
 from ._runner import RunRecord, run_notebook
 from ._sqlguard import SQLRefusedError, classify_sql
 from ._statuspage import StatusPageClient
@@ -232,6 +232,7 @@ __all__ = [
     "check_webhook_endpoints",
     "check_webhook_logs",
     "check_webhook_secret",
+    "check_worker_times",
     "choose_rollback_version",
     "classify_sql",
     "conclude_procedure",

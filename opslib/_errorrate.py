@@ -57,22 +57,7 @@ def check_invocations(
     environment: Environment, *, window_min: int = WINDOW_MIN
 ) -> Finding:
     """Count the Worker's invocations per minute and version (GraphQL Analytics)."""
-    end = utcnow()
-    start = end - timedelta(minutes=window_min)
-    variables = {
-        "accountTag": environment.account_id,
-        "scriptName": environment.worker_name,
-        "start": start.isoformat().replace("+00:00", "Z"),
-        "end": end.isoformat().replace("+00:00", "Z"),
-    }
-    client = CloudflareClient(environment)
-    try:
-        data = client.graphql(_QUERY, variables)
-    finally:
-        client.close()
-
-    accounts = (data.get("viewer") or {}).get("accounts") or [{}]
-    rows = accounts[0].get("workersInvocationsAdaptive") or []
+    rows = invocation_rows(environment, _QUERY, window_min)
     series = [_series_row(row) for row in rows]
     by_version: Counter[str] = Counter()
     for row in series:
@@ -92,6 +77,32 @@ def check_invocations(
         )
     status = Status.FAIL if exceptions / requests >= SERVER_ERROR_RATE else Status.OK
     return Finding("invocations", status, text, evidence, facts)
+
+
+def invocation_rows(
+    environment: Environment, query: str, window_min: int
+) -> list[dict[str, Any]]:
+    """Run a ``workersInvocationsAdaptive`` query over the Worker's last
+    ``window_min`` minutes; return its rows.
+
+    The query declares ``$accountTag``, ``$scriptName``, ``$start`` and ``$end``
+    (as strings: time-typed declarations were reported to fail validation).
+    """
+    end = utcnow()
+    start = end - timedelta(minutes=window_min)
+    variables = {
+        "accountTag": environment.account_id,
+        "scriptName": environment.worker_name,
+        "start": start.isoformat().replace("+00:00", "Z"),
+        "end": end.isoformat().replace("+00:00", "Z"),
+    }
+    client = CloudflareClient(environment)
+    try:
+        data = client.graphql(query, variables)
+    finally:
+        client.close()
+    accounts = (data.get("viewer") or {}).get("accounts") or [{}]
+    return list(accounts[0].get("workersInvocationsAdaptive") or [])
 
 
 def recent_events(

@@ -14,7 +14,8 @@ In this order:
   CPU in the logs); the live version's start-up time and deployment age back
   it up. No gated step: a rollback is the api-down runbook's.
 - ``inconclusive``: a check could not look, or something is slow that none of
-  the above explains (for instance a route waiting on D1, KV or R2).
+  the above explains (for instance a route waiting on D1, KV or R2), or only
+  GraphQL Analytics show the Worker slow, without Workers Logs to name a route.
 - ``healthy`` otherwise.
 """
 
@@ -77,6 +78,9 @@ def diagnose_slow_responses(
     cold = cold_signs(latency, timings)
     if cold:
         return _cold_verdict(cold, startup, evidence, every)
+    worker = found.get("worker-times")
+    if worker is not None and worker.status is Status.WARN and not _has_times(timings):
+        return _unnamed_verdict(worker, evidence, every)
     blind = [n for n, f in found.items() if f.status is Status.UNKNOWN]
     if blind or plans is None or latency is None:
         return Verdict(
@@ -143,6 +147,33 @@ def cold_signs(latency: Finding | None, timings: Finding | None) -> list[str]:
             f"(start-up) on {', '.join(routes)}"
         )
     return signs
+
+
+def _has_times(timings: Finding | None) -> bool:
+    return timings is not None and bool(timings.facts.get("requests"))
+
+
+def _unnamed_verdict(
+    worker: Finding, evidence: list[str], every: list[Finding]
+) -> Verdict:
+    facts = worker.facts
+    waiting = facts["cpuTimeP99"] < 0.25 * facts["wallTimeP99"]
+    kind = "waits (little CPU)" if waiting else "computes (CPU close to wall time)"
+    return Verdict(
+        RUNBOOK,
+        Status.UNKNOWN,
+        "inconclusive",
+        f"The Worker {kind}: wall p99 {facts['wallTimeP99']:.0f} ms, CPU p99 "
+        f"{facts['cpuTimeP99']:.0f} ms (GraphQL Analytics), but Workers Logs hold "
+        "no timed requests to name the route.",
+        evidence,
+        "Enable Workers Logs (`[observability] enabled = true` in wrangler.toml, "
+        "then deploy) and re-run this runbook after some traffic: it names the "
+        "slow route and whether it waits on Stripe or MailChannels. Meanwhile "
+        "probe the suspects signed in (billing portal, checkout, reset request).",
+        None,
+        every,
+    )
 
 
 def _external_verdict(

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 from ._cloudflare import CloudflareClient
 from ._config import Environment
-from ._errorrate import recent_events
+from ._errorrate import invocation_rows, recent_events
 from ._finding import Finding, Status, check
 from ._latency import P95_LIMIT_MS, percentile
 from ._time import describe_age, parse_timestamp, utcnow
@@ -224,6 +224,48 @@ def _timing_summary(facts: Mapping[str, Any]) -> str:
     if not facts["slow_routes"] and not facts["computing"]:
         text += ": every route's wall p95 under 3 s"
     return text
+
+
+_TIMES_QUERY = """query ($accountTag: string, $scriptName: string, $start: string, $end: string) {
+  viewer { accounts(filter: {accountTag: $accountTag}) {
+    workersInvocationsAdaptive(limit: 10000,
+      filter: {scriptName: $scriptName, datetime_geq: $start, datetime_leq: $end}) {
+      sum { requests subrequests }
+      quantiles { cpuTimeP50 cpuTimeP99 wallTimeP50 wallTimeP99 }
+    } } } }"""
+
+
+@check("worker-times")
+def check_worker_times(
+    environment: Environment, *, window_min: int = WINDOW_MIN
+) -> Finding:
+    """Wall against CPU time of the whole Worker (GraphQL Analytics).
+
+    ``workersInvocationsAdaptive`` has no route, but it needs no Workers Logs:
+    its ``quantiles`` give CPU and wall time p50 and p99 in microseconds
+    (CLOUDFLARE.md section 7; the wall-time unit is taken to be the same). A wall
+    p99 over 3 s warns; the verdict reads the CPU share to tell waiting from
+    computing.
+    """
+    rows = invocation_rows(environment, _TIMES_QUERY, window_min)
+    requests = sum(int((r.get("sum") or {}).get("requests") or 0) for r in rows)
+    if not rows or not requests:
+        return Finding("worker-times", Status.OK, f"no invocations in {window_min} min")
+    sums, quantiles = rows[0].get("sum") or {}, rows[0].get("quantiles") or {}
+    facts: dict[str, Any] = {
+        "requests": requests,
+        "subrequests": int(sums.get("subrequests") or 0),
+    }
+    for name in ("cpuTimeP50", "cpuTimeP99", "wallTimeP50", "wallTimeP99"):
+        facts[name] = round(float(quantiles.get(name) or 0) / 1000, 1)
+    text = (
+        f"{requests} invocations in {window_min} min, {facts['subrequests']} "
+        f"outbound: wall p50 {facts['wallTimeP50']:.0f} ms, p99 "
+        f"{facts['wallTimeP99']:.0f} ms; CPU p50 {facts['cpuTimeP50']:.0f} ms, p99 "
+        f"{facts['cpuTimeP99']:.0f} ms"
+    )
+    status = Status.WARN if facts["wallTimeP99"] > P95_LIMIT_MS else Status.OK
+    return Finding("worker-times", status, text, [facts], facts)
 
 
 @check("startup")

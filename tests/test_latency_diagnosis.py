@@ -189,3 +189,36 @@ def test_a_missing_index_wins_over_a_waiting_route(env):
         environment=env,
     )
     assert verdict.cause == "missing-index"
+
+
+def test_analytics_alone_showing_a_waiting_worker_is_inconclusive_and_asks_for_logs(
+    env,
+):
+    worker = Finding(
+        "worker-times",
+        Status.WARN,
+        "worker",
+        facts={"wallTimeP99": 5200.0, "cpuTimeP99": 4.0},
+    )
+    no_logs = Finding("route-timings", Status.WARN, "no events", facts={"events": 0})
+    verdict = diagnose_slow_responses(
+        [_latency(), _plans(), _indexes(), worker, no_logs], environment=env
+    )
+    assert (verdict.cause, verdict.status) == ("inconclusive", Status.UNKNOWN)
+    assert "waits (little CPU)" in verdict.summary
+    assert "[observability] enabled = true" in verdict.next_action
+
+
+def test_a_slow_worker_with_logs_that_name_stripe_is_a_slow_external_api(env):
+    worker = Finding(
+        "worker-times",
+        Status.WARN,
+        "worker",
+        facts={"wallTimeP99": 5200.0, "cpuTimeP99": 4.0},
+    )
+    timings = _timings(Status.FAIL, [PORTAL])
+    timings.facts["requests"] = 200
+    verdict = diagnose_slow_responses(
+        [_latency(), _plans(), _indexes(), worker, timings], environment=env
+    )
+    assert verdict.cause == "slow-external-api"

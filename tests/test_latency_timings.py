@@ -10,6 +10,7 @@ from opslib import (
     check_latency,
     check_route_timings,
     check_startup,
+    check_worker_times,
     load_environment,
 )
 from opslib._latency import cold_routes, route_stats
@@ -191,3 +192,16 @@ def test_logged_lines_of_a_request_count_once_with_its_route():
     assert len(kept) == 2
     assert timed_event(kept[0])["route"] == "POST /webhooks/stripe"
     assert kept[0]["$metadata"]["statusCode"] == 200
+
+
+def test_worker_times_show_a_slow_stripe_as_long_wall_and_little_cpu(sandbox):
+    sandbox.reset("slow-external-api")
+    worker = check_worker_times(load_environment("sandbox"))
+    assert worker.status is Status.WARN, worker.summary
+    assert worker.facts["wallTimeP99"] >= 3500
+    assert worker.facts["cpuTimeP99"] < 100
+    assert worker.facts["subrequests"] >= 1
+    sandbox.reset("healthy")
+    healthy = check_worker_times(load_environment("sandbox"))
+    assert healthy.status is Status.OK, healthy.summary
+    assert 0 < healthy.facts["wallTimeP50"] < healthy.facts["wallTimeP99"] < 3000

@@ -6,7 +6,8 @@ their numbers are what the stand-in really served.
 ``POST /client/v4/graphql`` answers ``{data, errors}``, not the v4 envelope, and
 HTTP 200 carries errors, as the real API does. Only the dataset
 ``workersInvocationsAdaptive`` is served, with ``sum{requests errors
-subrequests}`` and ``dimensions{datetime datetimeMinute datetimeHour date
+subrequests}``, ``quantiles{cpuTimeP50 cpuTimeP99 wallTimeP50 wallTimeP99}``
+(microseconds, nearest rank over the records) and ``dimensions{datetime datetimeMinute datetimeHour date
 scriptName status scriptVersion}``; the query is not parsed as full GraphQL: the
 stand-in reads the dataset name, the ``sum`` and ``dimensions`` selections and the
 filter's ``scriptName``, ``datetime_geq`` and ``datetime_leq`` (literal strings or
@@ -25,9 +26,10 @@ newest first; ``limit`` (at most 2000), ``offset`` (the last event's
 
 from __future__ import annotations
 
+import math
 import re
-from collections import Counter
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,6 +50,7 @@ DIMENSIONS = (
     "status",
     "scriptVersion",
 )
+QUANTILES = ("cpuTimeP50", "cpuTimeP99", "wallTimeP50", "wallTimeP99")
 MAX_EVENTS = 2000
 _OUTCOME_STATUS = {"ok": "success", "exception": "scriptThrewException"}
 _DATASET_RE = re.compile(r"accounts\s*\([^)]*\)\s*\{\s*(\w+)")
@@ -71,8 +74,10 @@ def graphql(world: World, request: Request, params: dict[str, str]) -> Response:
         return _graphql_errors(200, f'unknown field "{name}" on type "account"')
     sums = _selection(query, "sum")
     dimensions = _selection(query, "dimensions")
+    quantiles = _selection(query, "quantiles")
     unknown = [s for s in sums if s not in SUMS]
     unknown += [d for d in dimensions if d not in DIMENSIONS]
+    unknown += [q for q in quantiles if q not in QUANTILES]
     if unknown:
         return _graphql_errors(200, f'unknown field "{unknown[0]}" in {DATASET}')
     filters = _filters(query, variables)
@@ -82,7 +87,8 @@ def graphql(world: World, request: Request, params: dict[str, str]) -> Response:
         return _graphql_errors(200, "not authorized for that account")
 
     wait_for_traffic(world)
-    rows = _aggregate(world, _select(invocations(world), filters), sums, dimensions)
+    chosen = _select(invocations(world), filters)
+    rows = _aggregate(world, chosen, sums, dimensions, quantiles)
     data = {"viewer": {"accounts": [{DATASET: rows}]}}
     return Response.json(200, {"data": data, "errors": None})
 
@@ -140,28 +146,38 @@ def _select(records: Iterable[Invocation], filters: dict[str, str]) -> list[Invo
 
 
 def _aggregate(
-    world: World, records: list[Invocation], sums: list[str], dimensions: list[str]
+    world: World,
+    records: list[Invocation],
+    sums: list[str],
+    dimensions: list[str],
+    quantiles: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
-    groups: Counter[tuple[str, ...]] = Counter()
-    failures: Counter[tuple[str, ...]] = Counter()
-    outbound: Counter[tuple[str, ...]] = Counter()
+    groups: dict[tuple[str, ...], list[Invocation]] = defaultdict(list)
     for record in records:
-        key = tuple(_dimension(world, record, d) for d in dimensions)
-        groups[key] += 1
-        failures[key] += record.outcome != "ok"
-        outbound[key] += record.subrequests
+        groups[tuple(_dimension(world, record, d) for d in dimensions)].append(record)
     rows = []
     for key in sorted(groups):
+        members = groups[key]
         totals = {
-            "requests": groups[key],
-            "errors": failures[key],
-            "subrequests": outbound[key],
+            "requests": len(members),
+            "errors": sum(r.outcome != "ok" for r in members),
+            "subrequests": sum(r.subrequests for r in members),
         }
         row: dict[str, Any] = {"sum": {s: totals[s] for s in sums}}
+        if quantiles:
+            row["quantiles"] = {q: _quantile(members, q) for q in quantiles}
         if dimensions:
             row["dimensions"] = dict(zip(dimensions, key, strict=True))
         rows.append(row)
     return rows
+
+
+def _quantile(records: list[Invocation], name: str) -> float:
+    """A CPU or wall time quantile of the records, in microseconds."""
+    times = sorted(r.cpu_ms if name.startswith("cpu") else r.wall_ms for r in records)
+    share = int(name[-2:]) / 100
+    rank = max(1, math.ceil(share * len(times)))
+    return round(times[rank - 1] * 1000, 1)
 
 
 def _dimension(world: World, record: Invocation, name: str) -> str:
