@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -900,3 +901,27 @@ def test_cli_start_with_unknown_scenario_exits_2(tmp_path: Path) -> None:
 def test_cli_status_of_an_empty_state_dir_exits_1(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["status", "--state-dir", str(tmp_path)])
     assert result.exit_code == 1 and "no sandbox running" in result.output
+
+
+def test_cli_start_with_any_ports_runs_beside_the_session_sandbox(
+    sandbox, tmp_path: Path
+) -> None:
+    # The session sandbox already holds its ports; a second one must not need them.
+    state_dir = tmp_path / "second"
+    started = CliRunner().invoke(
+        cli, ["start", "--any-ports", "--state-dir", str(state_dir)]
+    )
+    try:
+        assert started.exit_code == 0, started.output
+        assert "export RUNBOOK_ENVIRONMENTS=" in started.output
+        shown = CliRunner().invoke(
+            cli, ["status", "--json", "--state-dir", str(state_dir)]
+        )
+        assert shown.exit_code == 0, shown.output
+        urls = json.loads(shown.output)["urls"]
+        ports = {urlsplit(url).port for url in urls.values()}
+        assert ports.isdisjoint({8787, 8788, 8789})
+        assert ports.isdisjoint({urlsplit(u).port for u in sandbox.urls.values()})
+    finally:
+        stopped = CliRunner().invoke(cli, ["stop", "--state-dir", str(state_dir)])
+    assert "sandbox stopped" in stopped.output

@@ -23,9 +23,13 @@ from ._scenarios import SCENARIOS
 _STATE_DIR_HELP = "Folder for the sandbox's files [default: <project>/.sandbox]."
 
 
-def _sandbox(state_dir: Path | None) -> Sandbox:
+def _sandbox(state_dir: Path | None, *, any_ports: bool = False) -> Sandbox:
     try:
-        return Sandbox(state_dir or default_state_dir(), load_environment("sandbox"))
+        return Sandbox(
+            state_dir or default_state_dir(),
+            load_environment("sandbox"),
+            ephemeral_ports=any_ports,
+        )
     except ConfigError as error:
         raise click.ClickException(str(error)) from error
 
@@ -55,14 +59,20 @@ def cli() -> None:
     default=None,
     help=_STATE_DIR_HELP,
 )
-def start(scenario: str, state_dir: Path | None) -> None:
+@click.option(
+    "--any-ports",
+    is_flag=True,
+    help="Bind free loopback ports instead of 8787, 8788, ... so a second sandbox "
+    "can run beside the default one (use with --state-dir).",
+)
+def start(scenario: str, state_dir: Path | None, any_ports: bool) -> None:
     """Start the sandbox in the background and wait until it is ready.
 
     Writes secrets.env (throw-away API token and test-account password), a seeded
     D1 copy and environments/sandbox.yaml into the state folder. Fails with exit
     code 1 when a port is busy or a sandbox already runs there.
     """
-    sandbox = _sandbox(state_dir)
+    sandbox = _sandbox(state_dir, any_ports=any_ports)
     try:
         sandbox.start(scenario)
     except ConfigError as error:

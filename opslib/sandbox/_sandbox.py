@@ -207,7 +207,7 @@ class Sandbox:
                 raise ConfigError(
                     f"port {ports[name]} of {key} ({url}) is busy on {LOOPBACK}: "
                     "another sandbox or a local server holds it; stop that, or "
-                    "start with ephemeral ports"
+                    "start with --any-ports (and its own --state-dir)"
                 )
         return ports
 
