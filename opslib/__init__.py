@@ -31,6 +31,8 @@ from ._authactions import (
     verify_auth_repair,
 )
 from ._authdiagnosis import diagnose_auth_broken
+from ._backupaction import diagnose_backups, plan_manual_backup
+from ._backups import check_backup_bucket, check_backup_log, pick_backup
 from ._beforeimage import records_archive
 from ._cloudflare import CloudflareClient
 from ._config import (
@@ -118,6 +120,16 @@ from ._reset import (
 from ._resetaction import plan_password_reset
 from ._resetlimits import plan_clear_reset_limits, plan_reset_repair
 from ._resetverdict import diagnose_password_reset
+from ._restore import RestoreReport, restore_dump
+from ._restoreflow import (
+    check_loss_window,
+    check_restored_backup_log,
+    check_restored_counts,
+    check_restored_integrity,
+    check_restored_schema,
+    diagnose_restore,
+    restore_backup,
+)
 from ._rollbackchoice import (
     choose_rollback_version,
     plan_version_rollback,
@@ -171,6 +183,7 @@ __all__ = [
     "R2Client",
     "RECENT_USERS_SQL",
     "RateLimitError",
+    "RestoreReport",
     "RunError",
     "RunRecord",
     "SECRET_VARIABLES",
@@ -188,6 +201,8 @@ __all__ = [
     "check",
     "check_api_version",
     "check_backlog_trend",
+    "check_backup_bucket",
+    "check_backup_log",
     "check_checkout_metadata",
     "check_cloudflare_status",
     "check_cors",
@@ -204,6 +219,7 @@ __all__ = [
     "check_latency",
     "check_live_version",
     "check_login_rate_limits",
+    "check_loss_window",
     "check_mail_provider",
     "check_missing_tables",
     "check_one_time_payments",
@@ -215,6 +231,10 @@ __all__ = [
     "check_reset_precheck",
     "check_reset_tokens",
     "check_restore",
+    "check_restored_backup_log",
+    "check_restored_counts",
+    "check_restored_integrity",
+    "check_restored_schema",
     "check_route_errors",
     "check_route_timings",
     "check_secrets",
@@ -240,10 +260,12 @@ __all__ = [
     "describe_record",
     "diagnose_api_down",
     "diagnose_auth_broken",
+    "diagnose_backups",
     "diagnose_high_error_rate",
     "diagnose_password_reset",
     "diagnose_payment",
     "diagnose_queue_delays",
+    "diagnose_restore",
     "diagnose_slow_responses",
     "diagnose_stripe_webhooks",
     "enable_logging",
@@ -255,6 +277,7 @@ __all__ = [
     "list_records",
     "load_environment",
     "load_record",
+    "pick_backup",
     "plan_auth_repair",
     "plan_clear_rate_limits",
     "plan_clear_reset_limits",
@@ -262,6 +285,7 @@ __all__ = [
     "plan_d1_write",
     "plan_database_write",
     "plan_deploy_rollback",
+    "plan_manual_backup",
     "plan_password_reset",
     "plan_requeue",
     "plan_reset_repair",
@@ -280,6 +304,8 @@ __all__ = [
     "probe_webhook",
     "query_d1",
     "records_archive",
+    "restore_backup",
+    "restore_dump",
     "run_notebook",
     "test_accounts_sql",
     "users_in_scope",

@@ -338,43 +338,68 @@ def write_dump(
         generated_at: the time written into the header.
         database: the database name written into the header.
     """
-    stamp = generated_at.astimezone(datetime.UTC)
-    iso = stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
     written = _Counter(out)
-    written(f"{HEADER_TITLE}\n-- Generated: {iso}\n-- Database: {database}\n\n")
-    written("PRAGMA foreign_keys = OFF;\nBEGIN TRANSACTION;\n\n")
+    written(dump_header(generated_at, database))
     tables = connection.execute(
         "SELECT name, sql FROM sqlite_master WHERE type = 'table' "
         "AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%' ORDER BY name"
     ).fetchall()
-    counts = tuple(
-        (name, _write_table(connection, written, name, sql)) for name, sql in tables
+    counts = []
+    for name, create in tables:
+        cursor = connection.execute(f"SELECT * FROM {quote_name(name)}")
+        prefix = insert_prefix(name, [d[0] for d in cursor.description])
+        rows = 0
+        written(table_opening(name, create))
+        for row in cursor:
+            written(insert_line(prefix, row))
+            rows += 1
+        written("\n")
+        counts.append((name, rows))
+    written(dump_footer(index_statements(connection)))
+    return DumpStats(tuple(counts), written.size)
+
+
+def dump_header(generated_at: datetime.datetime, database: str) -> str:
+    """The comments and wrapping statements a dump starts with."""
+    stamp = generated_at.astimezone(datetime.UTC)
+    iso = stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+    return (
+        f"{HEADER_TITLE}\n-- Generated: {iso}\n-- Database: {database}\n\n"
+        "PRAGMA foreign_keys = OFF;\nBEGIN TRANSACTION;\n\n"
     )
-    indexes = connection.execute(
-        "SELECT sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
-        "AND tbl_name NOT LIKE '_cf_%' ORDER BY tbl_name, name"
-    ).fetchall()
-    written("-- Indexes\n")
-    for (sql,) in indexes:
-        written(f"{sql};\n")
-    written("\nCOMMIT;\nPRAGMA foreign_keys = ON;\n")
-    return DumpStats(counts, written.size)
 
 
-def _write_table(
-    connection: sqlite3.Connection, written: _Counter, name: str, create: str
-) -> int:
-    quoted = quote_name(name)
-    written(f"-- Table: {name}\nDROP TABLE IF EXISTS {quoted};\n{create};\n")
-    cursor = connection.execute(f"SELECT * FROM {quoted}")
-    columns = ", ".join(quote_name(d[0]) for d in cursor.description)
-    prefix = f"INSERT INTO {quoted} ({columns}) VALUES ("
-    rows = 0
-    for row in cursor:
-        written(prefix + ", ".join(map(sql_literal, row)) + ");\n")
-        rows += 1
-    written("\n")
-    return rows
+def table_opening(name: str, create: str) -> str:
+    """A table's comment, DROP and CREATE lines; its INSERTs and a blank line follow."""
+    return f"-- Table: {name}\nDROP TABLE IF EXISTS {quote_name(name)};\n{create};\n"
+
+
+def insert_prefix(name: str, columns: Iterable[str]) -> str:
+    """The start of every INSERT into a table, up to its values."""
+    names = ", ".join(map(quote_name, columns))
+    return f"INSERT INTO {quote_name(name)} ({names}) VALUES ("
+
+
+def insert_line(prefix: str, row: Iterable[Any]) -> str:
+    """One row's INSERT line."""
+    return prefix + ", ".join(map(sql_literal, row)) + ");\n"
+
+
+def index_statements(connection: sqlite3.Connection) -> list[str]:
+    """The CREATE statements of the indexes a dump carries (not automatic ones)."""
+    return [
+        sql
+        for (sql,) in connection.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+            "AND tbl_name NOT LIKE '_cf_%' ORDER BY tbl_name, name"
+        )
+    ]
+
+
+def dump_footer(indexes: Iterable[str]) -> str:
+    """The index statements and the closing COMMIT and PRAGMA."""
+    lines = "".join(f"{sql};\n" for sql in indexes)
+    return f"-- Indexes\n{lines}\nCOMMIT;\nPRAGMA foreign_keys = ON;\n"
 
 
 class _Counter:

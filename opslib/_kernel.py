@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -25,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 # Imported in the kernel before the first cell; side-effect free.
 PRELOAD = "import opslib, pandas"
+HEADLESS_VARIABLE = "RUNBOOK_HEADLESS"
 START_TIMEOUT_S = 60.0
 
 
@@ -96,7 +98,9 @@ class KernelWarmer:
             transport="ipc",
             connection_file=str(Path(self._folder) / "kernel.json"),
         )
-        await manager.start_kernel(cwd=str(self.cwd))
+        # Tells opslib in the kernel that nobody watches: no progress bars.
+        env = {**os.environ, HEADLESS_VARIABLE: "1"}
+        await manager.start_kernel(cwd=str(self.cwd), env=env)
         return manager
 
     async def _ready(self) -> None:

@@ -42,6 +42,8 @@ _USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 _CUSTOMER_ID = re.compile(r"cus_[A-Za-z0-9]{1,64}")
 _API_VERSION = re.compile(r"20\d\d-[01]\d-[0-3]\d\.[a-z]{1,20}")
+_BACKUP_KEY = re.compile(r"backup-\d{4}-\d{2}-\d{2}-\d{10,16}\.sql\.gz")
+_ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|\+00:00)")
 _INCIDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _DURATION = re.compile(r"([1-9][0-9]{0,5})([mhd])")
 _DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
@@ -230,6 +232,31 @@ def _check_api_version(value: object) -> str | None:
     return "a Stripe API version: a date and a name, such as 2024-10-28.acacia"
 
 
+def _check_backup_key(value: object) -> str | None:
+    if value == "" or (isinstance(value, str) and _BACKUP_KEY.fullmatch(value)):
+        return None
+    return "empty (the newest fitting backup) or a key such as backup-2026-11-27-1795748400417.sql.gz"
+
+
+def _check_age_days(value: object) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 365:
+        return None
+    return "a whole number of days from 0 to 365 (such as 7)"
+
+
+def _check_incident_time(value: object) -> str | None:
+    if value == "":
+        return None
+    if isinstance(value, str) and _ISO_TIME.fullmatch(value):
+        try:
+            datetime.datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            return None
+    return "empty (now) or an ISO 8601 time in UTC such as 2026-11-27T14:30:00Z"
+
+
 def _check_apply(value: object) -> str | None:
     return None if isinstance(value, bool) else "true or false"
 
@@ -273,6 +300,9 @@ NAME_RULES: Mapping[str, tuple[str, Rule]] = MappingProxyType(
         "max_messages": ("int", _check_max_messages),
         "customer": ("str", _check_customer),
         "requests_per_route": ("int", _check_requests_per_route),
+        "backup_key": ("str", _check_backup_key),
+        "age_days": ("int", _check_age_days),
+        "incident_time": ("str", _check_incident_time),
         "record_id": ("str", _check_record_id),
         "version": ("str", _check_version),
         "sql": ("str", _check_sql),

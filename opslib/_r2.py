@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from ._config import MISSING_FILE_HINT, Environment
@@ -115,9 +117,19 @@ class R2Client:
         self, bucket: str, *, prefix: str = "", limit: int = 1000
     ) -> list[str]:
         """List up to ``limit`` keys under ``prefix`` (ListObjectsV2, paged)."""
-        keys: list[str] = []
+        return [o["key"] for o in self.list_objects(bucket, prefix=prefix, limit=limit)]
+
+    def list_objects(
+        self, bucket: str, *, prefix: str = "", limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """List up to ``limit`` objects: ``{key, size, uploaded}`` (uploaded aware, UTC).
+
+        Raises:
+            ServiceError: when R2 cannot be reached or refuses the call.
+        """
+        found: list[dict[str, Any]] = []
         token = ""
-        while len(keys) < limit:
+        while len(found) < limit:
             args: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
             if token:
                 args["ContinuationToken"] = token
@@ -125,11 +137,79 @@ class R2Client:
                 page = self._s3.list_objects_v2(**args)
             except Exception as error:
                 raise self._error(error, bucket, prefix) from error
-            keys += [item["Key"] for item in page.get("Contents") or []]
+            found += [
+                {"key": o["Key"], "size": o["Size"], "uploaded": o["LastModified"]}
+                for o in page.get("Contents") or []
+            ]
             token = page.get("NextContinuationToken") or ""
             if not page.get("IsTruncated") or not token:
                 break
-        return keys[:limit]
+        return found[:limit]
+
+    def head(self, bucket: str, key: str) -> dict[str, Any] | None:
+        """Return an object's size, content type and custom metadata, or None.
+
+        Metadata names come back lower-cased, as S3 sends them.
+        """
+        try:
+            answer = self._s3.head_object(Bucket=bucket, Key=key)
+        except Exception as error:
+            if _code(error) in _MISSING_CODES:
+                return None
+            raise self._error(error, bucket, key) from error
+        return {
+            "size": answer.get("ContentLength"),
+            "content_type": answer.get("ContentType"),
+            "uploaded": answer.get("LastModified"),
+            "metadata": {
+                k.lower(): v for k, v in (answer.get("Metadata") or {}).items()
+            },
+        }
+
+    def download(self, bucket: str, key: str, path: str | Path) -> int:
+        """Stream an object into a file and return its size in bytes.
+
+        Raises:
+            ServiceError: when R2 cannot be reached, refuses the call or has no
+                such key.
+        """
+        size = 0
+        try:
+            answer = self._s3.get_object(Bucket=bucket, Key=key)
+            with open(path, "wb") as out:
+                for chunk in answer["Body"].iter_chunks(1 << 20):
+                    out.write(chunk)
+                    size += len(chunk)
+        except Exception as error:
+            raise self._error(error, bucket, key) from error
+        logger.info("r2 download bucket=%s key=%s bytes=%s", bucket, key, size)
+        return size
+
+    def put_bytes(
+        self,
+        bucket: str,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str,
+        metadata: Mapping[str, str],
+    ) -> None:
+        """Write an object (never retried by the caller's gate).
+
+        Raises:
+            ServiceError: when R2 cannot be reached or refuses the call.
+        """
+        try:
+            self._s3.put_object(
+                Bucket=bucket,
+                Key=key,
+                Body=data,
+                ContentType=content_type,
+                Metadata=dict(metadata),
+            )
+        except Exception as error:
+            raise self._error(error, bucket, key) from error
+        logger.info("r2 put bucket=%s key=%s bytes=%s", bucket, key, len(data))
 
     def close(self) -> None:
         """Close the connection pool."""

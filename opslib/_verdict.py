@@ -17,6 +17,16 @@ from ._finding import Finding, Status
 
 VERDICT_MIME = "application/vnd.opslib.verdict+json"
 
+# What a restored backup can show (the restore and its monthly test).
+_RESTORE_CAUSES = (
+    "backup-missing",
+    "backup-unreadable",
+    "counts-mismatch",
+    "integrity-problems",
+    "healthy",
+    "inconclusive",
+)
+
 # The causes each runbook may name. "healthy" and "inconclusive" close every list.
 CAUSES: Mapping[str, tuple[str, ...]] = {
     "api-down": (
@@ -85,6 +95,16 @@ CAUSES: Mapping[str, tuple[str, ...]] = {
     "undo": ("undo-planned", "nothing-to-undo", "inconclusive"),
     "rollback": ("rollback-planned", "nothing-to-roll-back", "inconclusive"),
     "deploy-verify": ("roll-back", "keep", "inconclusive"),
+    "backups": (
+        "backup-failed",
+        "backups-stale",
+        "backup-oversized",
+        "backup-slow",
+        "healthy",
+        "inconclusive",
+    ),
+    "restore": _RESTORE_CAUSES,
+    "monthly-backup-verification": _RESTORE_CAUSES,
     "slow-responses": (
         "missing-index",
         "slow-external-api",

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ._backups import BACKUPS_SWITCH, put_backups
 from ._state import ScenarioState, World
 
 logger = logging.getLogger(__name__)
@@ -133,6 +134,7 @@ def fill_buckets(world: World) -> None:
     backend.reset()
     for bucket in world.environment.r2_buckets.values() or (RAW_BUCKET,):
         backend.create_bucket(bucket, "us-east-1")
+    put_backups(backend, world.scenario.switches.get(BACKUPS_SWITCH) or [])
     overrides = world.scenario.switches.get(STATUS_SWITCH) or {}
     count = 0
     for key, value in _raw_objects(world, overrides):

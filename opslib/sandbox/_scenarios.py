@@ -19,6 +19,7 @@ from typing import Any
 
 from opslib._config import Environment
 
+from ._backups import publish_backups
 from ._state import Deployment, Namespace, ScenarioState, Script, Version, World
 
 logger = logging.getLogger(__name__)
@@ -149,6 +150,7 @@ def start_scenario(world: World, name: str, now: float | None = None) -> None:
         hook = _AFTER_RESET.get(name)
         if hook is not None:
             hook(world, now)
+        publish_backups(world)
 
 
 def truth(world: World) -> dict[str, Any]:
@@ -420,3 +422,4 @@ from . import _scenarios_errorrate  # noqa: E402,F401  registers scenarios
 from . import _scenarios_queues  # noqa: E402,F401  registers scenarios
 from . import _scenarios_latency  # noqa: E402,F401  registers scenarios
 from . import _scenarios_webhooks  # noqa: E402,F401  registers scenarios
+from . import _scenarios_backups  # noqa: E402,F401  registers scenarios

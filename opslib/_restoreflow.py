@@ -1,0 +1,238 @@
+"""The restore procedure's steps as notebook calls, and its verdict.
+
+A backup is fetched from the backups bucket into a scratch folder, restored into
+a scratch SQLite file there (never into D1: a restore into an environment is a
+separate gated action), and checked. Each check takes the finding of the restore
+step, so a notebook passes one value along; when nothing was restored the checks
+say so as unknown findings.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from ._backups import backup_bucket
+from ._config import Environment
+from ._finding import Finding, Status, check, unknown
+from ._kernel import HEADLESS_VARIABLE
+from ._r2 import R2Client
+from ._restore import RestoreReport, restore_dump
+from ._restorecheck import (
+    check_backup_log_copy,
+    check_data_loss_window,
+    check_integrity,
+    check_restore_counts,
+    check_schema_objects,
+    logged_stats,
+)
+from ._verdict import Verdict
+
+_SUMMARY = {
+    "backup-missing": "No backup in the bucket fits the request.",
+    "backup-unreadable": "The backup could not be read back: it is truncated or damaged.",
+    "counts-mismatch": (
+        "The restored copy's row counts differ from what the backup logged."
+    ),
+    "integrity-problems": (
+        "The restored copy has orphans, NULL keys or missing indexes and views."
+    ),
+    "healthy": (
+        "The backup restores completely: counts match the log, no orphans, "
+        "indexes and views in place."
+    ),
+}
+_NEXT = {
+    "backup-missing": (
+        "Read the backups runbook's verdict (failed or stale backups); take a "
+        "manual backup now with its gated step."
+    ),
+    "backup-unreadable": (
+        "Try the next older backup, and find why this one is damaged (the worker's "
+        "log line and the object's size against backup_logs)."
+    ),
+    "counts-mismatch": (
+        "Compare the tables named in step 'restore-counts' with the backup_logs "
+        "stats; a backup that lost rows cannot be trusted for a restore."
+    ),
+    "integrity-problems": (
+        "Look at the rows named in the evidence; orphans in a backup mean the live "
+        "database has them too (D1 enforces foreign keys only when asked)."
+    ),
+    "healthy": "Record the result in the backup test log; nothing to repair.",
+}
+
+
+def is_interactive() -> bool:
+    """True inside a kernel that a person watches (not under ``runbook run``)."""
+    return "ipykernel" in sys.modules and not os.environ.get(HEADLESS_VARIABLE)
+
+
+@check("restore")
+def restore_backup(
+    environment: Environment,
+    *,
+    key: str,
+    folder: str | Path | None = None,
+    progress: bool | None = None,
+) -> Finding:
+    """Fetch a backup from the bucket and restore it into a scratch SQLite file.
+
+    Args:
+        environment: whose backups bucket to read.
+        key: the backup's object key ("" when none was found: a failing finding).
+        folder: where the download and the copy go; default a new temp folder.
+        progress: show a progress bar; default only when a person watches.
+    """
+    if not key:
+        return Finding(
+            "restore", Status.FAIL, "no backup to restore", facts={"missing": True}
+        )
+    scratch = Path(folder or tempfile.mkdtemp(prefix="runbook-restore-"))
+    scratch.mkdir(parents=True, exist_ok=True)
+    download = scratch / key
+    client = R2Client(environment)
+    try:
+        size = client.download(backup_bucket(environment), key, download)
+    finally:
+        client.close()
+    shown = is_interactive() if progress is None else progress
+    try:
+        report = restore_dump(download, scratch / "restored.sqlite", progress=shown)
+    except ValueError as error:
+        return Finding(
+            "restore",
+            Status.FAIL,
+            f"{key} ({size:,} bytes) cannot be restored: {error}",
+            facts={"unreadable": True, "key": key},
+        )
+    return Finding(
+        "restore",
+        Status.OK,
+        f"{key}: {report.summary()}; copy at {report.target}",
+        [
+            {
+                "key": key,
+                "bytes": size,
+                "rows": report.total_inserts,
+                "dump_time": report.generated_at,
+                "skipped": dict(report.skipped),
+            }
+        ],
+        {"report": report, "key": key},
+    )
+
+
+def _report(restored: Finding) -> RestoreReport | None:
+    report = restored.facts.get("report")
+    return report if isinstance(report, RestoreReport) else None
+
+
+def check_restored_counts(restored: Finding, *, log: Finding | None = None) -> Finding:
+    """Row counts of the copy against the dump's INSERTs and the logged stats."""
+    report = _report(restored)
+    if report is None:
+        return unknown("restore-counts", "nothing was restored")
+    key = restored.facts.get("key")
+    logged = (
+        next(
+            (
+                row
+                for row in (log.facts.get("successes") or [])
+                if row["filename"] == key
+            ),
+            None,
+        )
+        if log is not None
+        else None
+    )
+    return check_restore_counts(
+        report, logged_stats=logged_stats(logged["stats"]) if logged else None
+    )
+
+
+def check_restored_integrity(restored: Finding) -> Finding:
+    """Orphans along every foreign key and NULL primary keys in the copy."""
+    report = _report(restored)
+    if report is None:
+        return unknown("integrity", "nothing was restored")
+    return check_integrity(report.target)
+
+
+def check_restored_schema(restored: Finding) -> Finding:
+    """The dump's indexes and the project's views in the copy."""
+    report = _report(restored)
+    if report is None:
+        return unknown("schema-objects", "nothing was restored")
+    return check_schema_objects(report)
+
+
+def check_restored_backup_log(restored: Finding) -> Finding:
+    """The backup_logs rows inside the copy."""
+    report = _report(restored)
+    if report is None:
+        return unknown("backup-log-copy", "nothing was restored")
+    return check_backup_log_copy(report)
+
+
+def check_loss_window(restored: Finding, *, incident_time: str = "") -> Finding:
+    """Hours of changes a restore of this backup would lose (backup -> incident)."""
+    report = _report(restored)
+    if report is None:
+        return unknown("data-loss-window", "nothing was restored")
+    return check_data_loss_window(
+        report.generated_at, incident_time=incident_time or None
+    )
+
+
+def diagnose_restore(
+    findings: Iterable[Finding], *, runbook: str = "restore"
+) -> Verdict:
+    """Say whether the backup restores into a sound copy.
+
+    Args:
+        findings: the findings of the steps.
+        runbook: "restore" or "monthly-backup-verification".
+    """
+    found = {f.name: f for f in findings}
+    cause = _cause(found)
+    evidence = [str(f) for f in found.values() if not f.is_ok]
+    if cause == "healthy":
+        evidence = [str(f) for f in found.values()]
+    status = {"healthy": Status.OK, "inconclusive": Status.UNKNOWN}.get(
+        cause, Status.FAIL
+    )
+    return Verdict(
+        runbook,
+        status,
+        cause,
+        _SUMMARY.get(cause, "The checks could not tell whether the backup is sound."),
+        evidence,
+        _NEXT.get(cause, "Re-run when the bucket and D1 can be read."),
+        None,
+        tuple(found.values()),
+    )
+
+
+def _cause(found: Mapping[str, Finding]) -> str:
+    restored = found.get("restore")
+    if restored is None or restored.status is Status.UNKNOWN:
+        return "inconclusive"
+    if restored.facts.get("missing"):
+        return "backup-missing"
+    if restored.facts.get("unreadable"):
+        return "backup-unreadable"
+    counts = found.get("restore-counts")
+    if counts is not None and counts.status is Status.FAIL:
+        return "counts-mismatch"
+    if any(
+        found.get(name) is not None and found[name].status is Status.FAIL
+        for name in ("integrity", "schema-objects")
+    ):
+        return "integrity-problems"
+    if any(f.status is Status.UNKNOWN for f in found.values()):
+        return "inconclusive"
+    return "healthy"

@@ -1,0 +1,130 @@
+"""Scenarios of the backups runbook (PLATFORM.md section 6, RUNBOOK.md alerts).
+
+- ``backup-failed``: the newest daily run failed while uploading to R2; its log
+  row says so and no object was written.
+- ``backups-stale``: the scheduled run stopped two days ago (a deploy dropped
+  the cron trigger): no log rows and no objects since.
+- ``backup-oversized``: a credential-stuffing run against known accounts wrote
+  thousands of ``login_failed`` audit rows before the newest backup, which is
+  over twice the usual size.
+
+All three are states of the D1 log and the data; the bucket follows, since the
+sandbox dumps D1 for every logged success after these hooks ran.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import uuid
+
+from ._scenarios import Scenario, register_scenario
+from ._state import World
+
+RUNBOOK = "backups"
+HOUR = 3600.0
+UPLOAD_ERROR = "R2 put failed: Network connection lost."
+
+
+def _newest_log(connection: sqlite3.Connection) -> tuple[str, float]:
+    row = connection.execute(
+        "SELECT id, created_at FROM backup_logs ORDER BY created_at DESC LIMIT 1"
+    ).fetchone()
+    return str(row[0]), float(row[1])
+
+
+def _failed_run(world: World, now: float) -> None:
+    connection = sqlite3.connect(world.database, isolation_level=None)
+    try:
+        log_id, created = _newest_log(connection)
+        connection.execute(
+            "UPDATE backup_logs SET status = 'failed', error = ?, "
+            "filename = 'backup-' || backup_date || '-failed', original_size = NULL, "
+            "compressed_size = NULL, duration = NULL, stats = NULL WHERE id = ?",
+            (UPLOAD_ERROR, log_id),
+        )
+    finally:
+        connection.close()
+    world.scenario.details = {"log_id": log_id, "error": UPLOAD_ERROR, "at": created}
+
+
+def _stopped_runs(world: World, now: float) -> None:
+    connection = sqlite3.connect(world.database, isolation_level=None)
+    try:
+        removed = connection.execute(
+            "DELETE FROM backup_logs WHERE created_at > ?", (now - 50 * HOUR,)
+        ).rowcount
+        _, last = _newest_log(connection)
+    finally:
+        connection.close()
+    world.scenario.details = {"runs_missing": removed, "last_backup_at": last}
+
+
+def _audit_flood(world: World, now: float) -> None:
+    rng = random.Random("backup-oversized")
+    connection = sqlite3.connect(world.database, isolation_level=None)
+    try:
+        _, newest = _newest_log(connection)
+        users = [
+            row[0]
+            for row in connection.execute(
+                "SELECT id FROM users WHERE email LIKE 'author%' ORDER BY email LIMIT 200"
+            )
+        ]
+        start = newest - 9 * HOUR
+        rows = [
+            _failed_login(rng, rng.choice(users), start + i * 5.0) for i in range(6000)
+        ]
+        connection.execute("BEGIN")
+        connection.executemany(
+            "INSERT INTO audit_log (id, user_id, action, resource_type, resource_id, "
+            "timestamp, ip_address, user_agent, metadata) "
+            "VALUES (?, ?, 'login_failed', 'auth', ?, ?, ?, ?, ?)",
+            rows,
+        )
+        connection.execute("COMMIT")
+    finally:
+        connection.close()
+    world.scenario.details = {"audit_rows_added": len(rows), "table": "audit_log"}
+
+
+def _failed_login(
+    rng: random.Random, user_id: str, when: float
+) -> tuple[str, str, str, int, str, str, str]:
+    address = f"198.51.100.{rng.randint(1, 254)}"
+    agent = f"python-requests/2.{rng.randint(20, 32)}.{rng.randint(0, 9)}"
+    metadata = json.dumps(
+        {"reason": "invalid_password", "attempt": rng.getrandbits(64)}
+    )
+    row_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    return (row_id, user_id, user_id, int(when), address, agent, metadata)
+
+
+register_scenario(
+    Scenario(
+        "backup-failed",
+        RUNBOOK,
+        "backup-failed",
+        "The newest daily backup failed uploading to R2; no object was written.",
+    ),
+    after_reset=_failed_run,
+)
+register_scenario(
+    Scenario(
+        "backups-stale",
+        RUNBOOK,
+        "backups-stale",
+        "The backup cron stopped two days ago: no log rows and no objects since.",
+    ),
+    after_reset=_stopped_runs,
+)
+register_scenario(
+    Scenario(
+        "backup-oversized",
+        RUNBOOK,
+        "backup-oversized",
+        "6,000 login_failed audit rows before the newest backup make it over twice the usual size.",
+    ),
+    after_reset=_audit_flood,
+)
