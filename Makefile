@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test bench drill clean
+.PHONY: setup demo test bench bench-restore drill clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,10 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/run_vs_papermill.py
+	$(BIN)/python bench/restore_vs_sqlite3.py
+
+bench-restore: setup
+	$(BIN)/python bench/restore_vs_sqlite3.py
 
 drill: setup
 	$(BIN)/runbook drill --all

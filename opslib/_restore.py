@@ -3,7 +3,8 @@
 The dump is read line by line (through gzip when it is compressed), so a dump of
 millions of rows never sits in memory at once. Statements go to SQLite in large
 batches through ``executescript``, which parses them in C as the ``sqlite3`` shell
-does; each batch is one transaction. The scratch file is built beside its target
+does, in a thread of its own while the next batch is read; each batch is one
+transaction. The scratch file is built beside its target
 with the journal switched off and moved into place only when the whole dump went
 in, so a failed restore leaves no half-filled database behind.
 
@@ -21,13 +22,15 @@ import gzip
 import io
 import logging
 import os
+import queue
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, Self, cast
 
 from ._dump import DumpHeader, iter_runs, iter_statements, quote_name
 
@@ -150,7 +153,7 @@ def restore_dump(
 
 
 def _scratch_connection(path: Path) -> sqlite3.Connection:
-    connection = sqlite3.connect(path, isolation_level=None)
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     connection.execute("PRAGMA journal_mode = OFF")
     connection.execute("PRAGMA synchronous = OFF")
     connection.execute("PRAGMA foreign_keys = OFF")
@@ -166,22 +169,65 @@ def _load(
     header = DumpHeader()
     batch: list[str] = []
     inserts = report.inserts
-    for kind, name, run in iter_runs(lines, header):
-        if kind == "insert":
-            inserts[name] = inserts.get(name, 0) + len(run)
-            batch += run
-            if len(batch) >= BATCH_STATEMENTS:
-                _run(connection, batch)
-                tick()
-        elif kind in _RUN_KINDS or kind == "other":
-            _note(report, kind, name)
-            batch += run
-        else:
-            label = name if kind == "transaction" else f"pragma {name}"
-            report.skipped[label] = report.skipped.get(label, 0) + len(run)
-    _run(connection, batch)
+    with _BatchWriter(connection) as writer:
+        for kind, name, run in iter_runs(lines, header):
+            if kind == "insert":
+                inserts[name] = inserts.get(name, 0) + len(run)
+                batch += run
+                if len(batch) >= BATCH_STATEMENTS:
+                    writer.send(batch)
+                    batch = []
+                    tick()
+            elif kind in _RUN_KINDS or kind == "other":
+                _note(report, kind, name)
+                batch += run
+            else:
+                label = name if kind == "transaction" else f"pragma {name}"
+                report.skipped[label] = report.skipped.get(label, 0) + len(run)
+        writer.send(batch)
     tick(done=True)
     report.generated_at = header.generated_at
+
+
+class _BatchWriter:
+    """Runs batches of statements in a thread of its own, one transaction each.
+
+    SQLite releases the GIL while it parses and inserts, so reading and splitting
+    the next batch overlaps with loading this one. At most two batches wait. An
+    error in a batch is raised in the reading thread at the next ``send`` or at
+    the end.
+    """
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+        self.queue: queue.Queue[list[str] | None] = queue.Queue(maxsize=2)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._work, name="restore-writer")
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None and exc[0] is None:
+            raise self.error
+
+    def send(self, batch: list[str]) -> None:
+        """Queue a batch (waits while two are queued)."""
+        if self.error is not None:
+            raise self.error
+        if batch:
+            self.queue.put(batch)
+
+    def _work(self) -> None:
+        while (batch := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    _run(self.connection, batch)
+                except ValueError as error:
+                    self.error = error
 
 
 def _note(report: RestoreReport, kind: str, name: str) -> None:
@@ -206,7 +252,6 @@ def _run(connection: sqlite3.Connection, batch: list[str]) -> None:
         if connection.in_transaction:
             connection.execute("ROLLBACK")
         raise ValueError(f"{error} in a batch starting {batch[0][:80]!r}") from error
-    batch.clear()
 
 
 def _recreate_views(
