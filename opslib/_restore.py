@@ -26,6 +26,7 @@ import queue
 import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
@@ -122,8 +123,8 @@ def restore_dump(
         views: view definitions to recreate when missing; default the project's.
 
     Raises:
-        ValueError: when the dump is truncated or a statement fails; the
-            target is left as it was.
+        ValueError: when the dump is truncated, not gzip or UTF-8 as it claims,
+            or a statement fails; the target is left as it was.
     """
     started = time.monotonic()
     target = Path(target)
@@ -136,7 +137,7 @@ def restore_dump(
             report.bytes_read = size
             _load(connection, lines, report, _progress(progress, size, position))
         _recreate_views(connection, read_views() if views is None else views, report)
-    except (sqlite3.Error, ValueError) as error:
+    except (sqlite3.Error, ValueError, EOFError, OSError, zlib.error) as error:
         connection.close()
         partial.unlink(missing_ok=True)
         raise ValueError(f"restore: {error}") from error

@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 BACKUPS_SWITCH = "r2.backups"
 BACKUP_BUCKET = "manuscript-platform-backups"
+# Epoch seconds: backups taken before it are stored cut in half (a broken upload).
+DAMAGED_SWITCH = "backups.damaged_before"
 _TIME_COLUMNS = {
     "audit_log": "timestamp",
     "backup_logs": "created_at",
@@ -101,6 +103,9 @@ def publish_backups(world: World) -> None:
         objects = _dump_each_backup(connection, world.environment.d1_database_name)
     finally:
         connection.close()
+    damaged_before = world.scenario.switches.get(DAMAGED_SWITCH)
+    if damaged_before is not None:
+        objects = [_cut(o) if o.uploaded < damaged_before else o for o in objects]
     world.scenario.switches[BACKUPS_SWITCH] = objects
     logger.info(
         "backups published scenario=%s objects=%s", world.scenario.name, len(objects)
@@ -219,6 +224,13 @@ def _object(log: dict[str, Any], text: str, stats: DumpStats) -> BackupObject:
     }
     uploaded = float(log["created_at"]) + float(log["duration"] or 0) / 1000
     return BackupObject(str(log["filename"]), body, metadata, uploaded)
+
+
+def _cut(item: BackupObject) -> BackupObject:
+    """The object as a broken upload leaves it: its first half only."""
+    return BackupObject(
+        item.key, item.body[: len(item.body) // 2], item.metadata, item.uploaded
+    )
 
 
 def _seconds(value: Any) -> float:

@@ -8,7 +8,15 @@
   thousands of ``login_failed`` audit rows before the newest backup, which is
   over twice the usual size.
 
-All three are states of the D1 log and the data; the bucket follows, since the
+Scenarios of the restore procedures:
+
+- ``backup-truncated``: every backup older than six days was stored cut in half
+  (a broken upload); the monthly verification's week-old backup cannot be read.
+- ``orphaned-rows``: an author's row is gone while their manuscripts and usage
+  rows stayed (a manual import with foreign keys deferred); every backup carries
+  the orphans, and the restore's integrity check finds them.
+
+All of them are states of the D1 log and the data; the bucket follows, since the
 sandbox dumps D1 for every logged success after these hooks ran.
 """
 
@@ -19,6 +27,7 @@ import random
 import sqlite3
 import uuid
 
+from ._backups import DAMAGED_SWITCH
 from ._scenarios import Scenario, register_scenario
 from ._state import World
 
@@ -127,4 +136,43 @@ register_scenario(
         "6,000 login_failed audit rows before the newest backup make it over twice the usual size.",
     ),
     after_reset=_audit_flood,
+)
+
+
+def _broken_uploads(world: World, now: float) -> None:
+    world.scenario.switches[DAMAGED_SWITCH] = now - 6 * 24 * HOUR
+    world.scenario.details = {"damaged_before": now - 6 * 24 * HOUR}
+
+
+def _orphans(world: World, now: float) -> None:
+    connection = sqlite3.connect(world.database, isolation_level=None)
+    try:
+        user_id, count = connection.execute(
+            "SELECT user_id, COUNT(*) FROM manuscripts GROUP BY user_id "
+            "ORDER BY COUNT(*) DESC, user_id LIMIT 1"
+        ).fetchone()
+        connection.execute("PRAGMA foreign_keys = OFF")
+        connection.execute("DELETE FROM users WHERE id = ?", (user_id,))
+    finally:
+        connection.close()
+    world.scenario.details = {"user_id": user_id, "orphaned_manuscripts": count}
+
+
+register_scenario(
+    Scenario(
+        "backup-truncated",
+        "monthly-backup-verification",
+        "backup-unreadable",
+        "Backups older than six days were stored cut in half by a broken upload.",
+    ),
+    after_reset=_broken_uploads,
+)
+register_scenario(
+    Scenario(
+        "orphaned-rows",
+        "restore",
+        "integrity-problems",
+        "An author's row is gone but their manuscripts stayed; every backup has the orphans.",
+    ),
+    after_reset=_orphans,
 )
