@@ -17,6 +17,13 @@ What each action's undo does:
   ``_beforeimage``), since the record's copy is scrubbed.
 - ``create-index`` (slow-responses): the index is dropped.
 - ``verify-account`` (auth-broken): ``email_verified`` goes back to its old value.
+- ``rollback``: the rollback action again, to the version it replaced (its own
+  phrase, and the live version is checked first, as for any rollback).
+
+Not undone from a record: cleared rate-limit counters (they start again at zero),
+a password set by the reset runbook (the old hash is not kept), re-enqueued
+messages (they were delivered) and subscription repairs (the repair's plan keeps
+the old row, but Stripe's side is not rolled back; repair again by hand).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._actions import ActionPlan, ActionResult, register_applier
+from ._apidown import rollback_phrase
 from ._beforeimage import load_before_image
 from ._cloudflare import CloudflareClient
 from ._config import Environment
@@ -35,6 +43,7 @@ from ._dbwrite import (
     read_rows_by_key,
     sort_rows,
 )
+from ._errorrate import check_live_version
 from ._errors import ActionError
 from ._finding import Finding, Status, check
 
@@ -80,6 +89,8 @@ def plan_undo(environment: Environment, sidecar: Mapping[str, Any]) -> ActionPla
         why = "the record holds no applied action, so there is nothing to undo"
         return ActionPlan("none", environment.name, target, why)
     action = str(result.get("action"))
+    if action == "rollback":
+        return _plan_rollback_back(environment, result, record_id)
     builder = _BUILDERS.get(action)
     if builder is None:
         why = f"{action} cannot be undone from a record ({result.get('undo')})"
@@ -109,6 +120,25 @@ def plan_undo(environment: Environment, sidecar: Mapping[str, Any]) -> ActionPla
 
 
 Steps = dict[str, Any]
+
+
+def _plan_rollback_back(
+    environment: Environment, result: Mapping[str, Any], record_id: str
+) -> ActionPlan:
+    """Undo a rollback: the rollback action again, to the version it replaced."""
+    change = result["plan"]["changes"][0]
+    replaced, restored = str(change["from"]), str(change["to"])
+    return ActionPlan(
+        action="rollback",
+        environment=environment.name,
+        target=environment.worker_name,
+        summary=f"undo the rollback of {record_id}: deploy version {replaced} "
+        "at 100 % again",
+        changes=({"what": "live version", "from": restored, "to": replaced},),
+        before={"live_version": restored, "percentage": 100, "record_id": record_id},
+        undo=f"deploy version {restored} at 100 % again",
+        confirm_phrase=rollback_phrase(environment, replaced),
+    )
 
 
 def _steps_for_write(result: Mapping[str, Any]) -> Steps:
@@ -329,6 +359,8 @@ def _stale_groups(client: CloudflareClient, before: Mapping[str, Any]) -> list[s
 @check("restore")
 def check_restore(environment: Environment, plan: ActionPlan) -> Finding:
     """Read the restored rows and compare them, value for value, with the before-image."""
+    if plan.action == "rollback":
+        return check_live_version(environment, str(plan.changes[0]["to"]))
     before = plan.before
     client = CloudflareClient(environment)
     try:
