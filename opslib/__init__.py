@@ -121,6 +121,7 @@ from ._resetaction import plan_password_reset
 from ._resetlimits import plan_clear_reset_limits, plan_reset_repair
 from ._resetverdict import diagnose_password_reset
 from ._restore import RestoreReport, restore_dump
+from ._restoreaction import plan_restore_into
 from ._restoreflow import (
     check_loss_window,
     check_restored_backup_log,
@@ -289,6 +290,7 @@ __all__ = [
     "plan_password_reset",
     "plan_requeue",
     "plan_reset_repair",
+    "plan_restore_into",
     "plan_rollback",
     "plan_subscription_repair",
     "plan_undo",

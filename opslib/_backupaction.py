@@ -161,9 +161,8 @@ def plan_manual_backup(
             bucket,
             f"no manual backup: the verdict is {verdict.cause!r}",
         )
-    moment = now or utcnow()
-    millis = int(moment.timestamp() * 1000)
-    key = f"backup-{moment:%Y-%m-%d}-{millis}.sql.gz"
+    millis = int((now or utcnow()).timestamp() * 1000)
+    key = backup_key(millis)
     return ActionPlan(
         action=ACTION,
         environment=environment.name,
@@ -196,50 +195,73 @@ def _apply_manual_backup(
     plan: ActionPlan, environment: Environment, operator: str
 ) -> ActionResult:
     key = str(plan.before["key"])
-    bucket = backup_bucket(environment)
+    r2 = R2Client(environment)
+    try:
+        exists = r2.head(backup_bucket(environment), key) is not None
+    finally:
+        r2.close()
+    if exists:
+        return ActionResult(
+            plan,
+            "refused",
+            f"{key} exists already: the plan is stale, re-run",
+            operator,
+        )
+    response = take_backup(environment, int(plan.before["taken_at"]), "manual")
+    logger.info("manual backup uploaded key=%s", key)
+    return ActionResult(
+        plan,
+        "applied",
+        f"{key} uploaded, {response['rows']:,} rows",
+        operator,
+        response=response,
+    )
+
+
+def backup_key(millis: int) -> str:
+    """The worker's object key for a backup started at ``millis`` (epoch ms)."""
+    moment = datetime.datetime.fromtimestamp(millis / 1000, datetime.UTC)
+    return f"backup-{moment:%Y-%m-%d}-{millis}.sql.gz"
+
+
+def take_backup(environment: Environment, millis: int, kind: str) -> dict[str, Any]:
+    """Dump D1 through its API, upload it and log it, as the worker does.
+
+    Args:
+        environment: whose D1 and bucket.
+        millis: the backup's start (epoch ms), which names the key and log row.
+        kind: the ``backupType`` metadata ("manual" or "pre-restore").
+
+    Returns:
+        The key, sizes, row count and duration.
+    """
+    key = backup_key(millis)
+    taken = datetime.datetime.fromtimestamp(millis / 1000, datetime.UTC)
     r2 = R2Client(environment)
     d1 = CloudflareClient(environment)
     try:
-        if r2.head(bucket, key) is not None:
-            return ActionResult(
-                plan,
-                "refused",
-                f"{key} exists already: the plan is stale, re-run",
-                operator,
-            )
         started = time.monotonic()
-        taken = datetime.datetime.fromtimestamp(
-            int(plan.before["taken_at"]) / 1000, datetime.UTC
-        )
         text, stats = dump_through_d1(d1, environment.d1_database_name, taken)
         body = gzip.compress(text.encode("utf-8"))
         r2.put_bytes(
-            bucket,
+            backup_bucket(environment),
             key,
             body,
             content_type="application/gzip",
-            metadata=_metadata(taken, stats, len(body)),
+            metadata=_metadata(taken, stats, len(body), kind),
         )
         duration = int((time.monotonic() - started) * 1000)
-        _log_backup(d1, plan, key, taken, stats, len(body), duration)
+        _log_backup(d1, f"log_{millis}", key, taken, stats, len(body), duration)
     finally:
         r2.close()
         d1.close()
-    response = {
+    return {
         "key": key,
         "original_size": stats.size,
         "compressed_size": len(body),
         "rows": stats.total_rows,
         "duration_ms": duration,
     }
-    logger.info("manual backup uploaded key=%s bytes=%s", key, len(body))
-    return ActionResult(
-        plan,
-        "applied",
-        f"{key} uploaded, {stats.total_rows:,} rows",
-        operator,
-        response=response,
-    )
 
 
 def dump_through_d1(
@@ -282,7 +304,7 @@ def _pages(client: CloudflareClient, table: str) -> Iterable[Mapping[str, Any]]:
 
 
 def _metadata(
-    taken: datetime.datetime, stats: DumpStats, compressed: int
+    taken: datetime.datetime, stats: DumpStats, compressed: int, kind: str
 ) -> dict[str, str]:
     saved = 100 * (1 - compressed / stats.size) if stats.size else 0.0
     return {
@@ -291,13 +313,13 @@ def _metadata(
         "originalSize": str(stats.size),
         "compressedSize": str(compressed),
         "compressionRatio": f"{saved:.2f}%",
-        "backupType": "manual",
+        "backupType": kind,
     }
 
 
 def _log_backup(
     client: CloudflareClient,
-    plan: ActionPlan,
+    log_id: str,
     key: str,
     taken: datetime.datetime,
     stats: DumpStats,
@@ -309,7 +331,7 @@ def _log_backup(
         "compressed_size, duration, status, error, stats, created_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, 'success', NULL, ?, ?)",
         [
-            plan.before["log_id"],
+            log_id,
             key,
             f"{taken:%Y-%m-%d}",
             _iso(taken),

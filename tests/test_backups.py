@@ -21,6 +21,7 @@ from opslib import (
     load_environment,
     pick_backup,
     plan_manual_backup,
+    plan_restore_into,
     restore_backup,
     run_notebook,
 )
@@ -310,3 +311,84 @@ def test_restore_runs_headless_with_a_key_and_incident_time(sandbox, tmp_path):
     )
     assert window["status"] == "warn"
     assert key in record.record_path.read_text()
+
+
+def load_plan(sandbox, tmp_path, *, wanted=True, environment=None):
+    sandbox_env, log, bucket = status_of(sandbox, "healthy")
+    environment = environment or sandbox_env
+    key = pick_backup(bucket, age_days=7)
+    restored = restore_backup(sandbox_env, key=key, folder=tmp_path)
+    checks = [restored, check_restored_counts(restored, log=log)]
+    verdict = diagnose_restore(checks + [check_restored_integrity(restored)])
+    return (
+        sandbox_env,
+        restored,
+        plan_restore_into(environment, restored, verdict, wanted=wanted),
+    )
+
+
+def test_load_into_d1_is_planned_only_when_asked_and_never_for_production(
+    sandbox, tmp_path
+):
+    _, _, unasked = load_plan(sandbox, tmp_path, wanted=False)
+    environment = load_environment("sandbox")
+    production = environment.__class__(**{**environment.__dict__, "name": "production"})
+    _, _, refused = load_plan(sandbox, tmp_path, environment=production)
+
+    assert unasked.is_noop and "not asked" in unasked.summary
+    assert refused.is_noop and "never into production" in refused.summary
+
+
+def test_load_replaces_the_tables_after_a_fresh_backup(sandbox, tmp_path):
+    environment, restored, plan = load_plan(sandbox, tmp_path)
+    copy = restored.facts["report"]
+    logged_before = len(check_backup_log(environment).facts["successes"])
+
+    result = apply_action(
+        plan, environment=environment, apply=True, confirm=plan.confirm_phrase
+    )
+    log_after = check_backup_log(environment)
+    fresh = result.response["pre_restore_backup"]["key"]
+    client = R2Client(environment)
+    try:
+        head = client.head(BUCKET, fresh)
+    finally:
+        client.close()
+    users_now = plan_counts(environment, "users")
+    sandbox.reset("healthy")
+
+    assert result.outcome == "applied", result.detail
+    assert plan.before["counts"]["users"] > users_now == copy.inserts["users"]
+    assert head["metadata"]["backuptype"] == "pre-restore"
+    assert len(log_after.facts["successes"]) == logged_before + 1
+    assert fresh in result.detail
+
+
+def test_load_is_refused_when_the_target_changed_since_the_plan(sandbox, tmp_path):
+    environment, _, plan = load_plan(sandbox, tmp_path)
+    client = CloudflareClient(environment)
+    try:
+        client.d1_query(
+            "DELETE FROM audit_log WHERE id = (SELECT id FROM audit_log LIMIT 1)",
+            read_only=False,
+        )
+    finally:
+        client.close()
+
+    result = apply_action(
+        plan, environment=environment, apply=True, confirm=plan.confirm_phrase
+    )
+    sandbox.reset("healthy")
+
+    assert result.outcome == "refused"
+    assert "changed since the plan" in result.detail
+
+
+def plan_counts(environment, table):
+    client = CloudflareClient(environment)
+    try:
+        return client.d1_query(f"SELECT COUNT(*) AS n FROM {table}")[0]["results"][0][
+            "n"
+        ]
+    finally:
+        client.close()
