@@ -133,9 +133,17 @@ def _cause(log: Finding | None, bucket: Finding | None) -> str:
     return "healthy"
 
 
-def manual_backup_phrase(environment: Environment, key: str) -> str:
-    """The confirm phrase that authorises uploading a manual backup."""
-    return f"upload manual backup {key} in {environment.name}"
+def manual_backup_phrase(environment: Environment) -> str:
+    """The confirm phrase that authorises uploading a manual backup.
+
+    It names the database, the bucket and the environment but not the key,
+    which takes the time of the run: a phrase printed by one run must still
+    match in the next.
+    """
+    return (
+        f"upload a manual backup of {environment.d1_database_name} to "
+        f"{backup_bucket(environment)} in {environment.name}"
+    )
 
 
 def plan_manual_backup(
@@ -187,7 +195,7 @@ def plan_manual_backup(
             "taken_at": millis,
         },
         undo=f"delete object {key} from {bucket} and the backup_logs row log_{millis}",
-        confirm_phrase=manual_backup_phrase(environment, key),
+        confirm_phrase=manual_backup_phrase(environment),
     )
 
 

@@ -228,7 +228,7 @@ def test_manual_backup_uploads_a_restorable_dump_and_logs_it(sandbox, tmp_path):
     moment = datetime.datetime.now(datetime.UTC)
     environment, plan = manual_plan(sandbox, now=moment)
     key = plan.before["key"]
-    assert plan.confirm_phrase == manual_backup_phrase(environment, key)
+    assert plan.confirm_phrase == manual_backup_phrase(environment)
 
     result = apply_action(
         plan, environment=environment, apply=True, confirm=plan.confirm_phrase
@@ -392,3 +392,35 @@ def plan_counts(environment, table):
         ]
     finally:
         client.close()
+
+
+def test_headless_manual_backup_applies_with_the_phrase_of_an_earlier_run(
+    sandbox, tmp_path
+):
+    sandbox.reset("backups-stale")
+    first = run_notebook(
+        "backups",
+        parameters={"incident_id": "CHK-2"},
+        environment="sandbox",
+        records_dir=tmp_path,
+    )
+    plan = next(a for a in first.sidecar["actions"] if a["kind"] == "plan")
+
+    second = run_notebook(
+        "backups",
+        parameters={
+            "incident_id": "CHK-2",
+            "apply": True,
+            "confirm": plan["confirm_phrase"],
+        },
+        environment="sandbox",
+        records_dir=tmp_path,
+    )
+    log = check_backup_log(load_environment("sandbox"))
+    sandbox.reset("healthy")
+
+    outcome = next(a for a in second.sidecar["actions"] if a["kind"] == "result")
+    assert first.verdict["cause"] == "backups-stale"
+    assert outcome["outcome"] == "applied", outcome["detail"]
+    assert log.facts["rule"] == ""
+    assert log.evidence[0]["filename"] == outcome["response"]["key"]
