@@ -46,6 +46,8 @@ class ActionPlan:
         undo: how to undo the action once applied.
         confirm_phrase: the phrase that authorises it ("" for no action).
         created_at: when the plan was made (ISO 8601, UTC).
+        private: what the applier needs but no record may hold (such as rows with
+            password hashes); never shown, never in ``to_dict``.
     """
 
     action: str
@@ -57,6 +59,7 @@ class ActionPlan:
     undo: str = ""
     confirm_phrase: str = ""
     created_at: str = field(default_factory=lambda: utcnow().isoformat())
+    private: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def is_noop(self) -> bool:

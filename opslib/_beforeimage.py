@@ -18,7 +18,8 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,26 @@ logger = logging.getLogger(__name__)
 
 RECORDS_VARIABLE = "RUNBOOK_RECORDS"
 FOLDER = "before-images"
+# Columns whose values stay out of records (plans, results, checks) even as rows
+# of a before-image: password hashes, tokens, secrets. The file keeps them.
+SENSITIVE_COLUMN = re.compile(r"password|token|secret|_hash$", re.IGNORECASE)
+REDACTED = "[kept in the before-image file]"
+
+
+def redact_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows with the values of sensitive columns replaced, for records."""
+    return [
+        {
+            k: REDACTED if v is not None and SENSITIVE_COLUMN.search(k) else v
+            for k, v in row.items()
+        }
+        for row in rows
+    ]
+
+
+def redact_groups(groups: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Groups of rows (``{"table", "rows", ...}``) with their rows redacted."""
+    return [{**g, "rows": redact_rows(g.get("rows") or [])} for g in groups]
 
 
 def image_digest(image: Mapping[str, Any]) -> str:

@@ -31,7 +31,12 @@ from typing import Any
 from sqlglot import exp
 
 from ._actions import ActionPlan, ActionResult, register_applier
-from ._beforeimage import image_digest, save_before_image
+from ._beforeimage import (
+    image_digest,
+    redact_groups,
+    redact_rows,
+    save_before_image,
+)
 from ._cloudflare import CloudflareClient
 from ._config import Environment
 from ._errors import ServiceError
@@ -261,8 +266,11 @@ class _Planner:
         change: dict[str, Any],
         phrase: str,
     ) -> ActionPlan:
+        recorded = {**image, "rows": redact_rows(image.get("rows") or [])}
+        if image.get("cascade"):
+            recorded["cascade"] = redact_groups(image["cascade"])
         before = {
-            **image,
+            **recorded,
             **extra,
             "verb": self.statement.verb,
             "digest": image_digest(image),
@@ -279,6 +287,7 @@ class _Planner:
             before=before,
             undo=_undo_text(self.statement.verb),
             confirm_phrase=phrase,
+            private={"image": image},
         )
 
     def _index_plan(self) -> ActionPlan:
@@ -477,7 +486,11 @@ def _apply_d1_write(
             f"(now: {fresh.summary}): re-run to plan again",
             operator,
         )
-    save_before_image(_image_of(before))
+    image = plan.private.get("image")
+    if not image:
+        detail = "the plan carries no before-image (it was not made here): plan again"
+        return ActionResult(plan, "refused", detail, operator)
+    save_before_image(image)
     client = CloudflareClient(environment)
     try:
         if before["verb"] == "create-index":
@@ -506,7 +519,11 @@ def _write_result(
     expected = before["expected_rows"]
     after_digest = image_digest({"after_rows": after})
     save_before_image({"after_rows": after})
-    response = {"changes": changed, "after_rows": after, "after_digest": after_digest}
+    response = {
+        "changes": changed,
+        "after_rows": redact_rows(after),
+        "after_digest": after_digest,
+    }
     if before["verb"] != "delete" and changed != expected:
         # D1 counts the rows a cascade removes as changes too, so only deletes
         # may report more; the guard keeps any other count at 0 or exactly n.
@@ -548,13 +565,6 @@ def _apply_index(
     )
 
 
-_IMAGE_KEYS = ("table", "key", "columns", "rows", "cascade", "index", "indexes")
-
-
-def _image_of(before: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: before[k] for k in _IMAGE_KEYS if k in before}
-
-
 def _touched_keys(before: Mapping[str, Any]) -> list[list[Any]]:
     if before["verb"] == "insert":
         return [[v] for v in before["inserted_keys"]]
@@ -587,10 +597,12 @@ def check_d1_write(environment: Environment, plan: ActionPlan) -> Finding:
         )
     finally:
         client.close()
-    return _judge_after(before, rows)
+    return _judge_after(before, plan.private.get("image") or before, rows)
 
 
-def _judge_after(before: Mapping[str, Any], rows: list[dict[str, Any]]) -> Finding:
+def _judge_after(
+    before: Mapping[str, Any], image: Mapping[str, Any], rows: list[dict[str, Any]]
+) -> Finding:
     verb, expected = before["verb"], before["expected_rows"]
     if verb == "delete":
         good, what = not rows, f"{len(rows)} of the {expected} deleted rows remain"
@@ -600,13 +612,17 @@ def _judge_after(before: Mapping[str, Any], rows: list[dict[str, Any]]) -> Findi
             f"{len(rows)} of the {expected} inserted rows are there",
         )
     else:
-        old = sort_rows(before["rows"], before["key"])
+        old = sort_rows(image["rows"], before["key"])
         changed = sum(1 for a, b in zip(old, rows) if a != b)
         good = len(rows) == expected and changed == expected
         what = f"{len(rows)} of {expected} rows are there, {changed} differ from the before-image"
     status = Status.OK if good else Status.FAIL
     return Finding(
-        "d1-write", status, what, evidence=rows[:10], facts={"rows": len(rows)}
+        "d1-write",
+        status,
+        what,
+        evidence=redact_rows(rows[:10]),
+        facts={"rows": len(rows)},
     )
 
 

@@ -34,7 +34,7 @@ from typing import Any
 
 from ._actions import ActionPlan, ActionResult, register_applier
 from ._apidown import rollback_phrase
-from ._beforeimage import load_before_image
+from ._beforeimage import load_before_image, redact_groups
 from ._cloudflare import CloudflareClient
 from ._config import Environment
 from ._dbwrite import (
@@ -113,10 +113,23 @@ def plan_undo(environment: Environment, sidecar: Mapping[str, Any]) -> ActionPla
             }
             for s in steps["statements"]
         )[:20],
-        before={"record_id": record_id, "undone_action": action, **steps},
+        before={"record_id": record_id, "undone_action": action, **_recorded(steps)},
         undo="apply the recorded action again (re-run its runbook)",
         confirm_phrase=undo_phrase(environment, action, record_id),
+        private={"record_id": record_id, **steps},
     )
+
+
+def _recorded(steps: Steps) -> dict[str, Any]:
+    """The steps as the record shows them: SQL without values, rows redacted."""
+    return {
+        **steps,
+        "statements": [
+            {"what": s["what"], "sql": s["sql"]} for s in steps["statements"]
+        ],
+        "expect": redact_groups(steps.get("expect") or []),
+        "restored": redact_groups(steps.get("restored") or []),
+    }
 
 
 Steps = dict[str, Any]
@@ -324,7 +337,10 @@ def _expected(group: Mapping[str, Any]) -> list[Any]:
 def _apply_restore(
     plan: ActionPlan, environment: Environment, operator: str
 ) -> ActionResult:
-    before = plan.before
+    before = plan.private
+    if not before.get("statements"):
+        detail = "the plan carries no statements (it was not made here): plan again"
+        return ActionResult(plan, "refused", detail, operator)
     client = CloudflareClient(environment)
     try:
         stale = _stale_groups(client, before)
@@ -361,7 +377,7 @@ def check_restore(environment: Environment, plan: ActionPlan) -> Finding:
     """Read the restored rows and compare them, value for value, with the before-image."""
     if plan.action == "rollback":
         return check_live_version(environment, str(plan.changes[0]["to"]))
-    before = plan.before
+    before = plan.private
     client = CloudflareClient(environment)
     try:
         if "index" in before:

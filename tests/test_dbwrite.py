@@ -1,5 +1,6 @@
 """Gated D1 writes on the sandbox: preview, guard, before-image, refusals, follow-up."""
 
+import dataclasses
 import json
 import os
 
@@ -7,7 +8,7 @@ import pytest
 
 import opslib
 from opslib import apply_action, load_environment
-from opslib._beforeimage import image_digest, load_before_image
+from opslib._beforeimage import REDACTED, image_digest, load_before_image
 from opslib._dbwrite import check_d1_write, guarded_sql, plan_d1_write
 from opslib._sqlguard import classify_sql
 
@@ -53,9 +54,7 @@ def test_update_plan_previews_whole_rows_and_guards_the_count(env):
     assert "(SELECT COUNT(*) FROM" in plan.changes[0]["sql"]
     assert plan.changes[0]["sql"].endswith(") = 2")
     assert plan.confirm_phrase == "update 2 rows of users in sandbox"
-    assert plan.before["digest"] == image_digest(
-        {k: plan.before[k] for k in ("table", "key", "columns", "rows")}
-    )
+    assert plan.before["digest"] == image_digest(plan.private["image"])
 
 
 def test_dry_run_and_wrong_phrase_change_nothing(env):
@@ -76,8 +75,33 @@ def test_applied_update_saves_the_before_image_and_checks_after(env, tmp_path):
     assert result.after is not None and result.after.is_ok
     saved = tmp_path / "records" / "before-images" / f"{plan.before['digest']}.json"
     assert oct(os.stat(saved).st_mode & 0o777) == "0o600"
-    assert load_before_image(plan.before["digest"])["rows"] == plan.before["rows"]
+    assert (
+        load_before_image(plan.before["digest"])["rows"]
+        == plan.private["image"]["rows"]
+    )
     assert result.to_dict()["plan"]["before"]["rows"] == plan.before["rows"]
+
+
+def test_password_hashes_stay_out_of_plan_result_and_check(env):
+    plan = plan_d1_write(env, f"UPDATE users SET role = 'publisher' WHERE {TEST_USERS}")
+    hashes = [r["password_hash"] for r in plan.private["image"]["rows"]]
+    assert all(len(h) == 96 for h in hashes)
+    assert {r["password_hash"] for r in plan.before["rows"]} == {REDACTED}
+    result = _apply(plan, env, apply=True, confirm=plan.confirm_phrase)
+    shown = json.dumps(result.to_dict()) + str(plan) + repr(plan)
+    assert result.outcome == "applied"
+    assert not [h for h in hashes if h in shown]
+    assert (
+        load_before_image(plan.before["digest"])["rows"][0]["password_hash"] in hashes
+    )
+
+
+def test_a_plan_without_its_private_before_image_is_refused(env):
+    plan = plan_d1_write(env, f"UPDATE users SET role = 'admin' WHERE {TEST_USERS}")
+    bare = dataclasses.replace(plan, private={})
+    result = _apply(bare, env, apply=True, confirm=plan.confirm_phrase)
+    assert result.outcome == "refused"
+    assert "no before-image" in result.detail
 
 
 def test_a_plan_gone_stale_is_refused_and_changes_nothing(env):

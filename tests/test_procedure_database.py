@@ -10,6 +10,7 @@ from procedure_helpers import result_of, run
 import opslib
 from opslib import load_environment, run_notebook
 
+TEST_USERS = "email LIKE 'prodtest%@example.com'"
 CLEANUP = {"incident_id": "CHG-1", "cleanup_test_accounts": True}
 CASCADE_TABLES = (
     "users",
@@ -112,6 +113,18 @@ def test_applied_cleanup_then_undo_restores_every_row_exactly(env, tmp_path):
     assert result_of(undone)["outcome"] == "applied"
     assert result_of(undone)["after"]["status"] == "ok"
     assert dump(env) == before
+
+    hashes = [
+        r["password_hash"]
+        for r in query(env, f"SELECT password_hash FROM users WHERE {TEST_USERS}")
+    ]
+    records = [
+        p for p in tmp_path.rglob("*") if p.is_file() and "before-images" not in p.parts
+    ]
+    assert records and hashes
+    for path in records:
+        text = path.read_text(errors="replace")
+        assert not [h for h in hashes if h in text], path
 
 
 def test_undo_is_refused_when_the_rows_changed_since(env, tmp_path):
