@@ -142,7 +142,9 @@ class StripeReader:
         """Resend an event to one endpoint now (``POST /v1/events/{id}/retry``).
 
         A write: the endpoint's handler runs again. The SDK has no method for
-        this route, so it goes through ``raw_request``.
+        this route, so it goes through ``raw_request``. Stripe does not say
+        whether a restricted key may call it; a refusal (403) raises
+        ``AuthError``, which the gate records as a failed action.
         """
         response = self._call(
             lambda: self._client.raw_request(
