@@ -218,6 +218,8 @@ def check_api_version(endpoints: Finding, expected: str) -> Finding:
     """
     if endpoints.status is Status.UNKNOWN:
         return unknown("api-version", "the endpoints could not be read")
+    if not endpoints.facts.get("endpoints"):
+        return unknown("api-version", "no endpoint of the platform to compare")
     rows = [
         {"endpoint": e["id"], "api_version": e["api_version"], "expected": expected}
         for e in endpoints.facts.get("endpoints") or []

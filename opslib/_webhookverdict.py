@@ -244,6 +244,19 @@ def _quiet_verdict(
 ) -> Verdict:
     needed = ("webhook-endpoints", "pending-events")
     blind = [n for n in needed if _status(found, n) in (None, Status.UNKNOWN)]
+    if _status(found, "webhook-endpoints") is Status.FAIL and step is None:
+        return Verdict(
+            RUNBOOK,
+            Status.UNKNOWN,
+            "inconclusive",
+            "No Stripe webhook endpoint points at the platform: nothing is delivered.",
+            evidence,
+            "In the Stripe Dashboard, check whether the endpoint was deleted or points "
+            "elsewhere; create one on the platform's /webhooks/stripe with the 6 "
+            "handled events, then put its signing secret into STRIPE_WEBHOOK_SECRET.",
+            None,
+            list(found.values()),
+        )
     if pending and not blind and step is not None:
         return Verdict(
             RUNBOOK,

@@ -5,6 +5,7 @@ from dataclasses import replace
 import pytest
 
 from opslib import (
+    Finding,
     Status,
     check_api_version,
     check_pending_events,
@@ -140,3 +141,18 @@ def test_log_lines_are_counted_by_kind(message, field):
         k: facts[k] for k in ("sync_crypto", "signature_failed", "handler_errors")
     }
     assert counted == {k: int(k == field) for k in counted}
+
+
+def test_api_version_without_a_platform_endpoint_is_unknown():
+    none = Finding("webhook-endpoints", Status.FAIL, "none", (), {"endpoints": []})
+    assert check_api_version(none, "2024-10-28.acacia").status is Status.UNKNOWN
+
+
+def test_account_default_version_is_a_warning_and_newer_a_failure():
+    rows = [{"id": "we_1", "api_version": None}, {"id": "we_2", "api_version": None}]
+    found = Finding("webhook-endpoints", Status.OK, "", (), {"endpoints": rows})
+    assert check_api_version(found, "2024-10-28.acacia").status is Status.WARN
+    rows[1]["api_version"] = "2025-03-31.basil"
+    failing = check_api_version(found, "2024-10-28.acacia")
+    assert failing.status is Status.FAIL
+    assert failing.facts["newer"] == ["we_2"]

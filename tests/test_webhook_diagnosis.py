@@ -206,3 +206,15 @@ def test_unreadable_stripe_is_inconclusive():
 def test_api_version_parameter_names_the_expected_form(value):
     with pytest.raises(ParameterError, match="api_version.*2024-10-28.acacia"):
         validate_params(api_version=value)
+
+
+def test_no_endpoint_for_the_platform_is_never_healthy():
+    verdict = verdict_of(
+        **{
+            "webhook-endpoints": finding(
+                "webhook-endpoints", Status.FAIL, endpoints=[], disabled=[]
+            )
+        }
+    )
+    assert (verdict.status, verdict.cause) == (Status.UNKNOWN, "inconclusive")
+    assert "No Stripe webhook endpoint points at the platform" in verdict.summary
