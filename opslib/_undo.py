@@ -20,10 +20,14 @@ What each action's undo does:
 - ``rollback``: the rollback action again, to the version it replaced (its own
   phrase, and the live version is checked first, as for any rollback).
 
+- ``repair-subscription-row`` (payment-without-subscription): the inserted row
+  goes, an updated row gets its columns back (``updated_at`` keeps the repair's
+  time: the repair's before-image lacks it), the user's tier and the free rows
+  it cancelled come back. Stripe is not touched either way.
+
 Not undone from a record: cleared rate-limit counters (they start again at zero),
-a password set by the reset runbook (the old hash is not kept), re-enqueued
-messages (they were delivered) and subscription repairs (the repair's plan keeps
-the old row, but Stripe's side is not rolled back; repair again by hand).
+a password set by the reset runbook (the old hash is not kept) and re-enqueued
+messages (they were delivered).
 """
 
 from __future__ import annotations
@@ -279,7 +283,87 @@ def _steps_for_verify_account(result: Mapping[str, Any]) -> Steps:
     }
 
 
+def _steps_for_subscription_repair(result: Mapping[str, Any]) -> Steps:
+    """Undo a subscription-row repair: the row, the user's tier, the free rows.
+
+    The row the repair inserted is deleted (found by its Stripe id); a row it
+    updated gets its columns back, except ``updated_at``, which the repair's
+    before-image does not hold and which keeps the repair's time.
+    """
+    plan = result["plan"]
+    sub_id, before = str(plan["target"]), plan["before"]
+    user, row, free = before["user"], before["row"], before.get("free_rows") or []
+    new = {str(c["what"]): c["to"] for c in plan["changes"]}
+    statements, expect, restored = _subscription_row_steps(sub_id, row, new)
+    statements.append(
+        _update_back(
+            "users",
+            ["id"],
+            {"subscription_tier": user["subscription_tier"], "id": user["id"]},
+        )
+    )
+    expect.append(
+        _group(
+            "users",
+            ["id"],
+            [{"id": user["id"], "subscription_tier": new["users.subscription_tier"]}],
+        )
+    )
+    restored.append(
+        _group(
+            "users",
+            ["id"],
+            [{"id": user["id"], "subscription_tier": user["subscription_tier"]}],
+        )
+    )
+    statements += [_update_back("subscriptions", ["id"], r) for r in free]
+    expect.append(
+        _group(
+            "subscriptions",
+            ["id"],
+            [{"id": r["id"], "status": "canceled"} for r in free],
+        )
+    )
+    restored.append(_group("subscriptions", ["id"], [dict(r) for r in free]))
+    return {
+        "summary": f"the row of {sub_id}, the tier of user {user['id']} and "
+        f"{len(free)} free rows back as before",
+        "statements": statements,
+        "expect": [g for g in expect if g["rows"] or g.get("keys")],
+        "restored": [g for g in restored if g["rows"] or g.get("keys")],
+    }
+
+
+def _subscription_row_steps(
+    sub_id: str, row: Any, new: Mapping[str, Any]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    key = ["stripe_subscription_id"]
+    if row == "no row":
+        delete = _delete_by_key(
+            "subscriptions", key, {"stripe_subscription_id": sub_id}
+        )
+        present = _group("subscriptions", key, [{"stripe_subscription_id": sub_id}])
+        gone = {**_group("subscriptions", key, []), "keys": [[sub_id]]}
+        return [delete], [present], [gone]
+    prefix = f"subscriptions[{sub_id}]."
+    left = {k[len(prefix) :]: v for k, v in new.items() if k.startswith(prefix)}
+    columns = [c for c in row if c != "id"]
+    back = _update_back(
+        "subscriptions", ["id"], {**{c: row[c] for c in columns}, "id": row["id"]}
+    )
+    expect = _group("subscriptions", key, [{**{k: row[k] for k in key}, **left}])
+    restored = _group("subscriptions", key, [dict(row)])
+    return [back], [expect], [restored]
+
+
+def _group(table: str, key: list[str], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rows of a table to compare, on the columns the rows name."""
+    columns = list(rows[0]) if rows else list(key)
+    return {"table": table, "key": key, "rows": rows, "columns": columns}
+
+
 _BUILDERS: dict[str, Callable[[Mapping[str, Any]], Steps]] = {
+    "repair-subscription-row": _steps_for_subscription_repair,
     "d1-write": _steps_for_write,
     "create-index": _steps_for_index,
     "verify-account": _steps_for_verify_account,

@@ -151,3 +151,62 @@ def test_records_without_an_undoable_action_plan_nothing(sidecar, why):
 def _missing_index_verdict(env):
     findings = [opslib.check_query_plans(env), opslib.check_indexes(env)]
     return opslib.diagnose_slow_responses(findings, environment=env)
+
+
+UPDATED_ROW_COLUMNS = (
+    "id, user_id, stripe_subscription_id, plan_type, status, "
+    "current_period_start, current_period_end, cancel_at_period_end"
+)
+
+
+def _payment_plan(sandbox, scenario):
+    sandbox.reset(scenario)
+    env = load_environment("sandbox")
+    subs = opslib.check_stripe_subscriptions(env)
+    rows = opslib.check_subscription_rows(env, subs)
+    metadata = opslib.check_checkout_metadata(env, rows)
+    users = opslib.check_subscription_users(env, metadata, rows)
+    shown = opslib.check_shown_plan(env, opslib.users_in_scope(subs, rows, users))
+    verdict = opslib.diagnose_payment(
+        [subs, rows, metadata, users, shown], environment=env
+    )
+    return env, opslib.plan_subscription_repair(env, verdict)
+
+
+def _table(env, table, columns):
+    client = opslib.CloudflareClient(env)
+    try:
+        sql = f"SELECT {columns} FROM {table} ORDER BY 1"
+        return client.d1_query(sql)[0]["results"]
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(
+    ("scenario", "columns"),
+    [
+        # The inserted row goes: the table is back byte for byte.
+        ("subscription-insert-failed", "*"),
+        # An updated row gets its columns back; updated_at keeps the repair's time.
+        (
+            "events-out-of-order",
+            UPDATED_ROW_COLUMNS,
+        ),
+    ],
+)
+def test_subscription_repair_is_undone(sandbox, scenario, columns):
+    env, plan = _payment_plan(sandbox, scenario)
+    assert plan.action == "repair-subscription-row", plan.summary
+    subscriptions = _table(env, "subscriptions", columns)
+    tiers = _table(env, "users", "id, subscription_tier")
+    result = apply_action(
+        plan, environment=env, apply=True, confirm=plan.confirm_phrase
+    )
+    assert result.outcome == "applied", result.detail
+    assert _table(env, "subscriptions", columns) != subscriptions
+
+    _, applied = undo(env, result)
+    assert applied.outcome == "applied", applied.detail
+    assert applied.after.is_ok, applied.after.summary
+    assert _table(env, "subscriptions", columns) == subscriptions
+    assert _table(env, "users", "id, subscription_tier") == tiers
