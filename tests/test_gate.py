@@ -9,12 +9,14 @@ from opslib import apply_action, gate_widget, load_environment, plan_d1_write
 from opslib._actions import gate_problem
 from opslib._apidown import rollback_phrase
 from opslib._authdiagnosis import clear_limits_phrase, verify_account_phrase
+from opslib._backupaction import manual_backup_phrase
 from opslib._config import NAMED_ENVIRONMENT_VARIABLE
 from opslib._dbwrite import write_phrase
 from opslib._latencyverdict import create_index_phrase
 from opslib._paymentverdict import repair_phrase
 from opslib._queueverdict import requeue_phrase
-from opslib._resetverdict import set_password_phrase
+from opslib._resetverdict import clear_reset_limits_phrase, set_password_phrase
+from opslib._restoreaction import restore_phrase
 from opslib._undo import undo_phrase
 from opslib._webhookverdict import enable_phrase, resend_phrase
 
@@ -71,6 +73,9 @@ def role(env):
             "to https://api.example.com/webhooks",
         ),
         (lambda e: enable_phrase(e, "we_123"), "enable webhook endpoint", "we_123"),
+        (lambda e: clear_reset_limits_phrase(e, "10.0.0.2"), "clear", "10.0.0.2"),
+        (lambda e: manual_backup_phrase(e), "upload", "manual backup of"),
+        (lambda e: restore_phrase(e, "backup-1.sql.gz"), "restore", "backup-1.sql.gz"),
         (
             lambda e: undo_phrase(e, "d1-write", "20261204T1715"),
             "undo d1-write",
