@@ -68,7 +68,14 @@ def query_d1(environment: Environment, sql: str, *, name: str = "query") -> Find
         rows = run_select(client, sql, [])
     finally:
         client.close()
-    return Finding(name, Status.OK, f"{len(rows)} rows", rows, {"rows": len(rows)})
+    return Finding(name, Status.OK, _rows_summary(rows), rows, {"rows": len(rows)})
+
+
+def _rows_summary(rows: Sequence[Mapping[str, Any]]) -> str:
+    """One row reads as its values (a count); more as their number."""
+    if len(rows) == 1 and len(rows[0]) <= 6:
+        return ", ".join(f"{k} {v}" for k, v in rows[0].items())
+    return f"{len(rows)} rows"
 
 
 def plan_database_write(
@@ -122,7 +129,7 @@ def conclude_procedure(
     step = _step(runbook, plan, parameters)
     summary = f"{plan.summary}: {result.outcome}"
     next_action = (
-        "to undo: runbook undo <this record id>"
+        f"to undo: {plan.undo.replace('RECORD_ID', '<this record id>')}"
         if result.outcome == "applied"
         else f"to apply: {step['command']}"
     )

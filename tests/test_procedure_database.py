@@ -55,6 +55,7 @@ def test_read_only_run_shows_counts_and_plans_nothing(env, tmp_path):
     assert record.verdict["cause"] == "read-only"
     counts = record.verdict["findings"][0]["evidence"][0]
     assert counts["total"] == query(env, "SELECT COUNT(*) AS n FROM users")[0]["n"]
+    assert f"total {counts['total']}" in record.verdict["findings"][0]["summary"]
     assert result_of(record)["outcome"] == "not-needed"
     assert dump(env) == before
 
@@ -99,6 +100,7 @@ def test_applied_cleanup_then_undo_restores_every_row_exactly(env, tmp_path):
     assert result["outcome"] == "applied"
     assert result["after"]["status"] == "ok"
     assert result["plan"]["before"]["rows"] and result["plan"]["before"]["digest"]
+    assert applied.verdict["next_action"].startswith("to undo: runbook undo <this")
     assert dump(env) != before
 
     dry = run("undo", tmp_path, record_id=applied.id)
