@@ -208,7 +208,10 @@ def _kernel_environment(named: str | None, archive: Path) -> Iterator[None]:
     """Variables the kernel inherits: the archive, and the environment if named.
 
     A value left in the caller's shell never counts as naming the environment:
-    the variable is removed unless this run named it.
+    the variable is removed unless this run named it. The variables are set on
+    this process's environment while the kernel starts and runs (papermill may
+    start its own kernel, which only inherits them), so two runs in threads of
+    one process would see each other's values: run them in separate processes.
     """
     saved = {
         k: os.environ.get(k) for k in (NAMED_ENVIRONMENT_VARIABLE, RECORDS_VARIABLE)
