@@ -140,3 +140,17 @@ def test_widget_in_production_is_refused_unless_named(production):
     assert [r.outcome for r in box.results] == ["refused"]
     assert box.results[0].operator and box.results[0].at
     assert role(production) == "author"
+
+
+def test_a_name_left_in_the_shell_does_not_reach_the_kernel(monkeypatch, tmp_path):
+    import os
+
+    from opslib._runner import _kernel_environment
+
+    monkeypatch.setenv(NAMED_ENVIRONMENT_VARIABLE, "production")
+    with _kernel_environment(None, tmp_path):
+        assert NAMED_ENVIRONMENT_VARIABLE not in os.environ
+        assert os.environ["RUNBOOK_RECORDS"] == str(tmp_path)
+    assert os.environ[NAMED_ENVIRONMENT_VARIABLE] == "production"
+    with _kernel_environment("staging", tmp_path):
+        assert os.environ[NAMED_ENVIRONMENT_VARIABLE] == "staging"
