@@ -34,6 +34,21 @@ from ._authdiagnosis import diagnose_auth_broken
 from ._backupaction import diagnose_backups, plan_manual_backup
 from ._backups import check_backup_bucket, check_backup_log, pick_backup
 from ._beforeimage import records_archive
+from ._checkitems import (
+    check_backup_restore,
+    check_backups,
+    check_d1_size,
+    check_error_share,
+    check_maintenance,
+    check_r2_storage,
+    check_registrations,
+)
+from ._checklist import (
+    CHECKLISTS,
+    checklist_table,
+    conclude_checklist,
+    manual_item,
+)
 from ._cloudflare import CloudflareClient
 from ._config import (
     SECRET_VARIABLES,
@@ -72,6 +87,9 @@ from ._errors import (
 )
 from ._errorverdict import diagnose_high_error_rate
 from ._finding import Finding, Status, check
+from ._impact import (
+    count_affected_users,
+)
 from ._indexaction import plan_create_index
 from ._latency import LatencyHistogram, check_latency, plot_latency
 from ._latencyverdict import diagnose_slow_responses
@@ -109,6 +127,13 @@ from ._queuetrend import check_backlog_trend, plot_backlog
 from ._queueverdict import diagnose_queue_delays
 from ._r2 import R2Client
 from ._records import format_verdict, list_records, load_record
+from ._report import (
+    Report,
+    build_report,
+    conclude_report,
+    load_report_records,
+    write_report,
+)
 from ._reset import (
     check_email_vars,
     check_mail_provider,
@@ -141,6 +166,10 @@ from ._runner import RunRecord, run_notebook
 from ._sqlguard import SQLRefusedError, classify_sql
 from ._statuspage import StatusPageClient
 from ._stripe import StripeReader
+from ._team import (
+    Team,
+    load_team,
+)
 from ._undo import check_restore, plan_undo
 from ._verdict import CAUSES, VERDICT_MIME, Verdict
 from ._webhookaction import plan_webhook_repair
@@ -168,6 +197,7 @@ __all__ = [
     "ActionResult",
     "AuthError",
     "CAUSES",
+    "CHECKLISTS",
     "CloudflareClient",
     "ConfigError",
     "ConfirmationError",
@@ -184,6 +214,7 @@ __all__ = [
     "R2Client",
     "RECENT_USERS_SQL",
     "RateLimitError",
+    "Report",
     "RestoreReport",
     "RunError",
     "RunRecord",
@@ -193,26 +224,32 @@ __all__ = [
     "Status",
     "StatusPageClient",
     "StripeReader",
+    "Team",
     "USER_COUNT_SQL",
     "UnreachableError",
     "VERDICT_MIME",
     "Verdict",
     "__version__",
     "apply_action",
+    "build_report",
     "check",
     "check_api_version",
     "check_backlog_trend",
     "check_backup_bucket",
     "check_backup_log",
+    "check_backup_restore",
+    "check_backups",
     "check_checkout_metadata",
     "check_cloudflare_status",
     "check_cors",
     "check_d1",
+    "check_d1_size",
     "check_d1_write",
     "check_dead_letters",
     "check_deployments",
     "check_email_vars",
     "check_error_deployments",
+    "check_error_share",
     "check_indexes",
     "check_invocations",
     "check_jwt_secret",
@@ -222,12 +259,15 @@ __all__ = [
     "check_login_rate_limits",
     "check_loss_window",
     "check_mail_provider",
+    "check_maintenance",
     "check_missing_tables",
     "check_one_time_payments",
     "check_pending_events",
     "check_query_plans",
     "check_queue_backlog",
     "check_queue_consumers",
+    "check_r2_storage",
+    "check_registrations",
     "check_reset_limits",
     "check_reset_precheck",
     "check_reset_tokens",
@@ -254,9 +294,13 @@ __all__ = [
     "check_webhook_logs",
     "check_webhook_secret",
     "check_worker_times",
+    "checklist_table",
     "choose_rollback_version",
     "classify_sql",
+    "conclude_checklist",
     "conclude_procedure",
+    "conclude_report",
+    "count_affected_users",
     "decide_deploy",
     "describe_record",
     "diagnose_api_down",
@@ -278,6 +322,9 @@ __all__ = [
     "list_records",
     "load_environment",
     "load_record",
+    "load_report_records",
+    "load_team",
+    "manual_item",
     "pick_backup",
     "plan_auth_repair",
     "plan_clear_rate_limits",
@@ -317,4 +364,5 @@ __all__ = [
     "verify_shown_plan",
     "watch_deploy",
     "write_parameters",
+    "write_report",
 ]

@@ -34,6 +34,8 @@ class Status(str, enum.Enum):
     WARN = "warn"
     FAIL = "fail"
     UNKNOWN = "unknown"
+    # A checklist item only a person can do: listed, never counted as a pass.
+    MANUAL = "manual"
 
     def __str__(self) -> str:
         return self.value
@@ -44,6 +46,7 @@ _MARKS = {
     Status.WARN: "WARN",
     Status.FAIL: "FAIL",
     Status.UNKNOWN: "??",
+    Status.MANUAL: "MANUAL",
 }
 
 

@@ -40,6 +40,10 @@ PARAMETERS_TAG = "parameters"
 _NUMBER_PREFIX = re.compile(r"^\d+-")
 VERDICT_MIME = "application/vnd.opslib.verdict+json"
 ACTION_MIME = "application/vnd.opslib.action+json"
+# A report's list of the records it refers to; the runner files it as refers_to.
+REFERENCES_MIME = "application/vnd.opslib.references+json"
+# The id of the record a run will become, for the kernel (reports name files by it).
+RECORD_ID_VARIABLE = "RUNBOOK_RECORD_ID"
 VERDICT_KEYS = (
     "runbook",
     "status",

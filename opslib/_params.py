@@ -194,6 +194,21 @@ def _check_record_id(value: object) -> str | None:
     return "a record id or a unique prefix of one, such as 20261204T1715"
 
 
+MAX_REPORT_RECORDS = 20
+
+
+def _check_record_ids(value: object) -> str | None:
+    expected = (
+        f"a list of 0 to {MAX_REPORT_RECORDS} record ids (or unique prefixes), each "
+        "once, such as ['20261204T1715']"
+    )
+    if not isinstance(value, (list, tuple)) or len(value) > MAX_REPORT_RECORDS:
+        return expected
+    if len(set(value)) != len(value):
+        return expected
+    return None if all(_check_record_id(item) is None for item in value) else expected
+
+
 def _check_version(value: object) -> str | None:
     if value == "" or (isinstance(value, str) and _VERSION_ID.fullmatch(value)):
         return None
@@ -304,6 +319,7 @@ NAME_RULES: Mapping[str, tuple[str, Rule]] = MappingProxyType(
         "age_days": ("int", _check_age_days),
         "incident_time": ("str", _check_incident_time),
         "record_id": ("str", _check_record_id),
+        "record_ids": ("list[str]", _check_record_ids),
         "version": ("str", _check_version),
         "sql": ("str", _check_sql),
         "max_rows": ("int", _check_max_rows),

@@ -33,6 +33,8 @@ from ._errors import ParameterError, RunError
 from ._kernel import KernelWarmer
 from ._notebook import (
     ACTION_MIME,
+    RECORD_ID_VARIABLE,
+    REFERENCES_MIME,
     ParameterSpec,
     cell_timings,
     collect_outputs,
@@ -181,6 +183,7 @@ def run_notebook(
     given = _parameters_with_environment(specs, dict(parameters or {}), environment)
     values = coerce_parameters(specs, given, raw=raw)
     env = load_environment(environment)
+    _check_record_ids(values, records_dir, env.name)
     cell_timeout = _cell_timeout(timeout)
 
     effective = {name: spec.default for name, spec in specs.items()} | values
@@ -193,7 +196,7 @@ def run_notebook(
     )
 
     named = env.name if named_environment else None
-    with _kernel_environment(named, archive_dir(records_dir).absolute()):
+    with _kernel_environment(named, archive_dir(records_dir).absolute(), record_id):
         nb, error, interrupted = _execute(path, values, cell_timeout, kernel_name)
     nb = _finish_notebook(nb, error, scrubber)
     run = _Run(record_id, path, env.name, started, effective, operator, error)
@@ -204,8 +207,11 @@ def run_notebook(
 
 
 @contextlib.contextmanager
-def _kernel_environment(named: str | None, archive: Path) -> Iterator[None]:
-    """Variables the kernel inherits: the archive, and the environment if named.
+def _kernel_environment(
+    named: str | None, archive: Path, record_id: str
+) -> Iterator[None]:
+    """Variables the kernel inherits: the archive, the record's id, and the
+    environment if named.
 
     A value left in the caller's shell never counts as naming the environment:
     the variable is removed unless this run named it. The variables are set on
@@ -213,10 +219,10 @@ def _kernel_environment(named: str | None, archive: Path) -> Iterator[None]:
     start its own kernel, which only inherits them), so two runs in threads of
     one process would see each other's values: run them in separate processes.
     """
-    saved = {
-        k: os.environ.get(k) for k in (NAMED_ENVIRONMENT_VARIABLE, RECORDS_VARIABLE)
-    }
+    names = (NAMED_ENVIRONMENT_VARIABLE, RECORDS_VARIABLE, RECORD_ID_VARIABLE)
+    saved = {k: os.environ.get(k) for k in names}
     os.environ[RECORDS_VARIABLE] = str(archive)
+    os.environ[RECORD_ID_VARIABLE] = record_id
     if named:
         os.environ[NAMED_ENVIRONMENT_VARIABLE] = named
     else:
@@ -229,6 +235,23 @@ def _kernel_environment(named: str | None, archive: Path) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def _check_record_ids(
+    values: Mapping[str, object], records_dir: str | Path, environment: str
+) -> None:
+    """Refuse record ids that name no record of this archive, before anything runs.
+
+    Raises:
+        ParameterError: naming ``record_ids`` and what was wrong.
+    """
+    ids = values.get("record_ids")
+    if isinstance(ids, list) and ids:
+        from ._report import load_report_records
+
+        load_report_records(
+            ids, records_dir=archive_dir(records_dir), environment=environment
+        )
 
 
 def _parameters_with_environment(
@@ -459,11 +482,23 @@ def _sidecar(
         "error": _trimmed(scrubber.scrub_obj(run.error)),
         "verdict": collect_verdict(nb),
         "actions": collect_outputs(nb, ACTION_MIME),
+        "refers_to": _references(nb),
         "cells": cell_timings(nb),
         "opslib_version": _version("opslib"),
         "papermill_version": _version("papermill"),
         "record_path": record_path,
     }
+
+
+def _references(nb: nbformat.NotebookNode) -> list[str]:
+    """The record ids a report displayed as its references, in order, once each."""
+    found = [
+        str(record_id)
+        for value in collect_outputs(nb, REFERENCES_MIME)
+        if isinstance(value, dict)
+        for record_id in value.get("refers_to") or []
+    ]
+    return list(dict.fromkeys(found))
 
 
 def _index_row(sidecar: Mapping[str, Any]) -> dict[str, Any]:

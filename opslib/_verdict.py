@@ -105,6 +105,18 @@ CAUSES: Mapping[str, tuple[str, ...]] = {
     ),
     "restore": _RESTORE_CAUSES,
     "monthly-backup-verification": _RESTORE_CAUSES,
+    # Checklists: the worst status among the checked items names the cause.
+    **{
+        f"checklist-{period}": (
+            "items-failing",
+            "items-unknown",
+            "items-warning",
+            "healthy",
+            "inconclusive",
+        )
+        for period in ("daily", "weekly", "monthly")
+    },
+    "post-incident-report": ("report-written", "inconclusive"),
     "slow-responses": (
         "missing-index",
         "slow-external-api",

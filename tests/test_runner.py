@@ -42,6 +42,7 @@ SIDECAR_KEYS = {
     "error",
     "verdict",
     "actions",
+    "refers_to",
     "cells",
     "opslib_version",
     "papermill_version",

@@ -1,0 +1,310 @@
+"""Checks the monitoring checklists need that no incident runbook has.
+
+Backups (the ``backup_logs`` table the backup worker writes), the 5xx share of
+the day against the 1 % target, the size of D1 and of the R2 buckets, the pace
+of registrations, and whether the backup cron runs inside a maintenance window.
+Thresholds are those of the platform's monitoring guide (PLATFORM.md section 8).
+The monthly restore test loads a week-old backup into a scratch file with the
+dump restorer and checks it along every foreign key.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ._cloudflare import CloudflareClient
+from ._config import Environment
+from ._dbwrite import run_select
+from ._errorrate import check_route_errors
+from ._finding import Finding, Status, check
+from ._r2 import R2Client
+from ._restore import restore_dump
+from ._restorecheck import check_integrity
+from ._team import Team
+
+HOUR = 3600
+DAY = 24 * HOUR
+BACKUP_MAX_AGE_H = 36  # "no backup in 36 hours" is critical (runbook, alerts)
+BACKUP_SLOW_MS = 10 * 60 * 1000  # "backup took > 10 minutes"
+BACKUP_CRON_CLOCKS = ("02:00", "03:00")  # both crons run the backup (section 2)
+ERROR_TARGET = 0.01  # error rate < 1 %
+ERROR_WARNING = 0.05  # 5-10 % is a warning, > 10 % critical
+D1_WARN_BYTES = 400 * 10**6
+D1_LIMIT_BYTES = 500 * 10**6
+R2_FREE_BYTES = 10 * 10**9
+R2_WARN_SHARE = 0.8
+SPAM_PER_DAY = 100  # "> 100 registrations/day (spam)"
+MB = 10**6
+
+
+@check("backups")
+def check_backups(environment: Environment, *, now: float | None = None) -> Finding:
+    """The newest successful backup in ``backup_logs`` and the failures since.
+
+    Fails when the table is missing (the backup worker never ran) or the last
+    success is older than 36 hours; warns on a failed or slow attempt in the
+    last 7 days.
+    """
+    now = time.time() if now is None else now
+    client = CloudflareClient(environment)
+    try:
+        if not _has_table(client, "backup_logs"):
+            text = "no backup_logs table: the backup worker has never run"
+            return Finding("backups", Status.FAIL, text, (), {"last_success": None})
+        rows = run_select(
+            client,
+            "SELECT filename, status, duration, compressed_size, error, created_at "
+            "FROM backup_logs WHERE created_at >= ? ORDER BY created_at DESC",
+            [int(now - 7 * DAY)],
+        )
+    finally:
+        client.close()
+    return _judge_backups(rows, now)
+
+
+def _has_table(client: CloudflareClient, name: str) -> bool:
+    sql = "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?"
+    return bool(run_select(client, sql, [name]))
+
+
+def _judge_backups(rows: list[dict[str, Any]], now: float) -> Finding:
+    success = [r for r in rows if r.get("status") == "success"]
+    failed = [r for r in rows if r.get("status") != "success"]
+    slow = [r for r in success if (r.get("duration") or 0) > BACKUP_SLOW_MS]
+    age_h = (now - success[0]["created_at"]) / HOUR if success else None
+    facts = {"last_success_age_h": age_h, "failed": len(failed), "slow": len(slow)}
+    evidence = [
+        {**r, "age_h": round((now - r["created_at"]) / HOUR, 1)} for r in rows[:10]
+    ]
+    if age_h is None or age_h > BACKUP_MAX_AGE_H:
+        when = "none in 7 days" if age_h is None else f"the last is {age_h:.0f} h old"
+        text = f"no successful backup in {BACKUP_MAX_AGE_H} h ({when})"
+        return Finding("backups", Status.FAIL, text, evidence, facts)
+    text = f"last successful backup {age_h:.1f} h ago"
+    if failed or slow:
+        text += f"; in 7 days {len(failed)} failed and {len(slow)} took over 10 min"
+        return Finding("backups", Status.WARN, text, evidence, facts)
+    return Finding(
+        "backups", Status.OK, text + "; no failure in 7 days", evidence, facts
+    )
+
+
+def check_error_share(environment: Environment, *, window_min: int = 1440) -> Finding:
+    """The share of 5xx answers in Workers Logs against the 1 % target.
+
+    Workers analytics counts only uncaught exceptions, and the platform's global
+    handler turns them into 500 answers, so the logged status codes are read
+    instead. Under 1 % passes, up to 5 % warns, above fails; 429s are kept apart.
+    """
+    routes = check_route_errors(environment, window_min=window_min)
+    if routes.status is Status.UNKNOWN or "server_error_rate" not in routes.facts:
+        return Finding("error-rate", routes.status, routes.summary, (), routes.facts)
+    rate = float(routes.facts["server_error_rate"])
+    if rate < ERROR_TARGET:
+        status = Status.OK
+    else:
+        status = Status.WARN if rate < ERROR_WARNING else Status.FAIL
+    text = f"5xx share {rate:.2%} (target under 1 %); {routes.summary}"
+    facts = {"server_error_rate": rate, "requests": routes.facts.get("requests")}
+    return Finding("error-rate", status, text, routes.evidence, facts, routes.elapsed_s)
+
+
+@check("d1-size")
+def check_d1_size(environment: Environment) -> Finding:
+    """The D1 database's file size against the monitoring guide's 400/500 MB."""
+    client = CloudflareClient(environment)
+    try:
+        info = client.get(
+            f"/accounts/{environment.account_id}/d1/database/"
+            f"{environment.d1_database_id}"
+        )
+    finally:
+        client.close()
+    return _judge_d1_size(
+        environment.d1_database_name,
+        int((info or {}).get("file_size") or 0),
+        (info or {}).get("num_tables"),
+    )
+
+
+def _judge_d1_size(name: str, size: int, tables: object) -> Finding:
+    row = {"database": name, "mb": round(size / MB, 2)}
+    facts = {"file_size": size, "num_tables": tables}
+    text = f"{size / MB:.1f} MB in {tables} tables"
+    if size >= D1_LIMIT_BYTES:
+        return Finding("d1-size", Status.FAIL, text + " (limit 500 MB)", [row], facts)
+    if size >= D1_WARN_BYTES:
+        return Finding("d1-size", Status.WARN, text + " (warn at 400 MB)", [row], facts)
+    return Finding("d1-size", Status.OK, text + ", under 400 MB", [row], facts)
+
+
+@check("r2-storage")
+def check_r2_storage(
+    environment: Environment, *, budget_bytes: int = R2_FREE_BYTES
+) -> Finding:
+    """Objects and bytes per R2 bucket against the storage budget (10 GB free)."""
+    client = R2Client(environment)
+    try:
+        rows = [_bucket_row(client, b) for b in environment.r2_buckets.values()]
+    finally:
+        client.close()
+    total = sum(r["bytes"] for r in rows)
+    share = total / budget_bytes if budget_bytes else 1.0
+    facts = {"bytes": total, "budget_share": share, "buckets": rows}
+    text = f"{total / MB:.1f} MB in {len(rows)} buckets, {share:.1%} of the budget"
+    truncated = [r["bucket"] for r in rows if r["truncated"]]
+    if truncated:
+        text += f" (counted the first 10000 objects of {', '.join(truncated)})"
+    if share >= 1:
+        return Finding("r2-storage", Status.FAIL, text, rows, facts)
+    status = Status.WARN if share >= R2_WARN_SHARE or truncated else Status.OK
+    return Finding("r2-storage", status, text, rows, facts)
+
+
+def _bucket_row(client: R2Client, bucket: str) -> dict[str, Any]:
+    objects = client.list_objects(bucket, limit=10_000)
+    return {
+        "bucket": bucket,
+        "objects": len(objects),
+        "bytes": sum(o["size"] for o in objects),
+        "truncated": len(objects) >= 10_000,
+    }
+
+
+@check("registrations")
+def check_registrations(
+    environment: Environment, *, now: float | None = None
+) -> Finding:
+    """Registrations per week over four weeks, and the busiest day of the last.
+
+    Warns when none came in the last 7 days, or a day passed 100 (spam).
+    """
+    now = time.time() if now is None else now
+    client = CloudflareClient(environment)
+    try:
+        weeks = run_select(
+            client,
+            "SELECT CAST((? - created_at) / 604800 AS INTEGER) AS weeks_ago, "
+            "COUNT(*) AS registrations FROM users WHERE created_at >= ? "
+            "GROUP BY weeks_ago ORDER BY weeks_ago",
+            [int(now), int(now - 28 * DAY)],
+        )
+        busiest = run_select(
+            client,
+            "SELECT date(created_at, 'unixepoch') AS day, COUNT(*) AS n FROM users "
+            "WHERE created_at >= ? GROUP BY day ORDER BY n DESC LIMIT 1",
+            [int(now - 7 * DAY)],
+        )
+    finally:
+        client.close()
+    return _judge_registrations(weeks, busiest[0] if busiest else None)
+
+
+def _judge_registrations(
+    weeks: list[dict[str, Any]], busiest: Mapping[str, Any] | None
+) -> Finding:
+    by_week = {int(r["weeks_ago"]): int(r["registrations"]) for r in weeks}
+    rows = [{"weeks_ago": w, "registrations": by_week.get(w, 0)} for w in range(4)]
+    this_week, earlier = (
+        rows[0]["registrations"],
+        [r["registrations"] for r in rows[1:]],
+    )
+    facts = {"by_week": rows, "busiest_day": dict(busiest or {})}
+    trend = "up" if this_week > sum(earlier) / 3 else "flat or down"
+    text = f"{this_week} registrations in the last 7 days ({trend}; before: {earlier})"
+    if busiest and int(busiest["n"]) > SPAM_PER_DAY:
+        text += f"; {busiest['n']} on {busiest['day']}, over 100 a day (spam?)"
+        return Finding("registrations", Status.WARN, text, rows, facts)
+    if this_week == 0:
+        return Finding("registrations", Status.WARN, text, rows, facts)
+    return Finding("registrations", Status.OK, text, rows, facts)
+
+
+def check_maintenance(team: Team) -> Finding:
+    """Whether the backup crons (02:00 and 03:00 UTC daily) fall in a window.
+
+    Both crons run the backup (PLATFORM.md section 2), and the runbook's Sunday
+    window covers both. A backup taken while the database is under maintenance
+    may catch it half done, so a collision is a manual item: the person who
+    runs the window plans around the backups. It is not an alarm, since it
+    stays true every week until the window or the cron moves.
+    """
+    pairs = [(w, clock) for w in team.maintenance for clock in BACKUP_CRON_CLOCKS]
+    rows = [
+        {
+            "window": w.describe(),
+            "backup_at": clock,
+            "overlaps": w.overlaps_daily(clock),
+        }
+        for w, clock in pairs
+    ]
+    hits = [(w, clock) for w, clock in pairs if w.overlaps_daily(clock)]
+    if hits:
+        clocks = ", ".join(clock for _, clock in hits)
+        text = (
+            f"the backups at {clocks} UTC run inside {hits[0][0].describe()}: keep "
+            "database work clear of them, or move the window or the cron"
+        )
+        facts = {"overlaps": len(hits), "manual": True}
+        return Finding("maintenance", Status.MANUAL, text, rows, facts)
+    text = f"no backup cron inside the {len(team.maintenance)} maintenance window(s)"
+    return Finding("maintenance", Status.OK, text, rows, {"overlaps": 0})
+
+
+@check("backup-restore")
+def check_backup_restore(
+    environment: Environment, *, age_days: int = 7, now: float | None = None
+) -> Finding:
+    """Restore a week-old backup into a scratch SQLite file and check its rows.
+
+    Takes the newest object in the backups bucket at least ``age_days`` old
+    (else the oldest there is), loads it with the dump restorer and counts
+    orphans along every foreign key and NULL primary keys. Nothing but a
+    temporary file is written; production is never touched.
+    """
+    now = time.time() if now is None else now
+    bucket = environment.r2_buckets.get("BACKUPS", "")
+    client = R2Client(environment)
+    try:
+        objects = client.list_objects(bucket) if bucket else []
+        chosen = _week_old(objects, now - age_days * DAY)
+        data = client.get_bytes(bucket, chosen["key"]) if chosen else None
+    finally:
+        client.close()
+    if chosen is None or data is None:
+        text = f"no backup object to restore in {bucket or 'the BACKUPS bucket'}"
+        return Finding("backup-restore", Status.FAIL, text, (), {"restored": None})
+    return _restore_and_check(chosen, data, now)
+
+
+def _week_old(objects: list[dict[str, Any]], before: float) -> dict[str, Any] | None:
+    dated = sorted(
+        (o for o in objects if o.get("uploaded") is not None),
+        key=lambda o: float(o["uploaded"]),
+    )
+    older = [o for o in dated if float(o["uploaded"]) <= before]
+    return older[-1] if older else (dated[0] if dated else None)
+
+
+def _restore_and_check(chosen: Mapping[str, Any], data: bytes, now: float) -> Finding:
+    age_d = (now - float(chosen["uploaded"])) / DAY
+    with tempfile.TemporaryDirectory(prefix="opslib-restore-test-") as folder:
+        target = Path(folder) / "restored.sqlite"
+        try:
+            report = restore_dump(data, target)
+        except ValueError as error:
+            text = f"{chosen['key']} ({age_d:.1f} days old) does not restore: {error}"
+            return Finding(
+                "backup-restore", Status.FAIL, text, (), {"key": chosen["key"]}
+            )
+        integrity = check_integrity(target)
+    text = (
+        f"{chosen['key']} ({age_d:.1f} days old) restored: "
+        f"{report.total_inserts:,} rows; {integrity.summary}"
+    )
+    facts = {"key": chosen["key"], "age_days": age_d, "rows": report.total_inserts}
+    return Finding("backup-restore", integrity.status, text, integrity.evidence, facts)

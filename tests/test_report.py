@@ -1,0 +1,247 @@
+"""The post-incident report built from real records: an api-down drill on a bad
+deployment (a dry run, then the gated rollback), then the report of both records;
+and record ids that name nothing are refused before anything is written."""
+
+import datetime
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import opslib
+from opslib import ParameterError, load_environment, load_team, run_notebook
+from opslib._team import SeverityLevel, Team
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.fixture(scope="module")
+def drill(sandbox, tmp_path_factory):
+    """Two api-down records of one incident, then the report run over them."""
+    archive = tmp_path_factory.mktemp("records")
+    sandbox.reset("bad-deployment")
+    first = run_notebook(
+        "api-down", parameters={"incident_id": "INC-9"}, records_dir=archive
+    )
+    phrase = first.verdict["gated_step"]["confirm"]
+    second = run_notebook(
+        "api-down",
+        parameters={"incident_id": "INC-9", "apply": True, "confirm": phrase},
+        records_dir=archive,
+    )
+    ids = [first.sidecar["id"], second.sidecar["id"]]
+    report = run_notebook(
+        "post-incident-report",
+        parameters={"incident_id": "INC-9", "record_ids": ids},
+        records_dir=archive,
+    )
+    assert report.status == "succeeded", report.error
+    path = report.record_path.with_name(report.id + ".report.md")
+    return {
+        "archive": archive,
+        "records": [first, second],
+        "ids": ids,
+        "report": report,
+        "path": path,
+        "text": path.read_text(),
+    }
+
+
+def front_matter(text):
+    head, _, _ = text.removeprefix("---\n").partition("\n---\n")
+    return yaml.safe_load(head)
+
+
+def applied(record):
+    return next(a for a in record.sidecar["actions"] if a.get("outcome") == "applied")
+
+
+def test_report_is_written_beside_its_record_and_lists_its_records(drill):
+    report = drill["report"]
+    assert drill["path"].parent == report.record_path.parent
+    assert report.verdict["cause"] == "report-written"
+    assert front_matter(drill["text"])["refers_to"] == drill["ids"]
+    assert report.sidecar["refers_to"] == drill["ids"]
+    assert report.sidecar["parameters"]["record_ids"] == drill["ids"]
+
+
+def test_report_follows_the_template(drill):
+    for heading in (
+        "# Incident Report: INC-9 — api-down: bad-deployment",
+        "**Date:**",
+        "**Duration:**",
+        "**Severity:** SEV1 (critical)",
+        "**Affected Users:**",
+        "## Summary",
+        "## Timeline",
+        "## Root Cause",
+        "## Resolution",
+        "## Impact",
+        "## Action Items",
+    ):
+        assert heading in drill["text"]
+
+
+def test_timeline_comes_from_the_cells_and_the_gate(drill):
+    first, second = drill["records"]
+    marks = {
+        line.split(" — ", 1)[1]: line[2:10]
+        for line in drill["text"].splitlines()
+        if line.startswith("- ") and " — " in line and line[2:4].isdigit()
+    }
+    started = datetime.datetime.fromisoformat(first.sidecar["started_at"])
+    fixed = datetime.datetime.fromisoformat(applied(second)["at"])
+    assert marks["Investigation started"] == f"{started:%H:%M:%S}"
+    assert marks["Fix applied"] == f"{fixed:%H:%M:%S}"
+    record = json.loads(first.record_path.read_text())
+    verdict_cell = next(
+        c
+        for c in record["cells"]
+        if any(opslib.VERDICT_MIME in o.get("data", {}) for o in c.get("outputs", []))
+    )
+    ended = datetime.datetime.fromisoformat(
+        verdict_cell["metadata"]["papermill"]["end_time"]
+    )
+    assert marks["Root cause identified"] == f"{ended:%H:%M:%S}"
+    assert list(marks.values()) == sorted(marks.values())
+
+
+def test_resolution_names_who_when_outcome_and_undo(drill):
+    second = drill["records"][1]
+    action = applied(second)
+    rows = [
+        line for line in drill["text"].splitlines() if "| rollback | applied" in line
+    ]
+    assert len(rows) == 1
+    assert action["operator"] in rows[0]
+    assert f"`runbook undo {second.sidecar['id']}`" in rows[0]
+    assert "ok: all 2 paths answer as expected" in rows[0]
+    assert "[x] Immediate fix (done): rollback" in drill["text"]
+    assert "Apply or rule out" not in drill["text"]
+
+
+def test_affected_users_match_an_independent_count(drill, sandbox):
+    env = load_environment("sandbox")
+    records = opslib.load_report_records(drill["ids"], records_dir=drill["archive"])
+    report = opslib.build_report(
+        env, load_team(), records, incident_id="INC-9", records_dir=drill["archive"]
+    )
+    start, end = report.start.timestamp(), report.end.timestamp()
+    db = sqlite3.connect(sandbox.state_dir / "d1.sqlite")
+    users = {
+        r[0]
+        for r in db.execute("SELECT id, last_login FROM users")
+        if r[1] and start <= r[1] <= end
+    }
+    users |= {
+        r[0]
+        for r in db.execute("SELECT user_id, timestamp FROM audit_log")
+        if start <= r[1] <= end and r[0] != "anonymous"
+    }
+    users |= {
+        r[0]
+        for r in db.execute("SELECT user_id, uploaded_at FROM manuscripts")
+        if start <= r[1] <= end
+    }
+    total = db.execute("SELECT COUNT(*) FROM users").fetchone()[0]
+    assert report.affected.facts["affected"] == len(users) > 0
+    assert report.affected.facts["total"] == total
+    assert f"{len(users)} of {total} users" in drill["text"]
+
+
+def test_severity_follows_the_matrix_not_the_code(drill):
+    env = load_environment("sandbox")
+    records = opslib.load_report_records(drill["ids"], records_dir=drill["archive"])
+    team = load_team()
+    quiet = Team(
+        team.escalation,
+        team.maintenance,
+        (
+            SeverityLevel("P1", "urgent", 5, 10, 0.9, ("auth-broken",)),
+            SeverityLevel("P2", "routine", 60, 60, 0.0, ()),
+        ),
+    )
+    report = opslib.build_report(
+        env, quiet, records, incident_id="INC-9", records_dir=drill["archive"]
+    )
+    assert report.severity["level"] == "P2"
+    assert "**Severity:** P2 (routine)" in report.to_markdown()
+
+
+def runbook_report(archive, *ids):
+    return subprocess.run(
+        [
+            str(BIN / "runbook"),
+            "run",
+            "post-incident-report",
+            "--records",
+            str(archive),
+            "-p",
+            "incident_id",
+            "INC-9",
+            "-p",
+            "record_ids",
+            ",".join(ids),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=os.environ.copy(),
+        timeout=300,
+    )
+
+
+def files(folder):
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize(
+    ("ids", "message"),
+    [
+        (
+            ["20990101T0000"],
+            "record_ids: got '20990101T0000', expected the id or a unique prefix",
+        ),
+        (["not-a-record"], "record_ids: got ['not-a-record']"),
+        (["{first}", "{first}"], "each once"),
+        (["{first}", "{first_prefix}"], "names {first} twice"),
+        (["{report}"], "a report; expected incident records"),
+    ],
+)
+def test_bad_record_ids_exit_2_before_anything_is_written(drill, ids, message):
+    names = {
+        "first": drill["ids"][0],
+        "first_prefix": drill["ids"][0][:-3],
+        "report": drill["report"].sidecar["id"],
+    }
+    before = files(drill["archive"])
+    done = runbook_report(drill["archive"], *[i.format(**names) for i in ids])
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message.format(**names) in done.stderr
+    assert files(drill["archive"]) == before
+
+
+def test_records_of_another_environment_are_refused(drill):
+    with pytest.raises(
+        ParameterError, match="ran against 'sandbox'; expected records of 'staging'"
+    ):
+        opslib.load_report_records(
+            drill["ids"], records_dir=drill["archive"], environment="staging"
+        )
+
+
+def test_without_record_ids_the_report_lists_records_and_writes_nothing(drill):
+    before = files(drill["archive"])
+    record = run_notebook("post-incident-report", records_dir=drill["archive"])
+    assert record.status == "succeeded", record.error
+    assert record.verdict["cause"] == "inconclusive"
+    assert record.sidecar["refers_to"] == []
+    new = set(files(drill["archive"])) - set(before)
+    assert not [p for p in new if p.name.endswith(".report.md")]
