@@ -35,8 +35,6 @@ from ._backupaction import diagnose_backups, plan_manual_backup
 from ._backups import check_backup_bucket, check_backup_log, pick_backup
 from ._beforeimage import records_archive
 from ._checkitems import (
-    check_backup_restore,
-    check_backups,
     check_d1_size,
     check_error_share,
     check_maintenance,
@@ -237,8 +235,6 @@ __all__ = [
     "check_backlog_trend",
     "check_backup_bucket",
     "check_backup_log",
-    "check_backup_restore",
-    "check_backups",
     "check_checkout_metadata",
     "check_cloudflare_status",
     "check_cors",

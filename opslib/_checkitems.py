@@ -1,19 +1,16 @@
-"""Checks the monitoring checklists need that no incident runbook has.
+"""Checks the monitoring checklists need that no other runbook has.
 
-Backups (the ``backup_logs`` table the backup worker writes), the 5xx share of
-the day against the 1 % target, the size of D1 and of the R2 buckets, the pace
-of registrations, and whether the backup cron runs inside a maintenance window.
-Thresholds are those of the platform's monitoring guide (PLATFORM.md section 8).
-The monthly restore test loads a week-old backup into a scratch file with the
-dump restorer and checks it along every foreign key.
+The 5xx share of the day against the 1 % target, the size of D1 and of the R2
+buckets, the pace of registrations, and whether the backup crons run inside a
+maintenance window. Thresholds are those of the platform's monitoring guide
+(PLATFORM.md section 8). Backups are checked by the backups procedure's own
+checks (``check_backup_log``, ``restore_backup``).
 """
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from ._cloudflare import CloudflareClient
@@ -22,14 +19,10 @@ from ._dbwrite import run_select
 from ._errorrate import check_route_errors
 from ._finding import Finding, Status, check
 from ._r2 import R2Client
-from ._restore import restore_dump
-from ._restorecheck import check_integrity
 from ._team import Team
 
 HOUR = 3600
 DAY = 24 * HOUR
-BACKUP_MAX_AGE_H = 36  # "no backup in 36 hours" is critical (runbook, alerts)
-BACKUP_SLOW_MS = 10 * 60 * 1000  # "backup took > 10 minutes"
 BACKUP_CRON_CLOCKS = ("02:00", "03:00")  # both crons run the backup (section 2)
 ERROR_TARGET = 0.01  # error rate < 1 %
 ERROR_WARNING = 0.05  # 5-10 % is a warning, > 10 % critical
@@ -39,58 +32,6 @@ R2_FREE_BYTES = 10 * 10**9
 R2_WARN_SHARE = 0.8
 SPAM_PER_DAY = 100  # "> 100 registrations/day (spam)"
 MB = 10**6
-
-
-@check("backups")
-def check_backups(environment: Environment, *, now: float | None = None) -> Finding:
-    """The newest successful backup in ``backup_logs`` and the failures since.
-
-    Fails when the table is missing (the backup worker never ran) or the last
-    success is older than 36 hours; warns on a failed or slow attempt in the
-    last 7 days.
-    """
-    now = time.time() if now is None else now
-    client = CloudflareClient(environment)
-    try:
-        if not _has_table(client, "backup_logs"):
-            text = "no backup_logs table: the backup worker has never run"
-            return Finding("backups", Status.FAIL, text, (), {"last_success": None})
-        rows = run_select(
-            client,
-            "SELECT filename, status, duration, compressed_size, error, created_at "
-            "FROM backup_logs WHERE created_at >= ? ORDER BY created_at DESC",
-            [int(now - 7 * DAY)],
-        )
-    finally:
-        client.close()
-    return _judge_backups(rows, now)
-
-
-def _has_table(client: CloudflareClient, name: str) -> bool:
-    sql = "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?"
-    return bool(run_select(client, sql, [name]))
-
-
-def _judge_backups(rows: list[dict[str, Any]], now: float) -> Finding:
-    success = [r for r in rows if r.get("status") == "success"]
-    failed = [r for r in rows if r.get("status") != "success"]
-    slow = [r for r in success if (r.get("duration") or 0) > BACKUP_SLOW_MS]
-    age_h = (now - success[0]["created_at"]) / HOUR if success else None
-    facts = {"last_success_age_h": age_h, "failed": len(failed), "slow": len(slow)}
-    evidence = [
-        {**r, "age_h": round((now - r["created_at"]) / HOUR, 1)} for r in rows[:10]
-    ]
-    if age_h is None or age_h > BACKUP_MAX_AGE_H:
-        when = "none in 7 days" if age_h is None else f"the last is {age_h:.0f} h old"
-        text = f"no successful backup in {BACKUP_MAX_AGE_H} h ({when})"
-        return Finding("backups", Status.FAIL, text, evidence, facts)
-    text = f"last successful backup {age_h:.1f} h ago"
-    if failed or slow:
-        text += f"; in 7 days {len(failed)} failed and {len(slow)} took over 10 min"
-        return Finding("backups", Status.WARN, text, evidence, facts)
-    return Finding(
-        "backups", Status.OK, text + "; no failure in 7 days", evidence, facts
-    )
 
 
 def check_error_share(environment: Environment, *, window_min: int = 1440) -> Finding:
@@ -253,58 +194,3 @@ def check_maintenance(team: Team) -> Finding:
         return Finding("maintenance", Status.MANUAL, text, rows, facts)
     text = f"no backup cron inside the {len(team.maintenance)} maintenance window(s)"
     return Finding("maintenance", Status.OK, text, rows, {"overlaps": 0})
-
-
-@check("backup-restore")
-def check_backup_restore(
-    environment: Environment, *, age_days: int = 7, now: float | None = None
-) -> Finding:
-    """Restore a week-old backup into a scratch SQLite file and check its rows.
-
-    Takes the newest object in the backups bucket at least ``age_days`` old
-    (else the oldest there is), loads it with the dump restorer and counts
-    orphans along every foreign key and NULL primary keys. Nothing but a
-    temporary file is written; production is never touched.
-    """
-    now = time.time() if now is None else now
-    bucket = environment.r2_buckets.get("BACKUPS", "")
-    client = R2Client(environment)
-    try:
-        objects = client.list_objects(bucket) if bucket else []
-        chosen = _week_old(objects, now - age_days * DAY)
-        data = client.get_bytes(bucket, chosen["key"]) if chosen else None
-    finally:
-        client.close()
-    if chosen is None or data is None:
-        text = f"no backup object to restore in {bucket or 'the BACKUPS bucket'}"
-        return Finding("backup-restore", Status.FAIL, text, (), {"restored": None})
-    return _restore_and_check(chosen, data, now)
-
-
-def _week_old(objects: list[dict[str, Any]], before: float) -> dict[str, Any] | None:
-    dated = sorted(
-        (o for o in objects if o.get("uploaded") is not None),
-        key=lambda o: float(o["uploaded"]),
-    )
-    older = [o for o in dated if float(o["uploaded"]) <= before]
-    return older[-1] if older else (dated[0] if dated else None)
-
-
-def _restore_and_check(chosen: Mapping[str, Any], data: bytes, now: float) -> Finding:
-    age_d = (now - float(chosen["uploaded"])) / DAY
-    with tempfile.TemporaryDirectory(prefix="opslib-restore-test-") as folder:
-        target = Path(folder) / "restored.sqlite"
-        try:
-            report = restore_dump(data, target)
-        except ValueError as error:
-            text = f"{chosen['key']} ({age_d:.1f} days old) does not restore: {error}"
-            return Finding(
-                "backup-restore", Status.FAIL, text, (), {"key": chosen["key"]}
-            )
-        integrity = check_integrity(target)
-    text = (
-        f"{chosen['key']} ({age_d:.1f} days old) restored: "
-        f"{report.total_inserts:,} rows; {integrity.summary}"
-    )
-    facts = {"key": chosen["key"], "age_days": age_d, "rows": report.total_inserts}
-    return Finding("backup-restore", integrity.status, text, integrity.evidence, facts)

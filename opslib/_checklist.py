@@ -57,7 +57,7 @@ CHECKLISTS: Mapping[str, tuple[ChecklistItem, ...]] = {
         ),
         ChecklistItem(
             "Review email alerts - any warnings?",
-            ("backups", "email-alerts"),
+            ("backup-log", "email-alerts"),
             "the platform sends no alerts (the backup failure mail is a TODO): "
             "the backup log is checked here",
         ),
@@ -85,7 +85,7 @@ CHECKLISTS: Mapping[str, tuple[ChecklistItem, ...]] = {
         ChecklistItem("Cost analysis - optimize spending", ("cost-analysis",)),
         ChecklistItem(
             "Backup verification - test restore",
-            ("backups", "backup-restore"),
+            ("backup-log", "backup-bucket", "restore", "integrity"),
             "the runbook's integrity SQL reads manuscripts.author_id, which does not "
             "exist: the restored copy is checked along every foreign key",
         ),

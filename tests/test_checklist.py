@@ -14,17 +14,8 @@ from opslib import (
     load_team,
     manual_item,
 )
-from opslib._checkitems import (
-    DAY,
-    HOUR,
-    _judge_backups,
-    _judge_d1_size,
-    _judge_registrations,
-    _week_old,
-)
+from opslib._checkitems import _judge_d1_size, _judge_registrations
 from opslib._team import MaintenanceWindow, Team
-
-NOW = 1_800_000_000.0
 
 
 def ok(name):
@@ -39,7 +30,7 @@ def daily(**statuses):
         "error-rate": Status.OK,
     }
     names |= {
-        "backups": Status.OK,
+        "backup-log": Status.OK,
         "sentry": Status.MANUAL,
         "email-alerts": Status.MANUAL,
     }
@@ -60,13 +51,17 @@ def test_manual_items_are_listed_but_leave_the_verdict_ok():
 @pytest.mark.parametrize(
     ("statuses", "status", "cause"),
     [
-        ({"probe": Status.FAIL, "backups": Status.WARN}, Status.FAIL, "items-failing"),
         (
-            {"error_rate": Status.UNKNOWN, "backups": Status.WARN},
+            {"probe": Status.FAIL, "backup_log": Status.WARN},
+            Status.FAIL,
+            "items-failing",
+        ),
+        (
+            {"error_rate": Status.UNKNOWN, "backup_log": Status.WARN},
             Status.UNKNOWN,
             "items-unknown",
         ),
-        ({"backups": Status.WARN}, Status.WARN, "items-warning"),
+        ({"backup_log": Status.WARN}, Status.WARN, "items-warning"),
     ],
 )
 def test_the_worst_checked_status_names_the_cause(statuses, status, cause):
@@ -76,18 +71,18 @@ def test_the_worst_checked_status_names_the_cause(statuses, status, cause):
 
 
 def test_an_item_left_out_makes_the_checklist_inconclusive():
-    findings = [f for f in daily() if f.name != "backups"]
+    findings = [f for f in daily() if f.name != "backup-log"]
     verdict = conclude_checklist("daily", findings)
     assert (verdict.status, verdict.cause) == (Status.UNKNOWN, "inconclusive")
-    assert "not run: backups" in verdict.summary
+    assert "not run: backup-log" in verdict.summary
 
 
 def test_the_table_puts_each_finding_under_its_runbook_line():
-    table = checklist_table("daily", daily(backups=Status.FAIL))
+    table = checklist_table("daily", daily(backup_log=Status.FAIL))
     rows = table.set_index("check")
     assert rows.loc["probe", "item"] == "Check UptimeRobot - all green?"
-    assert rows.loc["backups", "item"] == "Review email alerts - any warnings?"
-    assert rows.loc["backups", "status"] == "fail"
+    assert rows.loc["backup-log", "item"] == "Review email alerts - any warnings?"
+    assert rows.loc["backup-log", "status"] == "fail"
     assert rows.loc["sentry", "status"] == "manual"
 
 
@@ -107,30 +102,6 @@ def test_manual_item_carries_status_manual():
     assert (
         item.status is Status.MANUAL and str(item) == "[MANUAL] costs: read the bills"
     )
-
-
-def backup(hours_ago, status="success", duration=2000):
-    return {
-        "status": status,
-        "duration": duration,
-        "created_at": NOW - hours_ago * HOUR,
-    }
-
-
-@pytest.mark.parametrize(
-    ("rows", "status", "text"),
-    [
-        ([backup(5), backup(29)], Status.OK, "last successful backup 5.0 h ago"),
-        ([backup(40)], Status.FAIL, "the last is 40 h old"),
-        ([], Status.FAIL, "none in 7 days"),
-        ([backup(3, "failed", None), backup(20)], Status.WARN, "1 failed"),
-        ([backup(3, duration=11 * 60 * 1000)], Status.WARN, "1 took over 10 min"),
-    ],
-)
-def test_backups_need_a_success_within_36_hours(rows, status, text):
-    finding = _judge_backups(rows, NOW)
-    assert finding.status is status
-    assert text in finding.summary
 
 
 @pytest.mark.parametrize(
@@ -172,10 +143,3 @@ def test_a_window_clear_of_the_backups_passes():
     window = MaintenanceWindow("late", "sunday", "05:00", "07:00", 48, 24, "patches")
     finding = check_maintenance(Team(team.escalation, (window,), team.severity))
     assert finding.status is Status.OK
-
-
-def test_restore_test_takes_the_newest_backup_a_week_old():
-    objects = [{"key": f"b{d}", "uploaded": NOW - d * DAY} for d in (1, 6, 8, 12)]
-    assert _week_old(objects, NOW - 7 * DAY)["key"] == "b8"
-    assert _week_old(objects[:2], NOW - 7 * DAY)["key"] == "b6"
-    assert _week_old([], NOW) is None

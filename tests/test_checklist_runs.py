@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_checklist_sandbox import dump_of_d1, empty_backups, put_backup
+from test_checklist_sandbox import empty_backups
 
 from opslib import load_environment
 
@@ -45,7 +45,7 @@ def test_daily_passes_on_the_healthy_sandbox_with_manual_items_listed(
     assert sidecar["verdict"]["cause"] == "healthy"
     found = statuses(sidecar)
     assert found["sentry"] == found["email-alerts"] == "manual"
-    assert found["probe"] == found["backups"] == found["error-rate"] == "ok"
+    assert found["probe"] == found["backup-log"] == found["error-rate"] == "ok"
     assert "2 manual item(s)" in done.stdout
 
 
@@ -78,27 +78,32 @@ def test_weekly_passes_on_the_healthy_sandbox(sandbox, tmp_path):
     assert sidecar["verdict"]["status"] == "ok"
 
 
-def test_monthly_restores_a_backup_and_passes(sandbox, tmp_path):
+def run_monthly(records):
+    """The monthly checklist with a small latency probe, as a scheduler runs it."""
+    args = ("--fail-on-verdict", "-p", "requests_per_route", "3")
+    return run_checklist("checklist-monthly", records, *args)
+
+
+def test_monthly_restores_a_week_old_backup_and_passes(sandbox, tmp_path):
     sandbox.reset("healthy")
-    env = load_environment("sandbox")
-    empty_backups(env)
-    put_backup(env, "backup-2026-11-27-1795000000000.sql.gz", dump_of_d1(sandbox))
-    done, sidecar = run_checklist(
-        "checklist-monthly",
-        tmp_path,
-        "--fail-on-verdict",
-        "-p",
-        "requests_per_route",
-        "3",
-    )
+    done, sidecar = run_monthly(tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     found = statuses(sidecar)
-    assert found["backup-restore"] == found["latency"] == "ok"
+    assert found["restore"] == found["integrity"] == found["latency"] == "ok"
     assert [n for n, s in found.items() if s == "manual"] == [
         "security-audit",
         "npm-audit",
         "cost-analysis",
     ]
+
+
+def test_monthly_fails_when_no_backup_can_be_restored(sandbox, tmp_path):
+    sandbox.reset("healthy")
+    empty_backups(load_environment("sandbox"))
+    done, sidecar = run_monthly(tmp_path)
+    assert done.returncode == 4
+    assert sidecar["verdict"]["cause"] == "items-failing"
+    assert statuses(sidecar)["restore"] == "fail"
 
 
 @pytest.mark.parametrize(
