@@ -14,7 +14,7 @@ what the payment-without-subscription runbook reads and localstripe lacks: ``GET
 /v1/checkout/sessions/{id}``. ``POST /_config/opslib/seed`` (no key, like
 localstripe's own ``/_config`` routes) replaces the whole store with the
 customers, subscriptions, checkout sessions and one-time payments the sandbox's
-D1 implies.
+D1 implies; its invoices (``_stripebilling``) come from ``payment_history``.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ from localstripe import resources  # type: ignore[import-untyped]
 from localstripe.errors import UserError  # type: ignore[import-untyped]
 from localstripe.server import app  # type: ignore[import-untyped]
 
+from ._stripebilling import routes as billing_routes
+from ._stripebilling import seed_invoices
 from ._stripeevents import routes as webhook_routes
 from ._stripeevents import seed_webhooks
 
@@ -120,6 +122,7 @@ async def seed(request: web.Request) -> web.Response:
             _add_payment_intent(intent)
         for session in data.get("sessions", []):
             _SESSIONS[session["id"]] = _session(session)
+        seed_invoices(data.get("invoices", []), _add_payment_intent)
     finally:
         _State.paused = False
     _dump(resources.store)
@@ -164,8 +167,8 @@ def _add_subscription(data: dict[str, Any]) -> list[int]:
     return [sub.current_period_start, sub.current_period_end]
 
 
-def _add_payment_intent(data: dict[str, Any]) -> None:
-    """A one-time card payment that succeeded, with the given id."""
+def _add_payment_intent(data: dict[str, Any]) -> Any:
+    """A card payment that succeeded, with the given id (returned)."""
     card = {"number": "4242424242424242", "exp_month": "12", "exp_year": "2030"}
     method = resources.PaymentMethod(type="card", card={**card, "cvc": "123"})
     intent = resources.PaymentIntent(
@@ -178,6 +181,7 @@ def _add_payment_intent(data: dict[str, Any]) -> None:
     _rekey(intent, data["id"])
     intent._confirm(on_failure_now=intent._report_failure)
     intent.created = int(data["created"])
+    return intent
 
 
 def _session(data: dict[str, Any]) -> dict[str, Any]:
@@ -223,6 +227,7 @@ def main() -> None:
     app.router.add_get("/v1/checkout/sessions/{id}", get_session)
     app.router.add_post("/_config/opslib/seed", seed)
     app.middlewares.append(webhook_routes)
+    app.middlewares.append(billing_routes)
 
     async def start_watch(_: web.Application) -> None:
         asyncio.get_running_loop().create_task(_watch_parent(args.parent))

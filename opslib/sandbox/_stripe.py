@@ -7,7 +7,9 @@ fresh D1 copy: for each paid subscriptions row, a customer (metadata ``userId``)
 a subscription with the row's ids, plan, status and period start, and the
 completed checkout session that started it (metadata ``userId`` and
 ``planType``, as the platform's checkout sets them); and for each recorded
-one-time payment, the PaymentIntent it names. Scenarios add objects the
+one-time payment, the PaymentIntent it names; for each invoice
+``payment_history`` names, the invoice (paid by a PaymentIntent of the customer
+once a payment succeeded, else open with its failed attempts). Scenarios add objects the
 platform never recorded through the switch ``stripe_extra`` and give the true
 Stripe values of rows they made stale through ``stripe_truth``. Stripe's period
 ends (one calendar month) are then written back to the rows that match, so the
@@ -46,6 +48,15 @@ _ROWS_SQL = (
     "s.current_period_start, s.cancel_at_period_end, s.created_at, s.user_id, u.email "
     "FROM subscriptions s JOIN users u ON u.id = s.user_id "
     "WHERE s.stripe_subscription_id IS NOT NULL ORDER BY s.created_at"
+)
+
+_INVOICES_SQL = (
+    "SELECT p.stripe_invoice_id, s.stripe_customer_id, s.stripe_subscription_id, "
+    "p.amount, MAX(p.status = 'succeeded'), SUM(p.status = 'failed'), "
+    "MIN(p.created_at) FROM payment_history p "
+    "JOIN subscriptions s ON s.id = p.subscription_id "
+    "WHERE p.payment_type = 'subscription' AND p.stripe_invoice_id IS NOT NULL "
+    "AND s.stripe_subscription_id IS NOT NULL GROUP BY p.stripe_invoice_id"
 )
 
 _ONE_TIME_SQL = (
@@ -152,6 +163,7 @@ def build_payload(world: World) -> dict[str, list[dict[str, Any]]]:
         "subscriptions": [],
         "sessions": [],
         "payment_intents": [],
+        "invoices": _invoices(world.database),
     }
     for sub_id, cus_id, plan, status, start, cancel, created, user_id, email in rows:
         metadata = {"userId": user_id, "planType": plan}
@@ -189,6 +201,23 @@ def _one_time_payments(database: Path) -> list[dict[str, Any]]:
     return [
         {"id": pi, "amount": amount, "created": created, "metadata": {"userId": uid}}
         for pi, uid, amount, created in rows
+    ]
+
+
+def _invoices(database: Path) -> list[dict[str, Any]]:
+    """The invoices ``payment_history`` names: paid once a payment succeeded."""
+    rows = _read(database, _INVOICES_SQL)
+    return [
+        {
+            "id": invoice,
+            "customer": customer,
+            "subscription": sub,
+            "amount": amount,
+            "paid": bool(paid),
+            "attempts": max(int(failed or 0), 1),
+            "created": created,
+        }
+        for invoice, customer, sub, amount, paid, failed, created in rows
     ]
 
 
