@@ -164,6 +164,18 @@ from ._runner import RunRecord, run_notebook
 from ._sqlguard import SQLRefusedError, classify_sql
 from ._statuspage import StatusPageClient
 from ._stripe import StripeReader
+from ._stripeaction import (
+    plan_cancellation,
+    plan_refund,
+    plan_stripe_change,
+    require_stripe_target,
+    stripe_parameters,
+)
+from ._stripeops import (
+    check_active_subscriptions,
+    check_customer,
+    check_failed_payments,
+)
 from ._team import (
     Team,
     load_team,
@@ -231,6 +243,7 @@ __all__ = [
     "apply_action",
     "build_report",
     "check",
+    "check_active_subscriptions",
     "check_api_version",
     "check_backlog_trend",
     "check_backup_bucket",
@@ -238,6 +251,7 @@ __all__ = [
     "check_checkout_metadata",
     "check_cloudflare_status",
     "check_cors",
+    "check_customer",
     "check_d1",
     "check_d1_size",
     "check_d1_write",
@@ -246,6 +260,7 @@ __all__ = [
     "check_email_vars",
     "check_error_deployments",
     "check_error_share",
+    "check_failed_payments",
     "check_indexes",
     "check_invocations",
     "check_jwt_secret",
@@ -323,6 +338,7 @@ __all__ = [
     "manual_item",
     "pick_backup",
     "plan_auth_repair",
+    "plan_cancellation",
     "plan_clear_rate_limits",
     "plan_clear_reset_limits",
     "plan_create_index",
@@ -331,10 +347,12 @@ __all__ = [
     "plan_deploy_rollback",
     "plan_manual_backup",
     "plan_password_reset",
+    "plan_refund",
     "plan_requeue",
     "plan_reset_repair",
     "plan_restore_into",
     "plan_rollback",
+    "plan_stripe_change",
     "plan_subscription_repair",
     "plan_undo",
     "plan_verify_account",
@@ -349,9 +367,11 @@ __all__ = [
     "probe_webhook",
     "query_d1",
     "records_archive",
+    "require_stripe_target",
     "restore_backup",
     "restore_dump",
     "run_notebook",
+    "stripe_parameters",
     "test_accounts_sql",
     "users_in_scope",
     "validate_params",

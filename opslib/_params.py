@@ -272,6 +272,40 @@ def _check_incident_time(value: object) -> str | None:
     return "empty (now) or an ISO 8601 time in UTC such as 2026-11-27T14:30:00Z"
 
 
+_CHARGE_ID = re.compile(r"(ch|py|pi)_[A-Za-z0-9]{1,64}")
+_SUBSCRIPTION_ID = re.compile(r"sub_[A-Za-z0-9]{1,64}")
+STRIPE_OPERATIONS = ("", "refund", "cancel", "resend")
+MAX_REFUND_CENTS = 10_000_000
+
+
+def _check_operation(value: object) -> str | None:
+    if value in STRIPE_OPERATIONS:
+        return None
+    return "one of refund, cancel, resend, or empty for reads only"
+
+
+def _check_charge(value: object) -> str | None:
+    if value == "" or (isinstance(value, str) and _CHARGE_ID.fullmatch(value)):
+        return None
+    return "empty, a Stripe charge id (ch_...) or PaymentIntent id (pi_...)"
+
+
+def _check_subscription(value: object) -> str | None:
+    if value == "" or (isinstance(value, str) and _SUBSCRIPTION_ID.fullmatch(value)):
+        return None
+    return "empty, or a Stripe subscription id (sub_...)"
+
+
+def _check_amount_cents(value: object) -> str | None:
+    if (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and 0 <= value <= MAX_REFUND_CENTS
+    ):
+        return None
+    return f"a whole number of cents from 0 (all that is left) to {MAX_REFUND_CENTS}"
+
+
 def _check_apply(value: object) -> str | None:
     return None if isinstance(value, bool) else "true or false"
 
@@ -325,6 +359,10 @@ NAME_RULES: Mapping[str, tuple[str, Rule]] = MappingProxyType(
         "max_rows": ("int", _check_max_rows),
         "watch_s": ("int", _check_watch_s),
         "api_version": ("str", _check_api_version),
+        "operation": ("str", _check_operation),
+        "charge": ("str", _check_charge),
+        "subscription": ("str", _check_subscription),
+        "amount_cents": ("int", _check_amount_cents),
     }
 )
 """Parameter name to (declared type, rule). Other names get ``check_value``'s

@@ -8,9 +8,10 @@ first call (no id file under the home folder, no telemetry header), and one
 retry on connection errors, 409 and 5xx. Every SDK exception becomes one of
 opslib's :class:`ServiceError` kinds, so a check turns it into ``unknown``.
 
-Reads, with two writes for the stripe-webhooks runbook's gated actions:
-resending an event to an endpoint and re-enabling an endpoint. Refunds and
-cancellations stay human decisions.
+Reads, with the writes of gated actions only: resending an event to an
+endpoint and re-enabling an endpoint (stripe-webhooks), refunding a charge and
+cancelling a subscription (the stripe procedure). Each write is called by an
+applier behind the gate, never by a check.
 """
 
 from __future__ import annotations
@@ -113,6 +114,62 @@ class StripeReader:
         )
         return items
 
+    def subscription(self, subscription_id: str) -> dict[str, Any] | None:
+        """One subscription whatever its status, or None when Stripe has none."""
+        return self._maybe(
+            lambda: self._client.v1.subscriptions.retrieve(subscription_id)
+        )
+
+    def invoices(self, **filters: str) -> list[dict[str, Any]]:
+        """Invoices, newest first, filtered by ``customer``, ``subscription`` or ``status``."""
+        params: Any = {**filters, "limit": PAGE_SIZE}
+        return self._collect(lambda: self._client.v1.invoices.list(params=params))
+
+    def charges(self, customer: str) -> list[dict[str, Any]]:
+        """The customer's charges, newest first."""
+        params: stripe.params.ChargeListParams = {
+            "customer": customer,
+            "limit": PAGE_SIZE,
+        }
+        return self._collect(lambda: self._client.v1.charges.list(params=params))
+
+    def charge(self, charge_id: str) -> dict[str, Any] | None:
+        """One charge (with ``amount_refunded``), or None when Stripe has none."""
+        return self._maybe(lambda: self._client.v1.charges.retrieve(charge_id))
+
+    def payment_intent(self, intent_id: str) -> dict[str, Any] | None:
+        """One PaymentIntent (with ``latest_charge``), or None when Stripe has none."""
+        return self._maybe(lambda: self._client.v1.payment_intents.retrieve(intent_id))
+
+    def create_refund(self, charge_id: str, amount: int) -> dict[str, Any]:
+        """Refund ``amount`` cents of a charge (a write that cannot be undone)."""
+        params: stripe.params.RefundCreateParams = {
+            "charge": charge_id,
+            "amount": amount,
+        }
+        return _plain(self._call(lambda: self._client.v1.refunds.create(params=params)))
+
+    def cancel_subscription(self, subscription_id: str) -> dict[str, Any]:
+        """Cancel a subscription now (a write; Stripe cannot reactivate it)."""
+        return _plain(
+            self._call(lambda: self._client.v1.subscriptions.cancel(subscription_id))
+        )
+
+    def cancel_at_period_end(
+        self, subscription_id: str, cancel: bool
+    ) -> dict[str, Any]:
+        """Set or clear ``cancel_at_period_end`` of a subscription (a write)."""
+        params: stripe.params.SubscriptionUpdateParams = {
+            "cancel_at_period_end": cancel
+        }
+        return _plain(
+            self._call(
+                lambda: self._client.v1.subscriptions.update(
+                    subscription_id, params=params
+                )
+            )
+        )
+
     def webhook_endpoints(self) -> list[dict[str, Any]]:
         """Every webhook endpoint of the account (Stripe allows 16), no secrets."""
         params: stripe.params.WebhookEndpointListParams = {"limit": PAGE_SIZE}
@@ -164,6 +221,14 @@ class StripeReader:
                 )
             )
         )
+
+    def _maybe(self, function: Callable[[], Any]) -> dict[str, Any] | None:
+        try:
+            return _plain(self._call(function))
+        except APIError as error:
+            if error.status_code == 404:
+                return None
+            raise
 
     def close(self) -> None:
         """Close the HTTP client."""

@@ -19,15 +19,17 @@ What each action's undo does:
 - ``verify-account`` (auth-broken): ``email_verified`` goes back to its old value.
 - ``rollback``: the rollback action again, to the version it replaced (its own
   phrase, and the live version is checked first, as for any rollback).
-
+- ``cancel-subscription`` (stripe): the D1 ``subscriptions`` row gets every column
+  back and the user its ``subscription_tier``; Stripe's side stays as it is (a
+  cancelled subscription cannot be reactivated).
 - ``repair-subscription-row`` (payment-without-subscription): the inserted row
   goes, an updated row gets its columns back (``updated_at`` keeps the repair's
   time: the repair's before-image lacks it), the user's tier and the free rows
   it cancelled come back. Stripe is not touched either way.
 
 Not undone from a record: cleared rate-limit counters (they start again at zero),
-a password set by the reset runbook (the old hash is not kept) and re-enqueued
-messages (they were delivered).
+a password set by the reset runbook (the old hash is not kept), re-enqueued
+messages (they were delivered) and refunds (Stripe offers no reversal).
 """
 
 from __future__ import annotations
@@ -362,7 +364,34 @@ def _group(table: str, key: list[str], rows: list[dict[str, Any]]) -> dict[str, 
     return {"table": table, "key": key, "rows": rows, "columns": columns}
 
 
+def _steps_for_cancel(result: Mapping[str, Any]) -> Steps:
+    """Undo a cancellation in D1: the subscription row and the user's tier.
+
+    Stripe's side stays as the cancellation left it.
+    """
+    before = result["plan"]["before"]
+    response = result.get("response") or {}
+    row, user = before.get("row"), before.get("user")
+    if not row:
+        raise ActionError("the cancellation changed no D1 row", action="undo")
+    statements = [_update_back("subscriptions", ["id"], row)]
+    expect = [_group("subscriptions", ["id"], [response["after_row"]])]
+    restored = [_group("subscriptions", ["id"], [row])]
+    if user:
+        statements.append(_update_back("users", ["id"], user))
+        expect.append(_group("users", ["id"], [response["after_user"]]))
+        restored.append(_group("users", ["id"], [user]))
+    return {
+        "summary": f"D1 row of {row['stripe_subscription_id']} and the user's tier "
+        "back as before (Stripe's subscription stays as it is)",
+        "statements": statements,
+        "expect": expect,
+        "restored": restored,
+    }
+
+
 _BUILDERS: dict[str, Callable[[Mapping[str, Any]], Steps]] = {
+    "cancel-subscription": _steps_for_cancel,
     "repair-subscription-row": _steps_for_subscription_repair,
     "d1-write": _steps_for_write,
     "create-index": _steps_for_index,

@@ -93,6 +93,7 @@ CAUSES: Mapping[str, tuple[str, ...]] = {
     # Procedures: what the run planned or did, rather than a fault's cause.
     "database": ("write-planned", "read-only", "inconclusive"),
     "undo": ("undo-planned", "nothing-to-undo", "inconclusive"),
+    "stripe": ("change-planned", "read-only", "inconclusive"),
     "rollback": ("rollback-planned", "nothing-to-roll-back", "inconclusive"),
     "deploy-verify": ("roll-back", "keep", "inconclusive"),
     "backups": (
