@@ -19,6 +19,7 @@ in Stripe, which the undo does not do.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -413,6 +414,10 @@ def _plan_resend(
         api_version=WEBHOOK_API_VERSION,
         incident_id=incident_id,
     )
+    step = verdict.gated_step
+    if step is not None:
+        fix = "run the stripe-webhooks runbook first if the cause may still be there"
+        verdict = dataclasses.replace(verdict, gated_step={**step, "fix": fix})
     return plan_webhook_resend(environment, verdict)
 
 
