@@ -130,6 +130,7 @@ from ._report import (
     build_report,
     conclude_report,
     load_report_records,
+    referenced_records,
     write_report,
 )
 from ._reset import (
@@ -367,6 +368,7 @@ __all__ = [
     "probe_webhook",
     "query_d1",
     "records_archive",
+    "referenced_records",
     "require_stripe_target",
     "restore_backup",
     "restore_dump",

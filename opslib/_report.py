@@ -15,6 +15,7 @@ ever taken for unused.
 from __future__ import annotations
 
 import datetime
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,8 +28,8 @@ from ._errors import ParameterError, RunError
 from ._finding import Finding, Status
 from ._impact import count_affected_users
 from ._notebook import RECORD_ID_VARIABLE, REFERENCES_MIME
-from ._records import load_record, record_folder
-from ._reportmd import render_markdown
+from ._records import archive_dir, load_record, record_folder
+from ._reportmd import read_front_matter, render_markdown
 from ._scrub import Scrubber
 from ._team import Team
 from ._time import parse_duration, utcnow
@@ -383,3 +384,32 @@ def conclude_report(report: Report | None, path: Path | None) -> Verdict:
         None,
         (report.affected,),
     )
+
+
+def referenced_records(records_dir: str | Path | None = None) -> set[str]:
+    """Every record id some report in the archive refers to.
+
+    Reads the ``refers_to`` of every sidecar and the front matter of every
+    ``*.report.md`` (a report run under plain papermill has no sidecar). A
+    clean-up of old records must keep these.
+    """
+    archive = archive_dir(records_archive() if records_dir is None else records_dir)
+    found: set[str] = set()
+    for path in archive.glob("[0-9][0-9][0-9][0-9]/[0-9][0-9]/*"):
+        if path.name.endswith(".report.md"):
+            refs = read_front_matter(path.read_text(encoding="utf-8")).get("refers_to")
+        elif path.suffix == ".json" and not path.name.startswith("."):
+            refs = _sidecar_references(path)
+        else:
+            continue
+        found.update(str(r) for r in refs or [] if isinstance(refs, list))
+    return found
+
+
+def _sidecar_references(path: Path) -> list[Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    refs = data.get("refers_to") if isinstance(data, dict) else None
+    return refs if isinstance(refs, list) else []

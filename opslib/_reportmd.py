@@ -45,6 +45,18 @@ def render_markdown(report: Report) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def read_front_matter(text: str) -> dict[str, Any]:
+    """The YAML front matter of a report's Markdown; {} when there is none."""
+    if not text.startswith("---\n"):
+        return {}
+    head, found, _ = text[4:].partition("\n---")
+    try:
+        data = yaml.safe_load(head) if found else None
+    except yaml.YAMLError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def _front_matter(report: Report) -> str:
     data = {
         "report": "post-incident",
@@ -241,4 +253,6 @@ def _minutes(value: float) -> str:
     if minutes < 1:
         return "under a minute"
     hours, rest = divmod(minutes, 60)
-    return f"{hours} h {rest} min" if hours else f"{rest} min"
+    if not hours:
+        return f"{rest} min"
+    return f"{hours} h {rest} min" if rest else f"{hours} h"

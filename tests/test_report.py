@@ -58,6 +58,24 @@ def front_matter(text):
     return yaml.safe_load(head)
 
 
+def test_every_cited_record_is_found_for_a_clean_up(drill):
+    assert opslib.referenced_records(drill["archive"]) == set(drill["ids"])
+
+
+def test_a_report_without_a_sidecar_still_protects_its_records(tmp_path):
+    folder = tmp_path / "2026" / "12"
+    folder.mkdir(parents=True)
+    (folder / "20261201T000000Z-x.report.md").write_text(
+        "---\nreport: post-incident\nrefers_to:\n- 20261130T1-a\n---\n# Report\n"
+    )
+    (folder / "20261201T000001Z-y.json").write_text(
+        json.dumps({"id": "20261201T000001Z-y", "refers_to": ["20261130T2-b"]})
+    )
+    (folder / "20261201T000002Z-z.json").write_text("not json")
+    found = opslib.referenced_records(tmp_path)
+    assert found == {"20261130T1-a", "20261130T2-b"}
+
+
 def applied(record):
     return next(a for a in record.sidecar["actions"] if a.get("outcome") == "applied")
 
@@ -245,3 +263,26 @@ def test_without_record_ids_the_report_lists_records_and_writes_nothing(drill):
     assert record.sidecar["refers_to"] == []
     new = set(files(drill["archive"])) - set(before)
     assert not [p for p in new if p.name.endswith(".report.md")]
+
+
+def test_a_record_whose_notebook_is_gone_keeps_its_start_and_end(tmp_path):
+    from opslib._timeline import milestones, record_events
+
+    sidecar = {
+        "id": "20261204T100000Z-api-down-x",
+        "runbook": "api-down",
+        "operator": "oncall",
+        "environment": "sandbox",
+        "status": "failed",
+        "started_at": "2026-12-04T10:00:00+00:00",
+        "finished_at": "2026-12-04T10:02:00+00:00",
+        "record_path": "2026/12/missing.ipynb",
+    }
+    events = record_events(tmp_path, sidecar)
+    assert [(e.kind, f"{e.at:%H:%M}") for e in events] == [
+        ("run-started", "10:00"),
+        ("run-finished", "10:02"),
+    ]
+    marks = milestones(events)
+    assert marks["investigation"] is events[0]
+    assert marks["detected"] is marks["fix"] is marks["restored"] is None
