@@ -286,3 +286,17 @@ def test_a_record_whose_notebook_is_gone_keeps_its_start_and_end(tmp_path):
     marks = milestones(events)
     assert marks["investigation"] is events[0]
     assert marks["detected"] is marks["fix"] is marks["restored"] is None
+
+
+def test_an_incident_that_began_in_a_maintenance_window_says_so():
+    from opslib._report import _maintenance
+    from opslib._timeline import Event
+
+    sunday = datetime.datetime(2026, 12, 6, 2, 30, tzinfo=datetime.UTC)
+    marks = {"detected": Event(sunday, "r", "finding", "probe: 500", "fail")}
+    assert _maintenance(load_team(), marks, sunday) == (
+        "began inside weekly (Sunday 02:00-04:00 UTC)"
+    )
+    monday = sunday + datetime.timedelta(days=1)
+    later = {"detected": Event(monday, "r", "finding", "probe: 500", "fail")}
+    assert _maintenance(load_team(), later, monday) == ""
