@@ -45,13 +45,17 @@ def check_error_share(environment: Environment, *, window_min: int = 1440) -> Fi
     if routes.status is Status.UNKNOWN or "server_error_rate" not in routes.facts:
         return Finding("error-rate", routes.status, routes.summary, (), routes.facts)
     rate = float(routes.facts["server_error_rate"])
-    if rate < ERROR_TARGET:
-        status = Status.OK
-    else:
-        status = Status.WARN if rate < ERROR_WARNING else Status.FAIL
+    status = error_share_status(rate)
     text = f"5xx share {rate:.2%} (target under 1 %); {routes.summary}"
     facts = {"server_error_rate": rate, "requests": routes.facts.get("requests")}
     return Finding("error-rate", status, text, routes.evidence, facts, routes.elapsed_s)
+
+
+def error_share_status(rate: float) -> Status:
+    """Under 1 % ok, under 5 % warn, from 5 % fail (the monitoring guide's bands)."""
+    if rate < ERROR_TARGET:
+        return Status.OK
+    return Status.WARN if rate < ERROR_WARNING else Status.FAIL
 
 
 @check("d1-size")

@@ -14,7 +14,11 @@ from opslib import (
     load_team,
     manual_item,
 )
-from opslib._checkitems import _judge_d1_size, _judge_registrations
+from opslib._checkitems import (
+    _judge_d1_size,
+    _judge_registrations,
+    error_share_status,
+)
 from opslib._team import MaintenanceWindow, Team
 
 
@@ -143,3 +147,18 @@ def test_a_window_clear_of_the_backups_passes():
     window = MaintenanceWindow("late", "sunday", "05:00", "07:00", 48, 24, "patches")
     finding = check_maintenance(Team(team.escalation, (window,), team.severity))
     assert finding.status is Status.OK
+
+
+@pytest.mark.parametrize(
+    ("rate", "status"),
+    [
+        (0.0, Status.OK),
+        (0.0099, Status.OK),
+        (0.01, Status.WARN),
+        (0.049, Status.WARN),
+        (0.05, Status.FAIL),
+        (1.0, Status.FAIL),
+    ],
+)
+def test_error_share_bands_follow_the_monitoring_guide(rate, status):
+    assert error_share_status(rate) is status
