@@ -327,13 +327,17 @@ def _action_items(
 
 
 def write_report(
-    report: Report | None, *, records_dir: str | Path | None = None
+    report: Report | None,
+    *,
+    environment: Environment | None = None,
+    records_dir: str | Path | None = None,
 ) -> Path | None:
     """Write the report's Markdown beside its own record; return the path.
 
     The file is ``<archive>/YYYY/MM/<report record id>.report.md``; outside
     ``runbook run`` (no record id) it is named after the time instead. The text
-    is scrubbed like a record, and a report is never rewritten.
+    is scrubbed like a record (with ``environment``'s secrets too), and a report
+    is never rewritten.
 
     Raises:
         RunError: when the file exists or cannot be written.
@@ -351,6 +355,8 @@ def write_report(
     )
     path = record_folder(archive, report.generated_at) / f"{name}.report.md"
     scrubber = Scrubber.from_environment()
+    if environment is not None:
+        scrubber = scrubber.extended(environment.secrets)
     write_once(path, scrubber.scrub_text(report.to_markdown()))
     return path
 

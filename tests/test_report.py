@@ -89,6 +89,12 @@ def test_report_is_written_beside_its_record_and_lists_its_records(drill):
     assert report.sidecar["parameters"]["record_ids"] == drill["ids"]
 
 
+def test_report_holds_no_secret(drill, sandbox_token):
+    for path in drill["archive"].rglob("*"):
+        if path.is_file():
+            assert sandbox_token not in path.read_text(errors="replace"), path
+
+
 def test_report_follows_the_template(drill):
     for heading in (
         "# Incident Report: INC-9 — api-down: bad-deployment",
