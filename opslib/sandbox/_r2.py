@@ -5,8 +5,11 @@ sandbox process. Before each request it makes sure the buckets hold the running
 scenario's objects (PLATFORM.md section 7): in ``manuscripts-raw``, every
 uploaded manuscript's file at its ``r2_key``, ``report-id:<reportId>`` and the
 ``status:<reportId>`` JSON that consumer A would have left for the manuscript's
-D1 status. A scenario overrides single status objects through
-:data:`STATUS_SWITCH` (reportId to the JSON object).
+D1 status. Every upload's file (drafts' too) is ``manuscript_text`` of its id,
+whose SHA-256 is the row's ``file_hash``. A scenario overrides single status
+objects through :data:`STATUS_SWITCH` (reportId to the JSON object), leaves
+keys out of ``manuscripts-raw`` through :data:`DELETED_SWITCH` and adds objects
+to any bucket through :data:`EXTRA_SWITCH` (``[bucket, key, text]`` rows).
 
 moto accepts any access key and secret, so the sandbox's R2 credentials are
 throw-away values that are never checked; R2 refuses wrong ones.
@@ -22,11 +25,14 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._backups import BACKUPS_SWITCH, put_backups
+from ._seedrows import manuscript_text
 from ._state import ScenarioState, World
 
 logger = logging.getLogger(__name__)
 
 STATUS_SWITCH = "r2.status"
+DELETED_SWITCH = "r2.deleted"
+EXTRA_SWITCH = "r2.extra"
 RAW_BUCKET = "manuscripts-raw"
 _R2_STATUS = {
     "queued": ("queued", 0, "Manuscript uploaded, waiting for analysis", "queued"),
@@ -34,10 +40,7 @@ _R2_STATUS = {
     "complete": ("complete", 100, "Analysis complete!", "complete"),
     "failed": ("failed", 0, "Analysis failed", "failed"),
 }
-_ROWS_SQL = (
-    "SELECT id, r2_key, status, metadata, updated_at FROM manuscripts "
-    "WHERE status != 'draft'"
-)
+_ROWS_SQL = "SELECT id, r2_key, status, metadata, updated_at FROM manuscripts"
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -136,10 +139,14 @@ def fill_buckets(world: World) -> None:
         backend.create_bucket(bucket, "us-east-1")
     put_backups(backend, world.scenario.switches.get(BACKUPS_SWITCH) or [])
     overrides = world.scenario.switches.get(STATUS_SWITCH) or {}
+    deleted = set(world.scenario.switches.get(DELETED_SWITCH) or ())
     count = 0
     for key, value in _raw_objects(world, overrides):
-        backend.put_object(RAW_BUCKET, key, value)
-        count += 1
+        if key not in deleted:
+            backend.put_object(RAW_BUCKET, key, value)
+            count += 1
+    for bucket, key, text in world.scenario.switches.get(EXTRA_SWITCH) or ():
+        backend.put_object(bucket, key, text.encode())
     logger.info("r2 filled scenario=%s objects=%s", world.scenario.name, count)
 
 
@@ -151,13 +158,13 @@ def _raw_objects(
         rows = connection.execute(_ROWS_SQL).fetchall()
     finally:
         connection.close()
-    for _, r2_key, status, metadata, updated_at in rows:
+    for manuscript_id, r2_key, status, metadata, updated_at in rows:
+        yield r2_key, manuscript_text(manuscript_id)
         report_id = str(json.loads(metadata or "{}").get("reportId") or "")
         if not report_id or status not in _R2_STATUS:
             continue
         state = overrides.get(report_id) or consumer_a_status(
             status, float(updated_at), report_id
         )
-        yield r2_key, b"Synthetic manuscript text for the sandbox.\n"
         yield f"report-id:{report_id}", str(r2_key).encode()
         yield f"status:{report_id}", json.dumps(state).encode()

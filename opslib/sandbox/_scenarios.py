@@ -423,3 +423,4 @@ from . import _scenarios_queues  # noqa: E402,F401  registers scenarios
 from . import _scenarios_latency  # noqa: E402,F401  registers scenarios
 from . import _scenarios_webhooks  # noqa: E402,F401  registers scenarios
 from . import _scenarios_backups  # noqa: E402,F401  registers scenarios
+from . import _scenarios_r2  # noqa: E402,F401  registers scenarios

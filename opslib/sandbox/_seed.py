@@ -26,7 +26,7 @@ from ._seeddata import TEST_ACCOUNTS, SeedWriter
 
 logger = logging.getLogger(__name__)
 
-SEED_VERSION = 1
+SEED_VERSION = 2
 # Midnight UTC; template times are offsets from this instant.
 REFERENCE_EPOCH = 1_767_225_600
 TEMPLATE_NAME = "seed.sqlite"

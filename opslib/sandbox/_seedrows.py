@@ -7,12 +7,24 @@ fixed order so that two builds hold the same ids.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import sqlite3
 import string
 import uuid
 from dataclasses import dataclass
+
+
+def manuscript_text(manuscript_id: str) -> bytes:
+    """The bytes of an uploaded manuscript's file in the sandbox's R2."""
+    return f"Synthetic manuscript {manuscript_id} for the sandbox.\n".encode()
+
+
+def manuscript_hash(manuscript_id: str) -> str:
+    """``manuscripts.file_hash`` of a seeded upload: SHA-256 hex of its file."""
+    return hashlib.sha256(manuscript_text(manuscript_id)).hexdigest()
+
 
 AUTHOR_COUNT = 298
 DAY = 86_400
@@ -128,6 +140,9 @@ class RowWriter:
         ext, mime = self.rng.choice(_FILE_TYPES)
         uploaded = max(user.created_at + 600, self._ago(0, 120))
         manuscript_id = self._uuid()
+        # Drawn and dropped so that the seed's later values stay as they were;
+        # the hash is that of the file the sandbox's R2 serves for the upload.
+        self._hex(32)
         name = f"manuscript-{number:04d}.{ext}"
         title = " ".join(self.rng.choice(words) for words in _TITLE_WORDS)
         self.manuscripts.append((manuscript_id, user.id, uploaded, status))
@@ -138,7 +153,7 @@ class RowWriter:
                 "user_id": user.id,
                 "title": f"The {title}",
                 "r2_key": f"{user.id}/{manuscript_id}/{uploaded}_{name}",
-                "file_hash": self._hex(32),
+                "file_hash": manuscript_hash(manuscript_id),
                 "status": status,
                 "genre": self.rng.choice(_GENRES),
                 "word_count": self.rng.randint(18_000, 125_000),
