@@ -160,6 +160,12 @@ from ._rollbackchoice import (
     plan_version_rollback,
     verify_rollback,
 )
+from ._r2recovery import (
+    check_missing_objects,
+    conclude_r2_recovery,
+    find_recovery_sources,
+    plan_reupload,
+)
 from ._routetimings import check_route_timings, check_startup, check_worker_times
 from ._runner import RunRecord, run_notebook
 from ._sqlguard import SQLRefusedError, classify_sql
@@ -272,6 +278,7 @@ __all__ = [
     "check_loss_window",
     "check_mail_provider",
     "check_maintenance",
+    "check_missing_objects",
     "check_missing_tables",
     "check_one_time_payments",
     "check_pending_events",
@@ -311,6 +318,7 @@ __all__ = [
     "classify_sql",
     "conclude_checklist",
     "conclude_procedure",
+    "conclude_r2_recovery",
     "conclude_report",
     "count_affected_users",
     "decide_deploy",
@@ -328,6 +336,7 @@ __all__ = [
     "enable_logging",
     "error_breakdown",
     "find_record",
+    "find_recovery_sources",
     "format_verdict",
     "gate_widget",
     "list_environments",
@@ -352,6 +361,7 @@ __all__ = [
     "plan_requeue",
     "plan_reset_repair",
     "plan_restore_into",
+    "plan_reupload",
     "plan_rollback",
     "plan_stripe_change",
     "plan_subscription_repair",

@@ -306,6 +306,14 @@ def _check_amount_cents(value: object) -> str | None:
     return f"a whole number of cents from 0 (all that is left) to {MAX_REFUND_CENTS}"
 
 
+def _check_recovery_dir(value: object) -> str | None:
+    if value == "" or (
+        isinstance(value, str) and check_text(value) is None and Path(value).is_dir()
+    ):
+        return None
+    return "empty, or the path of an existing folder of files the uploaders sent back"
+
+
 def _check_apply(value: object) -> str | None:
     return None if isinstance(value, bool) else "true or false"
 
@@ -363,6 +371,7 @@ NAME_RULES: Mapping[str, tuple[str, Rule]] = MappingProxyType(
         "charge": ("str", _check_charge),
         "subscription": ("str", _check_subscription),
         "amount_cents": ("int", _check_amount_cents),
+        "recovery_dir": ("str", _check_recovery_dir),
     }
 )
 """Parameter name to (declared type, rule). Other names get ``check_value``'s

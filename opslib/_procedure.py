@@ -113,7 +113,7 @@ def conclude_procedure(
         findings: the reads and follow-up checks of the run.
         parameters: the ``-p`` options that reproduce the plan, for the command.
     """
-    planned, nothing, inconclusive = CAUSES[runbook]
+    planned, nothing, inconclusive = CAUSES[runbook][:3]
     found = [*findings, *([result.after] if result.after else [])]
     unknown = [f for f in found if f.status is Status.UNKNOWN]
     if plan.is_noop:
