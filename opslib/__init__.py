@@ -47,6 +47,17 @@ from ._checklist import (
     conclude_checklist,
     manual_item,
 )
+from ._breach import (
+    check_password_reset_support,
+    check_sessions,
+    check_worker_secrets,
+    collect_evidence,
+)
+from ._breachaction import (
+    breach_parameters,
+    plan_breach_step,
+    require_breach_target,
+)
 from ._cloudflare import CloudflareClient
 from ._config import (
     SECRET_VARIABLES,
@@ -248,6 +259,7 @@ __all__ = [
     "Verdict",
     "__version__",
     "apply_action",
+    "breach_parameters",
     "build_report",
     "check",
     "check_active_subscriptions",
@@ -281,6 +293,7 @@ __all__ = [
     "check_missing_objects",
     "check_missing_tables",
     "check_one_time_payments",
+    "check_password_reset_support",
     "check_pending_events",
     "check_query_plans",
     "check_queue_backlog",
@@ -299,6 +312,7 @@ __all__ = [
     "check_route_timings",
     "check_secrets",
     "check_session_cookie",
+    "check_sessions",
     "check_sessions_kv",
     "check_shown_plan",
     "check_smoke",
@@ -312,10 +326,12 @@ __all__ = [
     "check_webhook_endpoints",
     "check_webhook_logs",
     "check_webhook_secret",
+    "check_worker_secrets",
     "check_worker_times",
     "checklist_table",
     "choose_rollback_version",
     "classify_sql",
+    "collect_evidence",
     "conclude_checklist",
     "conclude_procedure",
     "conclude_r2_recovery",
@@ -348,6 +364,7 @@ __all__ = [
     "manual_item",
     "pick_backup",
     "plan_auth_repair",
+    "plan_breach_step",
     "plan_cancellation",
     "plan_clear_rate_limits",
     "plan_clear_reset_limits",
@@ -379,6 +396,7 @@ __all__ = [
     "query_d1",
     "records_archive",
     "referenced_records",
+    "require_breach_target",
     "require_stripe_target",
     "restore_backup",
     "restore_dump",

@@ -80,6 +80,20 @@ class CloudflareClient:
         result: list[dict[str, Any]] = self.get(f"{self._script}/secrets") or []
         return result
 
+    def put_secret(self, name: str, text: str) -> dict[str, Any]:
+        """Set a Worker secret (a write, and a deployment: a new version at 100 %).
+
+        The value travels in the body only; it is never logged or returned.
+        """
+        response = self._http.request(
+            "PUT",
+            f"{self._script}/secrets",
+            json={"name": name, "text": text, "type": "secret_text"},
+            idempotent=False,
+        )
+        result: dict[str, Any] = self._unwrap(response) or {}
+        return {"name": result.get("name"), "type": result.get("type")}
+
     def get_settings(self) -> dict[str, Any]:
         """Return the live Worker's bindings and runtime settings."""
         result: dict[str, Any] = self.get(f"{self._script}/settings") or {}
@@ -200,6 +214,27 @@ class CloudflareClient:
         if response.status_code == 204:
             return
         self._unwrap(response)
+
+    def kv_bulk_delete(self, namespace_id: str, keys: Sequence[str]) -> int:
+        """Delete up to 10,000 keys in one call; return how many KV reports deleted.
+
+        Raises:
+            APIError: when KV lists keys it could not delete (retry those).
+        """
+        path = (
+            f"{self._account}/storage/kv/namespaces/{quote(namespace_id)}/bulk/delete"
+        )
+        response = self._http.request("POST", path, json=list(keys), idempotent=True)
+        result = self._unwrap(response) or {}
+        failed = list(result.get("unsuccessful_keys") or [])
+        if failed:
+            raise APIError(
+                f"cloudflare: KV bulk delete left {len(failed)} keys undeleted; "
+                "run the purge again",
+                system="cloudflare",
+                url=path,
+            )
+        return int(result.get("successful_key_count") or len(keys))
 
     def kv_list_keys(
         self, namespace_id: str, *, prefix: str = "", limit: int = 10_000

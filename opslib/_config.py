@@ -42,6 +42,7 @@ SECRET_VARIABLES = (
     "MAILCHANNELS_API_KEY",
     "RUNBOOK_TEST_ACCOUNT_PASSWORD",
     "RUNBOOK_NEW_PASSWORD",
+    "RUNBOOK_NEW_SECRET",
     # The platform's own Worker secrets, in case an operator has them exported.
     "ANTHROPIC_API_KEY",
     "JWT_SECRET",

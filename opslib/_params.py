@@ -314,6 +314,22 @@ def _check_recovery_dir(value: object) -> str | None:
     return "empty, or the path of an existing folder of files the uploaders sent back"
 
 
+_SECRET_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+BREACH_STEPS = ("", "rotate-secret", "purge-sessions")
+
+
+def _check_breach_step(value: object) -> str | None:
+    if value in BREACH_STEPS:
+        return None
+    return "one of rotate-secret, purge-sessions, or empty for reads only"
+
+
+def _check_secret_name(value: object) -> str | None:
+    if value == "" or (isinstance(value, str) and _SECRET_NAME.fullmatch(value)):
+        return None
+    return "empty, or a Worker secret name in capitals such as JWT_SECRET"
+
+
 def _check_apply(value: object) -> str | None:
     return None if isinstance(value, bool) else "true or false"
 
@@ -372,6 +388,8 @@ NAME_RULES: Mapping[str, tuple[str, Rule]] = MappingProxyType(
         "subscription": ("str", _check_subscription),
         "amount_cents": ("int", _check_amount_cents),
         "recovery_dir": ("str", _check_recovery_dir),
+        "step": ("str", _check_breach_step),
+        "secret_name": ("str", _check_secret_name),
     }
 )
 """Parameter name to (declared type, rule). Other names get ``check_value``'s

@@ -110,13 +110,24 @@ def read_new_password(environment: Environment) -> str:
 
     Returns "" when neither is available (a headless run without the variable).
     """
-    value = environment.secret(PASSWORD_VARIABLE) or os.environ.get(PASSWORD_VARIABLE)
+    return read_hidden_value(
+        environment, PASSWORD_VARIABLE, "New password for the user (not echoed): "
+    )
+
+
+def read_hidden_value(environment: Environment, variable: str, prompt: str) -> str:
+    """A secret value from ``variable``, else a prompt that does not echo.
+
+    The prompt is offered only when interactive (a terminal or a Jupyter
+    kernel); a headless run without the variable gets "".
+    """
+    value = environment.secret(variable) or os.environ.get(variable)
     if value:
         return value
     if not _is_interactive():
         return ""
     try:
-        return getpass.getpass("New password for the user (not echoed): ")
+        return getpass.getpass(prompt)
     except (EOFError, NotImplementedError, OSError):
         return ""
 

@@ -94,6 +94,7 @@ CAUSES: Mapping[str, tuple[str, ...]] = {
     "database": ("write-planned", "read-only", "inconclusive"),
     "undo": ("undo-planned", "nothing-to-undo", "inconclusive"),
     "stripe": ("change-planned", "read-only", "inconclusive"),
+    "security-breach": ("change-planned", "read-only", "inconclusive"),
     "r2-recovery": ("reupload-planned", "healthy", "inconclusive", "unrecoverable"),
     "rollback": ("rollback-planned", "nothing-to-roll-back", "inconclusive"),
     "deploy-verify": ("roll-back", "keep", "inconclusive"),
