@@ -14,6 +14,11 @@ from opslib import load_environment, run_notebook
 ROTATE = {"step": "rotate-secret", "secret_name": "JWT_SECRET"}
 
 
+def rotate(tmp_path, confirm="rotate JWT_SECRET of manuscript-upload-api in sandbox"):
+    """Run the rotation of JWT_SECRET with apply and a confirm phrase."""
+    return run("security-breach", tmp_path, **ROTATE, apply=True, confirm=confirm)
+
+
 def kv_keys(env, prefix):
     client = opslib.CloudflareClient(env)
     try:
@@ -100,13 +105,7 @@ def test_rotation_applied_never_records_the_value(env, tmp_path, monkeypatch):
     value = "rotated-" + secrets.token_hex(16)
     monkeypatch.setenv("RUNBOOK_NEW_SECRET", value)
     before = live_version()
-    record = run(
-        "security-breach",
-        tmp_path,
-        **ROTATE,
-        apply=True,
-        confirm="rotate JWT_SECRET of manuscript-upload-api in sandbox",
-    )
+    record = rotate(tmp_path)
     result = result_of(record)
     assert result["outcome"] == "applied"
     assert result["after"]["status"] == "ok"
@@ -123,13 +122,7 @@ def test_rotation_applied_never_records_the_value(env, tmp_path, monkeypatch):
 def test_rotation_without_a_value_is_refused(env, tmp_path, monkeypatch):
     monkeypatch.delenv("RUNBOOK_NEW_SECRET", raising=False)
     before = live_version()
-    record = run(
-        "security-breach",
-        tmp_path,
-        **ROTATE,
-        apply=True,
-        confirm="rotate JWT_SECRET of manuscript-upload-api in sandbox",
-    )
+    record = rotate(tmp_path)
     assert result_of(record)["outcome"] == "refused"
     assert "RUNBOOK_NEW_SECRET" in result_of(record)["detail"]
     assert live_version() == before
@@ -138,9 +131,7 @@ def test_rotation_without_a_value_is_refused(env, tmp_path, monkeypatch):
 def test_rotation_with_a_wrong_phrase_is_refused(env, tmp_path, monkeypatch):
     monkeypatch.setenv("RUNBOOK_NEW_SECRET", "rotated-" + secrets.token_hex(16))
     before = live_version()
-    record = run(
-        "security-breach", tmp_path, **ROTATE, apply=True, confirm="rotate JWT_SECRET"
-    )
+    record = rotate(tmp_path, confirm="rotate JWT_SECRET")
     assert result_of(record)["outcome"] == "refused"
     assert live_version() == before
 
