@@ -84,7 +84,9 @@ def restore_backup(
     Args:
         environment: whose backups bucket to read.
         key: the backup's object key ("" when none was found: a failing finding).
-        folder: where the download and the copy go; default a new temp folder.
+        folder: where the download and the copy go; default a new folder under
+            the system's temp folder, which is kept after the run (the copy can
+            be inspected, and the gated load reads it): delete it when done.
         progress: show a progress bar; default only when a person watches.
     """
     if not key:
