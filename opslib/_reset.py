@@ -9,8 +9,11 @@ containing ``password-reset`` is limited to 3 requests per hour per IP, with the
 counters in the SESSIONS namespace.
 
 The probes use the environment's test account, never a real user: a run requests
-one reset for it (one of the IP's 3 per hour on that path) and leaves that token
-unused; it expires within the hour.
+one reset for it (one of the IP's 3 per hour on that path), so the test account is
+sent one reset email, and leaves that token unused; it expires within the hour.
+The counters are read before the probe, and the probe is skipped when one more
+request would fill a counter, so repeated runs never lock out the address they
+run from.
 """
 
 from __future__ import annotations
@@ -69,7 +72,13 @@ def check_reset_limits(environment: Environment) -> Finding:
     now_ms = utcnow().timestamp() * 1000
     rows = [_counter_row(name, value, now_ms) for name, value in counters if value]
     full = [row for row in rows if row["at_limit"]]
-    facts = {"at_limit": full, "counters": len(names), "read": len(rows)}
+    near = [row for row in rows if row["live"] and row["count"] >= RESET_LIMIT - 1]
+    facts = {
+        "at_limit": full,
+        "near_limit": near,
+        "counters": len(names),
+        "read": len(rows),
+    }
     if capped or len(names) > VALUES_READ:
         facts["stopped_early"] = True
     if full:
@@ -162,11 +171,23 @@ def check_mail_provider(
 
 
 @check("reset-request")
-def probe_reset_request(environment: Environment) -> Finding:
-    """Request a password reset for the test account; healthy answers 200."""
+def probe_reset_request(
+    environment: Environment, limits: Finding | None = None
+) -> Finding:
+    """Request a password reset for the test account; healthy answers 200.
+
+    Args:
+        environment: where the platform runs.
+        limits: the counters read before this probe (:func:`check_reset_limits`).
+            When one more request would fill a counter, the probe is skipped: it
+            would spend the limit it is meant to diagnose.
+    """
     email = environment.test_account_email
     if not email:
         return unknown("reset-request", "no test account: set test_account_email")
+    skipped = _skip_reason(limits)
+    if skipped is not None:
+        return skipped
     requested_at = int(utcnow().timestamp())
     client = ResetFlowClient(environment)
     try:
@@ -240,6 +261,8 @@ def check_reset_precheck(environment: Environment, request: Finding) -> Finding:
     calls ``GET /auth/verify-reset-token`` with it as the page does, then reads the
     row again: a healthy pre-check leaves ``used`` at 0.
     """
+    if request.facts.get("skipped"):
+        return unknown("reset-precheck", "skipped: no reset request was made")
     if request.status is not Status.OK:
         return unknown("reset-precheck", "skipped: the reset request did not succeed")
     since = int(request.facts["requested_at"]) - TOKEN_SKEW_S
@@ -260,6 +283,22 @@ def check_reset_precheck(environment: Environment, request: Finding) -> Finding:
         flow.close()
         client.close()
     return _precheck_finding(answer.status_code, answer.payload, used)
+
+
+def _skip_reason(limits: Finding | None) -> Finding | None:
+    near = (limits.facts.get("near_limit") or []) if limits is not None else []
+    if not near:
+        return None
+    where = ", ".join(
+        sorted({f"{r['ip']} {r['path']} at {r['count']}/{RESET_LIMIT}" for r in near})
+    )
+    wait = max(int(r["resets_in_min"]) for r in near)
+    text = (
+        f"skipped: one more reset request would fill a counter ({where}); the "
+        f"window resets within {wait} min, re-run after that to probe"
+    )
+    facts = {"skipped": True, "near_limit": near, "resets_in_min": wait}
+    return Finding("reset-request", Status.UNKNOWN, text, near[:10], facts)
 
 
 _STATES = ("issued", "used", "expired")
@@ -342,6 +381,7 @@ def _counter_row(name: str, value: bytes, now_ms: float) -> dict[str, Any]:
         "ip": ip,
         "path": path,
         "count": count,
+        "live": live,
         "at_limit": live and count >= RESET_LIMIT,
         "resets_in_min": max(0, round((reset_at - now_ms) / 60000)) if live else 0,
     }

@@ -2,8 +2,11 @@
 
 The platform stores PBKDF2-HMAC-SHA256 (100,000 iterations, 16-byte random salt,
 32-byte output) as 96 lowercase hex characters, salt then hash, no separator
-(PLATFORM.md section 4). The plan keeps the old hash and ``email_verified`` as
-the before-image, so the undo is one UPDATE. The new password is never a
+(PLATFORM.md section 4). The user's row (old hash, ``email_verified``) is the
+before-image: the record shows it with the hash redacted, the plan keeps it
+privately, and the applier saves it whole to the before-images folder (see
+``_beforeimage``) before it writes. The reset is not undone from the record; the
+saved file lets an administrator put the old hash back by hand. The new password is never a
 parameter: it comes from ``RUNBOOK_NEW_PASSWORD`` (scrubbed from records), or a
 hidden prompt when someone walks the notebook in JupyterLab.
 """
@@ -21,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._actions import ActionPlan, ActionResult, register_applier
+from ._beforeimage import REDACTED, image_digest, redact_rows, save_before_image
 from ._cloudflare import CloudflareClient
 from ._config import Environment
 from ._finding import Finding, Status
@@ -83,25 +87,28 @@ def plan_password_reset(environment: Environment, verdict: Verdict) -> ActionPla
     changes: list[Mapping[str, Any]] = [
         {
             "what": "users.password_hash",
-            "from": user["password_hash"][:12] + "…",
+            "from": REDACTED,
             "to": "new PBKDF2 hash (96 hex), computed at apply",
         },
     ]
     if not user["email_verified"]:
         changes.append({"what": "users.email_verified", "from": 0, "to": 1})
-    before = {k: user[k] for k in ("id", "password_hash", "email_verified")}
+    image = {k: user[k] for k in ("id", "password_hash", "email_verified")}
+    digest = image_digest(image)
     return ActionPlan(
         action=ACTION,
         environment=environment.name,
         target=str(user["id"]),
         summary=f"write a new password hash for user {user['id']}",
         changes=tuple(changes),
-        before=before,
+        before={**redact_rows([image])[0], "digest": digest},
         undo=(
-            f"UPDATE users SET password_hash = '{user['password_hash']}', "
-            f"email_verified = {user['email_verified']} WHERE id = '{user['id']}'"
+            "not undone from the record; the old hash is saved at apply as "
+            f"before-images/{digest}.json in the records archive, for an "
+            "administrator to put back by hand"
         ),
         confirm_phrase=str(step["confirm"]),
+        private={"image": image},
     )
 
 
@@ -157,7 +164,16 @@ def _apply_password_reset(
             "case, a digit and a special character); nothing changed",
             operator,
         )
-    user_id, old_hash = plan.target, str(plan.before["password_hash"])
+    image = plan.private.get("image")
+    if not image:
+        return ActionResult(
+            plan,
+            "refused",
+            "the plan holds no before-image (it was not made in this run): re-run "
+            "the runbook",
+            operator,
+        )
+    user_id, old_hash = plan.target, str(image["password_hash"])
     client = CloudflareClient(environment)
     try:
         live = client.d1_query(_USER_SQL, [user_id])[0]["results"]
@@ -169,6 +185,7 @@ def _apply_password_reset(
                 "re-run the runbook",
                 operator,
             )
+        save_before_image(image)
         logger.info("applying action=%s user=%s", ACTION, user_id)
         written = client.d1_query(
             "UPDATE users SET password_hash = ?, email_verified = 1 WHERE id = ? "

@@ -1,9 +1,11 @@
 """The verdict of the "password reset not working" runbook.
 
-Causes, in the order they are weighed: the password-reset rate limit is full
-(nothing else can be probed then), the Worker lacks its email vars, MailChannels
-refuses the Worker's keyless sends, the reset page's pre-check consumes the token,
-healthy, inconclusive. A full rate limit is repaired behind the gate by deleting
+Causes, in the order they are weighed: the Worker lacks its email vars,
+MailChannels refuses the Worker's keyless sends (both break every reset, so they
+outrank full counters, which refuse one address and may well be the operator's
+own after a few runs), the password-reset rate limit is full, the reset page's
+pre-check consumes the token, healthy, inconclusive. The reset request probe is
+skipped when it would fill a counter; the flow is then judged without it. A full rate limit is repaired behind the gate by deleting
 that IP's password-reset counters. For the other causes a locked-out user can be
 let in with the manual workaround: a new PBKDF2 hash written behind the gate,
 offered when the run names the affected user.
@@ -21,6 +23,9 @@ from ._finding import Finding, Status
 from ._verdict import Verdict
 
 RUNBOOK = "password-reset"
+# Printed in the gated command instead of the address, which records scrub into
+# a pseudonym such as <email:63fb162f> (a redirect when pasted in a shell).
+USER_PLACEHOLDER = "'USER-EMAIL'"
 _NEXT = {
     "reset-rate-limited": (
         "Wait until the counters reset (see resets_in_min), or delete that IP's "
@@ -94,6 +99,19 @@ def diagnose_password_reset(
             None,
             list(found.values()),
         )
+    if cause == "inconclusive" and unknowns and len(unknowns) == len(found):
+        return Verdict(
+            RUNBOOK,
+            Status.UNKNOWN,
+            cause,
+            "No step could look: the platform, Cloudflare and MailChannels could "
+            "not be reached or read, so nothing is known about the reset flow." + blind,
+            evidence,
+            "Fix access first (URLs and tokens of the environment, network), then "
+            "re-run; the evidence names each error.",
+            None,
+            list(found.values()),
+        )
     if cause == "inconclusive":
         return Verdict(
             RUNBOOK,
@@ -110,6 +128,12 @@ def diagnose_password_reset(
     step = _manual_reset_step(environment, tokens, user_email, incident_id)
     clear = _clear_limits_step(environment, found.get("reset-limits"), incident_id)
     next_action = _NEXT[cause]
+    if cause != "reset-rate-limited" and clear is not None:
+        next_action += (
+            f" Also full: the password-reset counters of {clear['ip']}; a re-run "
+            "once the cause above is fixed offers clearing them."
+        )
+        clear = None
     if cause == "reset-rate-limited" and clear is not None:
         step = clear
         next_action += " Once they are gone, the user can request a new link."
@@ -119,7 +143,9 @@ def diagnose_password_reset(
             "to plan the manual reset."
         )
     else:
-        next_action += f" Meanwhile, {step['summary']}."
+        next_action += (
+            f" Meanwhile, {step['summary']}; in its command, {step['fill_in']}."
+        )
     return Verdict(
         RUNBOOK,
         Status.FAIL,
@@ -142,19 +168,21 @@ def _cause(found: Mapping[str, Finding]) -> str:
         return found[name].status if name in found else Status.UNKNOWN
 
     request = found.get("reset-request")
-    if status("reset-limits") is Status.FAIL or (
-        request is not None and request.facts.get("rate_limited")
-    ):
-        return "reset-rate-limited"
     if status("email-vars") is Status.FAIL:
         return "email-vars-missing"
     if status("mail-provider") is Status.FAIL:
         return "mail-provider-unauthorized"
+    if status("reset-limits") is Status.FAIL or (
+        request is not None and request.facts.get("rate_limited")
+    ):
+        return "reset-rate-limited"
     if status("reset-precheck") is Status.FAIL and found["reset-precheck"].facts.get(
         "consumed"
     ):
         return "reset-token-consumed-by-precheck"
-    needed = ("reset-request", "reset-precheck", "email-vars", "mail-provider")
+    needed = ["email-vars", "mail-provider"]
+    if request is None or not request.facts.get("skipped"):
+        needed += ["reset-request", "reset-precheck"]
     if all(status(n) is Status.OK for n in needed):
         return "healthy"
     return "inconclusive"
@@ -200,9 +228,10 @@ def _manual_reset_step(
         return None
     phrase = set_password_phrase(environment, user_id)
     command = (
-        f"RUNBOOK_NEW_PASSWORD=... runbook run {RUNBOOK} --env {environment.name} "
-        f"-p incident_id {shlex.quote(incident_id or 'INC-...')} -p user_email "
-        f"{shlex.quote(user_email)} -p apply true -p confirm {shlex.quote(phrase)}"
+        f"RUNBOOK_NEW_PASSWORD='NEW-PASSWORD' runbook run {RUNBOOK} --env "
+        f"{environment.name} -p incident_id {shlex.quote(incident_id or 'INC-...')} "
+        f"-p user_email {USER_PLACEHOLDER} -p apply true -p confirm "
+        f"{shlex.quote(phrase)}"
     )
     return {
         "action": "set-password-hash",
@@ -211,4 +240,9 @@ def _manual_reset_step(
         "summary": f"write a new password hash for user {user_id} (manual reset)",
         "confirm": phrase,
         "command": command,
+        "fill_in": (
+            f"replace {USER_PLACEHOLDER} with the address given as user_email (the "
+            "record keeps addresses scrubbed) and NEW-PASSWORD with the new "
+            "password, inside the single quotes"
+        ),
     }

@@ -62,6 +62,9 @@ _SENSITIVE_KEYS = frozenset(
         "x-auth-email",
         "session_id",
         "password",
+        "password_hash",
+        "token",
+        "secret",
     }
 )
 

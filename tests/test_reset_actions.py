@@ -1,5 +1,8 @@
 """The gated manual password reset: dry run, refusal, application, stale plans."""
 
+import dataclasses
+import json
+
 import pytest
 
 from opslib import (
@@ -12,6 +15,7 @@ from opslib import (
     load_environment,
     plan_password_reset,
 )
+from opslib._beforeimage import REDACTED, load_before_image
 from opslib._resetaction import (
     hash_password,
     is_platform_hash,
@@ -45,9 +49,14 @@ def make_plan(sandbox, email):
 
 
 @pytest.fixture()
-def author_plan(sandbox, monkeypatch):
+def author_plan(sandbox, monkeypatch, tmp_path):
     monkeypatch.setenv("RUNBOOK_NEW_PASSWORD", NEW_PASSWORD)
+    monkeypatch.setenv("RUNBOOK_RECORDS", str(tmp_path))
     return make_plan(sandbox, AUTHOR)
+
+
+def old_hash(plan):
+    return plan.private["image"]["password_hash"]
 
 
 def test_hash_has_the_platform_format_and_verifies():
@@ -68,16 +77,25 @@ def test_policy_refuses_weak_passwords(weak):
 def test_plan_keeps_the_before_image_and_names_the_user(author_plan):
     environment, plan = author_plan
     assert plan.action == "set-password-hash"
-    assert plan.before["password_hash"] == stored_hash(environment, plan.target)
+    assert old_hash(plan) == stored_hash(environment, plan.target)
     assert plan.confirm_phrase == f"set password of user {plan.target} in sandbox"
-    assert plan.before["password_hash"] in plan.undo
+
+
+def test_record_form_of_the_plan_holds_no_hash(author_plan):
+    _, plan = author_plan
+    hashed = old_hash(plan)
+    assert is_platform_hash(hashed)
+    recorded = json.dumps(plan.to_dict()) + str(plan)
+    assert hashed not in recorded and hashed[:12] not in recorded
+    assert plan.before["password_hash"] == REDACTED
+    assert plan.before["digest"] in plan.undo
 
 
 def test_dry_run_changes_nothing(author_plan):
     environment, plan = author_plan
     result = apply_action(plan, environment=environment, confirm=plan.confirm_phrase)
     assert result.outcome == "dry-run"
-    assert stored_hash(environment, plan.target) == plan.before["password_hash"]
+    assert stored_hash(environment, plan.target) == old_hash(plan)
 
 
 @pytest.mark.parametrize("phrase", ["", "yes", "set password of user in sandbox"])
@@ -85,24 +103,33 @@ def test_wrong_phrase_is_refused(author_plan, phrase):
     environment, plan = author_plan
     result = apply_action(plan, environment=environment, apply=True, confirm=phrase)
     assert result.outcome == "refused"
-    assert stored_hash(environment, plan.target) == plan.before["password_hash"]
+    assert stored_hash(environment, plan.target) == old_hash(plan)
 
 
-def test_applied_reset_writes_a_verifiable_hash(author_plan):
+def test_applied_reset_writes_a_verifiable_hash(author_plan, tmp_path):
     environment, plan = author_plan
     result = apply_action(
         plan, environment=environment, apply=True, confirm=plan.confirm_phrase
     )
     assert result.outcome == "applied", result.detail
     written = stored_hash(environment, plan.target)
-    assert written != plan.before["password_hash"]
+    assert written != old_hash(plan)
     assert matches_password(NEW_PASSWORD, written)
     assert result.after.status is Status.OK
-    assert (
-        result.to_dict()["plan"]["before"]["password_hash"]
-        == plan.before["password_hash"]
-    )
+    assert old_hash(plan) not in json.dumps(result.to_dict())
     assert NEW_PASSWORD not in str(result.to_dict())
+    saved = load_before_image(plan.before["digest"], folder=tmp_path / "before-images")
+    assert saved["password_hash"] == old_hash(plan)
+
+
+def test_plan_without_its_private_image_is_refused(author_plan):
+    environment, plan = author_plan
+    bare = dataclasses.replace(plan, private={})
+    result = apply_action(
+        bare, environment=environment, apply=True, confirm=plan.confirm_phrase
+    )
+    assert result.outcome == "refused"
+    assert stored_hash(environment, plan.target) == old_hash(plan)
 
 
 def test_stale_plan_is_refused(author_plan):
@@ -137,7 +164,7 @@ def test_missing_or_weak_password_is_refused(sandbox, monkeypatch):
     )
     assert missing.outcome == weak.outcome == "refused"
     assert "RUNBOOK_NEW_PASSWORD" in missing.detail and "policy" in weak.detail
-    assert stored_hash(environment, plan.target) == plan.before["password_hash"]
+    assert stored_hash(environment, plan.target) == old_hash(plan)
 
 
 def test_healthy_verdict_plans_no_action(sandbox):

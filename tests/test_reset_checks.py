@@ -1,6 +1,7 @@
 """The password-reset checks and verdict against each reset scenario."""
 
 import dataclasses
+import shlex
 
 import pytest
 
@@ -146,17 +147,71 @@ def finding(name, status, **facts):
     return Finding(name, status, name, facts=facts)
 
 
-def test_rate_limit_outweighs_other_causes(sandbox):
+def test_rate_limit_outweighs_the_precheck(sandbox):
     environment = load_environment("sandbox")
     verdict = diagnose_password_reset(
         [
             finding("reset-limits", Status.FAIL),
-            finding("email-vars", Status.FAIL),
+            finding("reset-precheck", Status.FAIL, consumed=True),
             finding("reset-request", Status.FAIL, rate_limited=True),
         ],
         environment=environment,
     )
     assert verdict.cause == "reset-rate-limited"
+
+
+def test_failing_mail_provider_outranks_full_counters(sandbox):
+    environment = load_environment("sandbox")
+    full = [{"ip": "127.0.0.1", "path": "/auth/password-reset-request"}]
+    verdict = diagnose_password_reset(
+        [
+            finding("reset-limits", Status.FAIL, at_limit=full),
+            finding("mail-provider", Status.FAIL),
+            finding("reset-request", Status.FAIL, rate_limited=True),
+        ],
+        environment=environment,
+    )
+    assert verdict.cause == "mail-provider-unauthorized"
+    assert verdict.gated_step is None
+    assert "127.0.0.1" in verdict.next_action
+
+
+def test_probe_is_skipped_one_request_short_of_the_limit(sandbox):
+    environment = load_environment("sandbox")
+    row = {"ip": "127.0.0.1", "path": "/auth/password-reset-request", "count": 2}
+    limits = finding(
+        "reset-limits", Status.OK, near_limit=[{**row, "resets_in_min": 41}]
+    )
+    request = probe_reset_request(environment, limits)
+    assert request.status is Status.UNKNOWN and request.facts["skipped"] is True
+    assert "41 min" in request.summary
+    assert check_reset_precheck(environment, request).status is Status.UNKNOWN
+
+
+def test_skipped_probe_still_allows_healthy(sandbox):
+    environment = load_environment("sandbox")
+    verdict = diagnose_password_reset(
+        [
+            finding("email-vars", Status.OK),
+            finding("mail-provider", Status.OK),
+            finding("reset-request", Status.UNKNOWN, skipped=True),
+            finding("reset-precheck", Status.UNKNOWN),
+        ],
+        environment=environment,
+    )
+    assert verdict.cause == "healthy" and verdict.status is Status.WARN
+
+
+def test_nothing_reachable_says_so_and_claims_no_failure(sandbox):
+    environment = load_environment("sandbox")
+    verdict = diagnose_password_reset(
+        [finding(n, Status.UNKNOWN) for n in ("reset-limits", "email-vars")],
+        environment=environment,
+    )
+    assert verdict.status is Status.UNKNOWN
+    assert "could not be reached" in verdict.summary
+    assert "fails" not in verdict.summary
+    assert verdict.next_action.startswith("Fix access first")
 
 
 def test_unknown_steps_give_inconclusive(sandbox):
@@ -180,3 +235,20 @@ def test_manual_reset_is_offered_only_with_a_user(sandbox):
     assert without.gated_step is None and "user_email" in without.next_action
     assert named.gated_step["confirm"] == "set password of user u-1 in sandbox"
     assert "RUNBOOK_NEW_PASSWORD=" in named.gated_step["command"]
+
+
+def test_manual_reset_command_is_shell_safe_with_a_stated_placeholder(sandbox):
+    environment = load_environment("sandbox")
+    found = [
+        finding("email-vars", Status.FAIL),
+        finding("reset-tokens", Status.OK, user_id="u-1"),
+    ]
+    verdict = diagnose_password_reset(
+        found, environment=environment, user_email="a@example.com", incident_id="I-3"
+    )
+    command = verdict.gated_step["command"]
+    words = shlex.split(command)
+    assert "a@example.com" not in command and "<" not in command
+    assert words[words.index("user_email") + 1] == "USER-EMAIL"
+    assert "USER-EMAIL" in verdict.gated_step["fill_in"]
+    assert "USER-EMAIL" in verdict.next_action

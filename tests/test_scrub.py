@@ -250,3 +250,19 @@ def test_extended_adds_secrets_and_keeps_pseudonyms(scrubber: Scrubber) -> None:
         "[redacted:R2_SECRET_ACCESS_KEY] [redacted:CLOUDFLARE_API_TOKEN]"
     )
     assert wider.pseudonym("a@example.com") == scrubber.pseudonym("a@example.com")
+
+
+def test_hashes_tokens_and_secrets_are_redacted_by_key(scrubber: Scrubber) -> None:
+    hashed = "ab" * 48
+    data = {
+        "before": {"password_hash": hashed, "email_verified": 1},
+        "token": "f" * 64,
+        "endpoint": {"secret": "whsec_x1", "enabled": True},
+    }
+
+    scrubbed = scrubber.scrub_obj(data)
+
+    assert hashed not in str(scrubbed)
+    assert scrubbed["before"]["email_verified"] == 1
+    assert scrubbed["token"] == "[redacted:token]"
+    assert scrubbed["endpoint"] == {"secret": "[redacted:secret]", "enabled": True}
