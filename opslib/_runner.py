@@ -208,7 +208,7 @@ def run_notebook(
 
 @contextlib.contextmanager
 def _kernel_environment(
-    named: str | None, archive: Path, record_id: str
+    named: str | None, archive: Path, record_id: str = ""
 ) -> Iterator[None]:
     """Variables the kernel inherits: the archive, the record's id, and the
     environment if named.
@@ -222,7 +222,10 @@ def _kernel_environment(
     names = (NAMED_ENVIRONMENT_VARIABLE, RECORDS_VARIABLE, RECORD_ID_VARIABLE)
     saved = {k: os.environ.get(k) for k in names}
     os.environ[RECORDS_VARIABLE] = str(archive)
-    os.environ[RECORD_ID_VARIABLE] = record_id
+    if record_id:
+        os.environ[RECORD_ID_VARIABLE] = record_id
+    else:
+        os.environ.pop(RECORD_ID_VARIABLE, None)
     if named:
         os.environ[NAMED_ENVIRONMENT_VARIABLE] = named
     else:
