@@ -28,7 +28,8 @@ What each action's undo does:
   it cancelled come back. Stripe is not touched either way.
 
 Not undone from a record: cleared rate-limit counters (they start again at zero),
-a password set by the reset runbook (the old hash is not kept), re-enqueued
+a password set by the reset runbook (the record holds no hash; the old one is
+saved only in the before-images folder, for an administrator), re-enqueued
 messages (they were delivered) and refunds (Stripe offers no reversal).
 """
 
