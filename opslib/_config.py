@@ -152,11 +152,19 @@ def find_environments_dir(*, environ: Mapping[str, str] | None = None) -> Path:
     from the working directory upwards, then the one beside the installed package.
 
     Raises:
-        ConfigError: when no such folder exists.
+        ConfigError: when no such folder exists, or ``RUNBOOK_ENVIRONMENTS``
+            names one that does not.
     """
     environ = os.environ if environ is None else environ
     if environ.get(ENVIRONMENTS_VARIABLE):
-        return Path(environ[ENVIRONMENTS_VARIABLE])
+        chosen = Path(environ[ENVIRONMENTS_VARIABLE])
+        if not chosen.is_dir():
+            raise ConfigError(
+                f"{ENVIRONMENTS_VARIABLE} is {str(chosen)!r}, which is not a folder; "
+                "expected the folder holding <env>.yaml files (unset the variable "
+                "to use parameters/environments of the project)"
+            )
+        return chosen
 
     here = Path.cwd().resolve()
     for folder in (here, *here.parents, Path(__file__).resolve().parent.parent):
@@ -168,6 +176,15 @@ def find_environments_dir(*, environ: Mapping[str, str] | None = None) -> Path:
         f"{str(here)!r} upwards; run from the project checkout or set "
         f"{ENVIRONMENTS_VARIABLE} to the folder holding <env>.yaml files"
     )
+
+
+def where_environments_are(*, environ: Mapping[str, str] | None = None) -> str:
+    """Name the environments folder for a message, and how it was chosen."""
+    environ = os.environ if environ is None else environ
+    folder = str(find_environments_dir(environ=environ))
+    if environ.get(ENVIRONMENTS_VARIABLE):
+        return f"{folder!r} (set by {ENVIRONMENTS_VARIABLE})"
+    return f"{folder!r} (set {ENVIRONMENTS_VARIABLE} to use another folder)"
 
 
 def list_environments(*, environ: Mapping[str, str] | None = None) -> list[str]:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import yaml
 
-from ._config import list_environments
+from ._config import list_environments, where_environments_are
 from ._errors import ConfigError, ParameterError
 
 if TYPE_CHECKING:
@@ -96,7 +96,9 @@ def _check_environment(value: object) -> str | None:
         return f"a known environment, but none could be listed ({error})"
     if value in known:
         return None
-    return "one of: " + (", ".join(known) or "none defined")
+    if not known:
+        return f"a name of an <env>.yaml file in {where_environments_are()}: none there"
+    return "one of: " + ", ".join(known)
 
 
 def _check_lookback(value: object) -> str | None:

@@ -341,3 +341,27 @@ def test_parameter_file_refuses_a_key_given_twice(tmp_path: Path) -> None:
 
     with pytest.raises(ParameterError, match="key 'incident_id' is given twice"):
         load_parameter_file(path)
+
+
+def test_missing_environments_folder_names_the_variable_and_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "nowhere"
+    monkeypatch.setenv("RUNBOOK_ENVIRONMENTS", str(missing))
+    with pytest.raises(ParameterError) as caught:
+        validate_params(**GOOD)
+    assert "RUNBOOK_ENVIRONMENTS" in str(caught.value)
+    assert str(missing) in str(caught.value)
+
+
+def test_empty_environments_folder_names_the_variable_and_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("RUNBOOK_ENVIRONMENTS", str(empty))
+    with pytest.raises(ParameterError) as caught:
+        validate_params(**GOOD)
+    assert "RUNBOOK_ENVIRONMENTS" in str(caught.value)
+    assert str(empty) in str(caught.value)
+    assert "none defined" not in str(caught.value)

@@ -903,6 +903,27 @@ def test_cli_status_of_an_empty_state_dir_exits_1(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "no sandbox running" in result.output
 
 
+def test_cli_stop_and_status_need_only_the_state_dir(
+    sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state_dir = tmp_path / "own"
+    started = CliRunner().invoke(
+        cli, ["start", "--any-ports", "--state-dir", str(state_dir)]
+    )
+    assert started.exit_code == 0, started.output
+    missing = tmp_path / "gone" / "environments"
+    monkeypatch.setenv("RUNBOOK_ENVIRONMENTS", str(missing))
+    try:
+        shown = CliRunner().invoke(cli, ["status", "--state-dir", str(state_dir)])
+        again = CliRunner().invoke(cli, ["start", "--state-dir", str(tmp_path / "x")])
+    finally:
+        stopped = CliRunner().invoke(cli, ["stop", "--state-dir", str(state_dir)])
+    assert shown.exit_code == 0 and "sandbox running" in shown.output, shown.output
+    assert stopped.exit_code == 0 and "sandbox stopped" in stopped.output
+    assert again.exit_code == 1
+    assert "RUNBOOK_ENVIRONMENTS" in again.output and str(missing) in again.output
+
+
 def test_cli_start_with_any_ports_runs_beside_the_session_sandbox(
     sandbox, tmp_path: Path
 ) -> None:

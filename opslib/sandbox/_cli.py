@@ -23,11 +23,14 @@ from ._scenarios import SCENARIOS
 _STATE_DIR_HELP = "Folder for the sandbox's files [default: <project>/.sandbox]."
 
 
-def _sandbox(state_dir: Path | None, *, any_ports: bool = False) -> Sandbox:
+def _sandbox(
+    state_dir: Path | None, *, any_ports: bool = False, to_start: bool = False
+) -> Sandbox:
+    """The sandbox of the state folder; only starting one loads the environment."""
     try:
         return Sandbox(
             state_dir or default_state_dir(),
-            load_environment("sandbox"),
+            load_environment("sandbox") if to_start else None,
             ephemeral_ports=any_ports,
         )
     except ConfigError as error:
@@ -72,7 +75,7 @@ def start(scenario: str, state_dir: Path | None, any_ports: bool) -> None:
     D1 copy and environments/sandbox.yaml into the state folder. Fails with exit
     code 1 when a port is busy or a sandbox already runs there.
     """
-    sandbox = _sandbox(state_dir, any_ports=any_ports)
+    sandbox = _sandbox(state_dir, any_ports=any_ports, to_start=True)
     try:
         sandbox.start(scenario)
     except ConfigError as error:

@@ -65,7 +65,8 @@ class Sandbox:
     Args:
         state_dir: folder for the sandbox's files (created if needed).
         environment: the environment whose names the sandbox serves, normally
-            ``load_environment("sandbox")``.
+            ``load_environment("sandbox")``; None is enough to stop a sandbox or
+            read its status, which need only the state folder.
         token: the Cloudflare API token the stand-in accepts; random when None.
         ephemeral_ports: bind free ports instead of those in the environment's URLs.
     """
@@ -73,7 +74,7 @@ class Sandbox:
     def __init__(
         self,
         state_dir: Path,
-        environment: Environment,
+        environment: Environment | None,
         *,
         token: str | None = None,
         ephemeral_ports: bool = False,
@@ -193,12 +194,20 @@ class Sandbox:
 
     # -- start helpers -------------------------------------------------------------
 
+    def _template(self) -> Environment:
+        if self.environment is None:
+            raise ConfigError(
+                "starting a sandbox needs the sandbox environment it imitates "
+                "(parameters/environments/sandbox.yaml); none was given"
+            )
+        return self.environment
+
     def _ports(self) -> dict[str, int]:
         if self.ephemeral_ports:
             return {name: 0 for name, _ in _URL_PORTS}
         ports = {}
         for name, key in _URL_PORTS:
-            url = getattr(self.environment, key)
+            url = getattr(self._template(), key)
             if not url:  # an optional URL the environment leaves out: any free port
                 ports[name] = 0
                 continue
@@ -231,7 +240,7 @@ class Sandbox:
         return password
 
     def _write_config(self, ports: dict[str, int]) -> None:
-        environment = asdict(self.environment)
+        environment = asdict(self._template())
         environment.pop("secrets", None)
         environment["required_secrets"] = list(environment["required_secrets"])
         config = {"environment": environment, "ports": {**ports, "control": 0}}
@@ -302,7 +311,7 @@ class Sandbox:
         return "\n".join(text.splitlines()[-lines:])
 
     def _write_environment(self, urls: dict[str, str]) -> None:
-        env = self.environment
+        env = self._template()
         data = {
             "name": "sandbox",
             "description": env.description
