@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 GZIP_MAGIC = b"\x1f\x8b"
 BATCH_STATEMENTS = 20_000
+# Page cache of the scratch file (KiB): big tables insert without re-reading pages.
+CACHE_KIB = 256 * 1024
 _Position = Callable[[], int]
 _Tick = Callable[..., None]
 _RUN_KINDS = frozenset(
@@ -157,6 +159,7 @@ def _scratch_connection(path: Path) -> sqlite3.Connection:
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     connection.execute("PRAGMA journal_mode = OFF")
     connection.execute("PRAGMA synchronous = OFF")
+    connection.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
     connection.execute("PRAGMA foreign_keys = OFF")
     return connection
 
