@@ -16,6 +16,7 @@ from typing import Any
 from ._auth import login_counter_keys
 from ._config import Environment
 from ._finding import Finding, Status
+from ._unreached import unreached_verdict
 from ._verdict import Verdict
 
 RUNBOOK = "auth-broken"
@@ -54,6 +55,11 @@ def diagnose_auth_broken(
         The verdict; a gated step only for rate limits or unverified accounts.
     """
     found = {f.name: f for f in findings}
+    unreached = unreached_verdict(
+        RUNBOOK, found.values(), systems="the platform or the Cloudflare API"
+    )
+    if unreached is not None:
+        return unreached
     ctx = _Context(found, environment, incident_id)
     status, facts = ctx.status, ctx.facts
 

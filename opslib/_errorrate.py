@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from ._cloudflare import CloudflareClient
 from ._config import Environment
-from ._finding import Finding, Status, check
+from ._finding import Finding, Status, check, unknown
 from ._time import parse_timestamp, utcnow
 
 logger = logging.getLogger(__name__)
@@ -238,6 +238,8 @@ def check_user_limits(environment: Environment) -> Finding:
 @check("missing-tables")
 def check_missing_tables(environment: Environment, route_errors: Finding) -> Finding:
     """Check in D1 the tables that failing requests say are missing."""
+    if route_errors.status is Status.UNKNOWN:
+        return unknown("missing-tables", "skipped: the failing requests were not read")
     named = sorted(set(route_errors.facts.get("missing_tables") or ()))
     if not named:
         return Finding(

@@ -16,6 +16,7 @@ from typing import Any
 from ._apidown import rollback_step as shared_rollback_step
 from ._config import Environment
 from ._finding import Finding, Status
+from ._unreached import unreached_verdict
 from ._verdict import Verdict
 
 RUNBOOK = "high-error-rate"
@@ -70,6 +71,13 @@ def diagnose_high_error_rate(
         rollback to the version live before it.
     """
     found = {f.name: f for f in findings}
+    unreached = unreached_verdict(
+        RUNBOOK,
+        found.values(),
+        systems="the Cloudflare API (Workers Logs, analytics, deployments) or the platform",
+    )
+    if unreached is not None:
+        return unreached
     cause = _cause(found)
     evidence = [str(f) for f in found.values() if f.status is not Status.OK]
     unknowns = [n for n, f in found.items() if f.status is Status.UNKNOWN]
@@ -93,7 +101,7 @@ def diagnose_high_error_rate(
             RUNBOOK,
             Status.UNKNOWN,
             cause,
-            "Requests fail but no checked cause explains it." + blind,
+            "No checked cause explains the reported errors." + blind,
             evidence,
             "Read the failing routes' errors in Workers Logs (`wrangler tail --format "
             "pretty --status error`) and compare with the deployment times.",

@@ -156,7 +156,11 @@ def check_latency(
     }
     answered = [r for r in rows if r["answered"]]
     if not answered:
-        return Finding("latency", Status.UNKNOWN, "no probe was answered", rows, facts)
+        reasons = sorted({p.body for p in probes if p.status_code is None and p.body})
+        facts["errors"] = reasons
+        why = f": {'; '.join(reasons[:3])}" if reasons else ""
+        text = f"no probe was answered by {environment.platform_url}{why}"
+        return Finding("latency", Status.UNKNOWN, text, rows, facts)
     slow = [r for r in answered if r["p95_ms"] > P95_LIMIT_MS]
     facts["slow_routes"] = [r["route"] for r in slow]
     facts["cold_routes"] = cold_routes(answered)

@@ -24,7 +24,7 @@ from typing import Any
 
 from ._cloudflare import CloudflareClient
 from ._config import Environment
-from ._finding import Finding, Status, check
+from ._finding import Finding, Status, check, unknown
 from ._stripe import StripeReader
 
 logger = logging.getLogger(__name__)
@@ -108,6 +108,9 @@ def check_subscription_rows(environment: Environment, stripe_subs: Finding) -> F
     return Finding("subscription-rows", Status.FAIL, text, evidence, facts)
 
 
+_NOT_COMPARED = "skipped: Stripe's subscriptions were not compared with D1"
+
+
 @check("checkout-metadata")
 def check_checkout_metadata(environment: Environment, rows: Finding) -> Finding:
     """Read the checkout session of each subscription without a good row.
@@ -115,6 +118,8 @@ def check_checkout_metadata(environment: Environment, rows: Finding) -> Finding:
     A session lacking ``userId`` or ``planType`` (or carrying the snake_case
     ``user_id`` instead) makes the webhook fail before it writes anything.
     """
+    if rows.status is Status.UNKNOWN:
+        return unknown("checkout-metadata", _NOT_COMPARED)
     problems = _problem_subs(rows)
     if not problems:
         return Finding("checkout-metadata", Status.OK, "no subscription to inspect")
@@ -141,6 +146,8 @@ def check_subscription_users(
     The user comes from the session's ``userId``, else the customer's metadata
     ``userId``, else the user whose email is the customer's.
     """
+    if rows.status is Status.UNKNOWN:
+        return unknown("subscription-users", _NOT_COMPARED)
     sessions = {s["subscription"]: s for s in metadata.facts.get("sessions") or []}
     problems = _problem_subs(rows)[:INSPECTED]
     if not problems:

@@ -21,6 +21,7 @@ from typing import Any
 
 from ._config import Environment
 from ._finding import Finding, Status
+from ._unreached import unreached_verdict
 from ._verdict import Verdict
 
 RUNBOOK = "payment-without-subscription"
@@ -83,6 +84,9 @@ def diagnose_payment(
         incident_id: repeated in the gated step's command.
     """
     found = {f.name: f for f in findings}
+    unreached = unreached_verdict(RUNBOOK, found.values(), systems="Stripe or D1")
+    if unreached is not None:
+        return unreached
     causes = classify(found)
     evidence = [str(f) for f in found.values() if f.status is not Status.OK]
     if not causes:
@@ -188,8 +192,9 @@ def _quiet_verdict(
             "inconclusive",
             f"Could not compare Stripe with D1: {', '.join(unknown)} did not answer.",
             evidence,
-            "Check STRIPE_API_KEY (Read on Subscriptions, Customers, Checkout "
-            "Sessions) and the Cloudflare token, then run again.",
+            "Fix access first: check the Stripe and Cloudflare URLs, STRIPE_API_KEY "
+            "(Read on Subscriptions, Customers, Checkout Sessions) and the "
+            "Cloudflare token, then run again.",
             None,
             list(found.values()),
         )

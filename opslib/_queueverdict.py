@@ -15,6 +15,7 @@ from typing import Any
 
 from ._config import Environment
 from ._finding import Finding, Status
+from ._unreached import unreached_verdict
 from ._verdict import Verdict
 
 RUNBOOK = "queue-delays"
@@ -84,6 +85,11 @@ def diagnose_queue_delays(
         The verdict; for dead letters, with the gated re-enqueue.
     """
     found = {f.name: f for f in findings}
+    unreached = unreached_verdict(
+        RUNBOOK, found.values(), systems="the Cloudflare API (queues, D1) or R2"
+    )
+    if unreached is not None:
+        return unreached
     cause = _cause(found)
     evidence = [str(f) for f in found.values() if f.status is not Status.OK]
     unknowns = [n for n, f in found.items() if f.status is Status.UNKNOWN]
@@ -104,7 +110,7 @@ def diagnose_queue_delays(
             everything,
         )
     if cause == "inconclusive":
-        text = "Something is off but no checked cause explains it." + blind
+        text = "No checked cause explains the reported delays." + blind
         return Verdict(
             RUNBOOK,
             Status.UNKNOWN,

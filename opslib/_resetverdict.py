@@ -20,6 +20,7 @@ from typing import Any
 
 from ._config import Environment
 from ._finding import Finding, Status
+from ._unreached import unreached_verdict
 from ._verdict import Verdict
 
 RUNBOOK = "password-reset"
@@ -82,6 +83,13 @@ def diagnose_password_reset(
         affected user is known.
     """
     found = {f.name: f for f in findings}
+    unreached = unreached_verdict(
+        RUNBOOK,
+        found.values(),
+        systems="the platform, the Cloudflare API (KV, D1, Worker settings) or MailChannels",
+    )
+    if unreached is not None:
+        return unreached
     cause = _cause(found)
     evidence = [str(f) for f in found.values() if f.status is not Status.OK]
     unknowns = [n for n, f in found.items() if f.status is Status.UNKNOWN]
@@ -99,25 +107,12 @@ def diagnose_password_reset(
             None,
             list(found.values()),
         )
-    if cause == "inconclusive" and unknowns and len(unknowns) == len(found):
-        return Verdict(
-            RUNBOOK,
-            Status.UNKNOWN,
-            cause,
-            "No step could look: the platform, Cloudflare and MailChannels could "
-            "not be reached or read, so nothing is known about the reset flow." + blind,
-            evidence,
-            "Fix access first (URLs and tokens of the environment, network), then "
-            "re-run; the evidence names each error.",
-            None,
-            list(found.values()),
-        )
     if cause == "inconclusive":
         return Verdict(
             RUNBOOK,
             Status.UNKNOWN,
             cause,
-            "The reset flow fails but no checked cause explains it." + blind,
+            "No checked cause explains the reported reset failures." + blind,
             evidence,
             "Watch `wrangler tail --format pretty` for 'Failed to send password reset "
             "email' while requesting a reset, and check the steps that could not run.",

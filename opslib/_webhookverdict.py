@@ -33,6 +33,7 @@ from typing import Any
 
 from ._config import Environment
 from ._finding import Finding, Status
+from ._unreached import unreached_verdict
 from ._verdict import Verdict
 
 RUNBOOK = "stripe-webhooks"
@@ -109,6 +110,11 @@ def diagnose_stripe_webhooks(
         incident_id: repeated in the gated step's command.
     """
     found = {f.name: f for f in findings}
+    unreached = unreached_verdict(
+        RUNBOOK, found.values(), systems="Stripe, the Cloudflare API or the platform"
+    )
+    if unreached is not None:
+        return unreached
     evidence = [str(f) for f in found.values() if f.status is not Status.OK]
     cause = classify(found)
     pending = list(_facts(found, "pending-events").get("pending") or [])
