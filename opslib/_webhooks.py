@@ -108,7 +108,12 @@ def check_webhook_endpoints(environment: Environment) -> Finding:
         return Finding("webhook-endpoints", Status.FAIL, text, (), facts)
     if facts["disabled"]:
         text = f"endpoint {', '.join(facts['disabled'])} is disabled"
-        return Finding("webhook-endpoints", Status.FAIL, text, mine, facts)
+        enabled = [e["id"] for e in mine if e["status"] == "enabled"]
+        if enabled:
+            text += f"; {', '.join(enabled)} enabled"
+        # Another enabled endpoint may have replaced it: the verdict weighs that.
+        status = Status.WARN if enabled else Status.FAIL
+        return Finding("webhook-endpoints", status, text, mine, facts)
     problems = [p for e in mine for p in e["problems"]]
     if problems:
         return Finding(
@@ -214,15 +219,18 @@ def check_api_version(endpoints: Finding, expected: str) -> Finding:
 
     Payloads come in the endpoint's version, fixed when the endpoint was made.
     A newer one drops the top-level period fields and ``invoice.subscription``
-    the handler reads, so it answers 500.
+    the handler reads, so it answers 500. Only enabled endpoints are compared
+    (a disabled one receives nothing), unless none is enabled.
     """
     if endpoints.status is Status.UNKNOWN:
         return unknown("api-version", "the endpoints could not be read")
-    if not endpoints.facts.get("endpoints"):
+    mine = list(endpoints.facts.get("endpoints") or [])
+    if not mine:
         return unknown("api-version", "no endpoint of the platform to compare")
+    enabled = [e for e in mine if e.get("status") == "enabled"]
     rows = [
         {"endpoint": e["id"], "api_version": e["api_version"], "expected": expected}
-        for e in endpoints.facts.get("endpoints") or []
+        for e in enabled or mine
     ]
     newer = [r for r in rows if r["api_version"] and r["api_version"] > expected]
     other = [r for r in rows if r not in newer and r["api_version"] != expected]

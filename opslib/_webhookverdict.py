@@ -118,7 +118,9 @@ def diagnose_stripe_webhooks(
     evidence = [str(f) for f in found.values() if f.status is not Status.OK]
     cause = classify(found)
     pending = list(_facts(found, "pending-events").get("pending") or [])
-    endpoint = _endpoint_id(found)
+    endpoint = _endpoint_id(found, api_version)
+    if cause == "endpoint-disabled":
+        endpoint = _disabled_that_matter(found, api_version)[0]
     if cause in _SUMMARY:
         fix = _fix(cause, environment, endpoint or "the endpoint", api_version)
         step = _gated_step(cause, environment, endpoint, incident_id)
@@ -148,7 +150,8 @@ def classify(found: Mapping[str, Finding]) -> str:
     )
     pending = bool(_facts(found, "pending-events").get("pending"))
     slow = bool(logs.get("slow")) or _status(found, "webhook-probe") is Status.WARN
-    if _facts(found, "webhook-endpoints").get("disabled"):
+    expected = str(_facts(found, "api-version").get("expected") or "")
+    if _disabled_that_matter(found, expected):
         return "endpoint-disabled"
     if _status(found, "webhook-secret") is Status.FAIL:
         return "wrong-webhook-secret"
@@ -235,6 +238,12 @@ def _gated_text(cause: str, pending: list[Any], step: Mapping[str, Any] | None) 
         )
     if not pending:
         return ""
+    if cause == "api-version-mismatch":
+        return (
+            f" Once the new endpoint exists, run this runbook again: it offers to "
+            f"resend the {len(pending)} pending event(s) to the enabled endpoint on "
+            f"the handler's version, not to {step['endpoint']}."
+        )
     return (
         f" Then, gated, resend the {len(pending)} pending event(s): "
         f"{step['command']} (only after the fix; invoice events already recorded in "
@@ -309,9 +318,29 @@ def _quiet_verdict(
     )
 
 
-def _endpoint_id(found: Mapping[str, Finding]) -> str:
-    endpoints = _facts(found, "webhook-endpoints").get("endpoints") or []
-    return str(endpoints[0]["id"]) if endpoints else ""
+def _endpoint_id(found: Mapping[str, Finding], expected: str) -> str:
+    """The endpoint resends go to: enabled at the handler's version, else enabled,
+    else the first of the platform's."""
+    facts = _facts(found, "webhook-endpoints")
+    disabled = set(facts.get("disabled") or [])
+    ranked = sorted(
+        facts.get("endpoints") or [],
+        key=lambda e: (e["id"] in disabled, e.get("api_version") != expected),
+    )
+    return str(ranked[0]["id"]) if ranked else ""
+
+
+def _disabled_that_matter(found: Mapping[str, Finding], expected: str) -> list[str]:
+    """The disabled endpoints worth re-enabling: all of them, except those on
+    another API version than the handler's when an enabled one is on it (an old
+    endpoint retired after a version change)."""
+    facts = _facts(found, "webhook-endpoints")
+    disabled = [str(i) for i in facts.get("disabled") or []]
+    versions = {e["id"]: e.get("api_version") for e in facts.get("endpoints") or []}
+    replaced = bool(expected) and any(
+        i not in disabled and v == expected for i, v in versions.items()
+    )
+    return [i for i in disabled if not (replaced and versions.get(i) != expected)]
 
 
 def _status(found: Mapping[str, Finding], name: str) -> Status | None:

@@ -156,3 +156,26 @@ def test_account_default_version_is_a_warning_and_newer_a_failure():
     failing = check_api_version(found, "2024-10-28.acacia")
     assert failing.status is Status.FAIL
     assert failing.facts["newer"] == ["we_2"]
+
+
+def test_api_version_compares_only_enabled_endpoints():
+    endpoints = Finding(
+        "webhook-endpoints",
+        Status.WARN,
+        "one disabled",
+        facts={
+            "endpoints": [
+                {
+                    "id": "we_old",
+                    "status": "disabled",
+                    "api_version": "2025-03-31.basil",
+                },
+                {
+                    "id": "we_new",
+                    "status": "enabled",
+                    "api_version": "2024-10-28.acacia",
+                },
+            ]
+        },
+    )
+    assert check_api_version(endpoints, "2024-10-28.acacia").status is Status.OK

@@ -218,3 +218,47 @@ def test_no_endpoint_for_the_platform_is_never_healthy():
     )
     assert (verdict.status, verdict.cause) == (Status.UNKNOWN, "inconclusive")
     assert "No Stripe webhook endpoint points at the platform" in verdict.summary
+
+
+def two_endpoints(old_status, new_status, old_version, new_version):
+    rows = [
+        {"id": "we_old", "status": old_status, "api_version": old_version},
+        {"id": "we_new", "status": new_status, "api_version": new_version},
+    ]
+    disabled = [r["id"] for r in rows if r["status"] != "enabled"]
+    status = Status.WARN if len(disabled) == 1 else Status.FAIL
+    return finding("webhook-endpoints", status, endpoints=rows, disabled=disabled)
+
+
+def test_retired_wrong_version_endpoint_is_not_offered_for_re_enabling():
+    endpoints = two_endpoints(
+        "disabled", "enabled", "2025-03-31.basil", "2024-10-28.acacia"
+    )
+    verdict = verdict_of(
+        **{
+            "webhook-endpoints": endpoints,
+            "pending-events": failing_pending(),
+            "api-version": finding(
+                "api-version", newer=[], expected="2024-10-28.acacia"
+            ),
+        }
+    )
+    assert verdict.cause != "endpoint-disabled"
+    assert verdict.gated_step["action"] == "resend-webhook-events"
+    assert verdict.gated_step["endpoint"] == "we_new"
+
+
+def test_disabled_endpoint_on_the_right_version_is_still_re_enabled():
+    endpoints = two_endpoints(
+        "disabled", "enabled", "2024-10-28.acacia", "2025-03-31.basil"
+    )
+    verdict = verdict_of(
+        **{
+            "webhook-endpoints": endpoints,
+            "api-version": finding(
+                "api-version", newer=[], expected="2024-10-28.acacia"
+            ),
+        }
+    )
+    assert verdict.cause == "endpoint-disabled"
+    assert verdict.gated_step["endpoint"] == "we_old"

@@ -5,9 +5,11 @@ localstripe has no ``/v1/webhook_endpoints``, and its events carry neither
 Stripe's shapes (STRIPE-AND-FRIENDS.md 1.5 and 1.6), ahead of localstripe's own
 event routes:
 
-- ``GET /v1/webhook_endpoints`` and ``GET|POST /v1/webhook_endpoints/{id}``
-  (update: ``url``, ``enabled_events``, ``disabled``, ``description``,
-  ``metadata``); the ``secret`` is never shown (Stripe shows it at creation only);
+- ``GET|POST /v1/webhook_endpoints`` and ``GET|POST /v1/webhook_endpoints/{id}``
+  (create: ``url`` and ``enabled_events`` required, ``api_version``,
+  ``description``, ``metadata``, ``connect``; update: ``url``,
+  ``enabled_events``, ``disabled``, ``description``, ``metadata``); the
+  ``secret`` is in the create answer only, as Stripe shows it;
 - ``GET /v1/events`` (newest first; ``type`` with a ``.*`` wildcard, ``types``,
   ``created``, ``delivery_success``, ``limit``, ``starting_after``,
   ``ending_before``) and ``GET /v1/events/{id}``, with ``pending_webhooks``;
@@ -15,7 +17,9 @@ event routes:
   now, signed with the endpoint's secret, and acknowledges it when the endpoint
   answers 2xx. Events older than 30 days and disabled endpoints are refused
   with 400 (how Stripe answers a retry to a disabled endpoint is not
-  documented; the sandbox assumes a refusal).
+  documented; the sandbox assumes a refusal). A retry to an endpoint on
+  another API version than the event's is rendered in that endpoint's version
+  (an assumption: the sandbox renders each endpoint's payloads in its version).
 
 At each seed the sandbox sends the endpoint and a few recent events (type,
 subscription, time); each event is rendered from the store's subscription in
@@ -32,6 +36,7 @@ import hashlib
 import json
 import logging
 import re
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -51,6 +56,11 @@ RETENTION_S = 30 * 86_400
 _ENDPOINTS: dict[str, dict[str, Any]] = {}
 _SECRETS: dict[str, str] = {}
 _EVENTS: dict[str, dict[str, Any]] = {}
+_ITEMS: dict[str, dict[str, Any]] = {}
+MAX_ENDPOINTS = 16
+_CREATE_KEYS = frozenset(
+    {"url", "enabled_events", "api_version", "description", "metadata", "connect"}
+)
 Handler = Callable[..., Awaitable[web.Response]]
 
 
@@ -59,6 +69,7 @@ async def seed_webhooks(spec: dict[str, Any]) -> None:
     _ENDPOINTS.clear()
     _SECRETS.clear()
     _EVENTS.clear()
+    _ITEMS.clear()
     endpoint = dict(spec["endpoint"])
     _SECRETS[endpoint["id"]] = str(endpoint.pop("secret", ""))
     _ENDPOINTS[endpoint["id"]] = {
@@ -72,6 +83,7 @@ async def seed_webhooks(spec: dict[str, Any]) -> None:
         event = _render(item, endpoint)
         if event is not None:
             _EVENTS[event["id"]] = event
+            _ITEMS[event["id"]] = dict(item)
     if endpoint.get("status") == "enabled":
         await asyncio.gather(
             *(_deliver_and_ack(e, _ENDPOINTS[endpoint["id"]]) for e in _due(endpoint))
@@ -190,7 +202,7 @@ async def _deliver(event: dict[str, Any], endpoint: dict[str, Any]) -> int | Non
 async def _deliver_and_ack(
     event: dict[str, Any], endpoint: dict[str, Any]
 ) -> int | None:
-    status = await _deliver(event, endpoint)
+    status = await _deliver(_in_version(event, endpoint), endpoint)
     if status is not None and 200 <= status < 300:
         event["pending_webhooks"] = max(0, int(event["pending_webhooks"]) - 1)
     return status
@@ -213,6 +225,52 @@ async def list_endpoints(request: web.Request) -> web.Response:
     query = unflatten_data(request.query)
     rows = sorted(_ENDPOINTS.values(), key=lambda e: -int(e.get("created") or 0))
     return _page(rows, query, "/v1/webhook_endpoints")
+
+
+def _in_version(event: dict[str, Any], endpoint: dict[str, Any]) -> dict[str, Any]:
+    """The event as ``endpoint`` receives it: rendered in its API version."""
+    version = str(endpoint.get("api_version") or "")
+    item = _ITEMS.get(event["id"])
+    if item is None or version == event["api_version"]:
+        return event
+    rendered = _render(item, endpoint)
+    if rendered is None:
+        return event
+    return {**rendered, "pending_webhooks": event["pending_webhooks"]}
+
+
+async def create_endpoint(request: web.Request) -> web.Response:
+    """``POST /v1/webhook_endpoints``: the answer alone carries the ``secret``."""
+    data = await get_post_data(request) or {}
+    unknown = set(data) - _CREATE_KEYS
+    if unknown:
+        raise UserError(400, "Received unknown parameter: " + min(unknown))
+    for required in ("url", "enabled_events"):
+        if not data.get(required):
+            raise UserError(400, f"Missing required param: {required}.")
+    if len(_ENDPOINTS) >= MAX_ENDPOINTS:
+        raise UserError(
+            400,
+            f"You have reached the maximum of {MAX_ENDPOINTS} test webhook endpoints.",
+        )
+    endpoint_id = "we_" + secrets.token_hex(12)
+    endpoint = {
+        "id": endpoint_id,
+        "object": "webhook_endpoint",
+        "api_version": data.get("api_version") or None,
+        "application": None,
+        "created": int(time.time()),
+        "description": data.get("description"),
+        "enabled_events": _as_list(data["enabled_events"]),
+        "livemode": False,
+        "metadata": dict(data.get("metadata") or {}),
+        "status": "enabled",
+        "url": str(data["url"]),
+    }
+    _ENDPOINTS[endpoint_id] = endpoint
+    _SECRETS[endpoint_id] = "whsec_" + secrets.token_hex(16)
+    logger.info("webhook endpoint created id=%s", endpoint_id)
+    return web.json_response({**endpoint, "secret": _SECRETS[endpoint_id]})
 
 
 async def get_endpoint(request: web.Request, id: str) -> web.Response:
@@ -323,6 +381,7 @@ async def retry_event(request: web.Request, id: str) -> web.Response:
 
 _ROUTES: tuple[tuple[str, re.Pattern[str], Handler], ...] = (
     ("GET", re.compile(r"^/v1/webhook_endpoints/?$"), list_endpoints),
+    ("POST", re.compile(r"^/v1/webhook_endpoints/?$"), create_endpoint),
     ("GET", re.compile(r"^/v1/webhook_endpoints/(?P<id>we_\w+)$"), get_endpoint),
     ("POST", re.compile(r"^/v1/webhook_endpoints/(?P<id>we_\w+)$"), update_endpoint),
     ("GET", re.compile(r"^/v1/events/?$"), list_events),
