@@ -9,7 +9,8 @@ alone.
 A cancellation changes Stripe and brings D1's row in line as the platform's own
 webhook would: cancelled now, the row's ``status`` becomes ``canceled`` and
 ``users.subscription_tier`` becomes ``free`` (what the handler of
-``customer.subscription.deleted`` writes); at period end, the row gets
+``customer.subscription.deleted`` writes), unless the user has another active
+paid subscription, whose tier stays; at period end, the row gets
 ``cancel_at_period_end = 1`` and access lasts until the period ends. The
 before-image is the Stripe subscription, the whole D1 row and the user's tier;
 ``runbook undo`` puts the D1 side back. Stripe cannot reactivate a subscription
@@ -37,6 +38,10 @@ REFUND_ACTION = "refund"
 CANCEL_ACTION = "cancel-subscription"
 ROW_SQL = "SELECT * FROM subscriptions WHERE stripe_subscription_id = ?"
 USER_SQL = "SELECT id, subscription_tier FROM users WHERE id = ?"
+OTHER_PAID_SQL = (
+    "SELECT COUNT(*) AS n FROM subscriptions WHERE user_id = ? AND id <> ? "
+    "AND status = 'active' AND plan_type <> 'free'"
+)
 
 
 def refund_phrase(environment: Environment, charge: str, amount: int) -> str:
@@ -201,7 +206,18 @@ def read_cancel_before(environment: Environment, subscription: str) -> dict[str,
     finally:
         client.close()
     user = dict(users[0]) if users else None
-    return {"subscription": stripe_sub, "row": row, "user": user}
+    others = _other_paid(environment, row) if row else 0
+    return {"subscription": stripe_sub, "row": row, "user": user, "other_paid": others}
+
+
+def _other_paid(environment: Environment, row: dict[str, Any]) -> int:
+    """The user's other active paid subscriptions (their tier must stay)."""
+    client = CloudflareClient(environment)
+    try:
+        rows = client.d1_query(OTHER_PAID_SQL, [row["user_id"], row["id"]])
+    finally:
+        client.close()
+    return int(rows[0]["results"][0]["n"])
 
 
 def _cancel_changes(
@@ -230,7 +246,7 @@ def _cancel_changes(
                 "to": "canceled",
             }
         )
-    if user:
+    if user and not before["other_paid"]:
         changes.append(
             {
                 "what": f"users[{user['id']}].subscription_tier",
@@ -267,7 +283,8 @@ def _apply_cancel(
 ) -> ActionResult:
     at_period_end = bool(plan.before["at_period_end"])
     live = read_cancel_before(environment, plan.target)
-    recorded = {k: plan.before[k] for k in ("subscription", "row", "user")}
+    keys = ("subscription", "row", "user", "other_paid")
+    recorded = {k: plan.before.get(k) for k in keys}
     if live != recorded:
         detail = "Stripe's subscription or D1's rows changed since the plan: re-run"
         return ActionResult(plan, "refused", detail, operator)
@@ -283,7 +300,7 @@ def _apply_cancel(
     _align_d1(environment, live, at_period_end)
     after = read_cancel_before(environment, plan.target)
     response = {"after_row": after["row"], "after_user": after["user"]}
-    check = _check_cancelled(after, at_period_end)
+    check = _check_cancelled(after, at_period_end, keeps_tier=bool(live["other_paid"]))
     detail = f"{plan.target} cancelled {'at period end' if at_period_end else 'now'}"
     return ActionResult(
         plan, "applied", detail, operator, response=response, after=check
@@ -311,7 +328,7 @@ def _align_d1(
                 [now, row["id"]],
             ),
         ]
-        if user:
+        if user and not before["other_paid"]:
             statements.append(
                 (
                     "UPDATE users SET subscription_tier = 'free' WHERE id = ?",
@@ -325,7 +342,9 @@ def _align_d1(
         client.close()
 
 
-def _check_cancelled(after: dict[str, Any], at_period_end: bool) -> Finding:
+def _check_cancelled(
+    after: dict[str, Any], at_period_end: bool, *, keeps_tier: bool
+) -> Finding:
     sub, row = after["subscription"] or {}, after["row"] or {}
     if at_period_end:
         ok = (
@@ -335,7 +354,7 @@ def _check_cancelled(after: dict[str, Any], at_period_end: bool) -> Finding:
     else:
         tier = (after["user"] or {}).get("subscription_tier")
         ok = sub.get("status") == "canceled" and row.get("status") == "canceled"
-        ok = ok and tier == "free"
+        ok = ok and (keeps_tier or tier == "free")
     text = (
         f"Stripe: {sub.get('status')}, cancel_at_period_end "
         f"{sub.get('cancel_at_period_end')}; D1 row: {row.get('status')}, "

@@ -340,3 +340,27 @@ def test_refund_without_a_charge_fails_in_the_first_cell(env, tmp_path):
         in record.error["evalue"]
     )
     assert stripe_state(env) == stripe_before
+
+
+def test_cancel_now_keeps_the_tier_of_a_user_with_another_paid_plan(env):
+    sub = paid_subscription(env)
+    query(
+        env,
+        "INSERT INTO subscriptions (id, user_id, stripe_subscription_id, "
+        "stripe_customer_id, plan_type, status, current_period_start, "
+        "current_period_end, cancel_at_period_end, created_at, updated_at) "
+        "SELECT 'second-paid-row', user_id, 'sub_SecondPaidRow', stripe_customer_id, "
+        "'enterprise', 'active', current_period_start, current_period_end, 0, "
+        "created_at, updated_at FROM subscriptions WHERE stripe_subscription_id = ?",
+        [sub["sub"]],
+    )
+    plan = opslib.plan_cancellation(env, sub["sub"])
+    assert not any("subscription_tier" in c["what"] for c in plan.changes)
+    result = opslib.apply_action(
+        plan, environment=env, apply=True, confirm=plan.confirm_phrase
+    )
+    assert result.outcome == "applied" and result.after.is_ok
+    tier = query(
+        env, "SELECT subscription_tier FROM users WHERE id = ?", [sub["user_id"]]
+    )
+    assert tier == [{"subscription_tier": sub["subscription_tier"]}]
