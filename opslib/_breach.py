@@ -67,7 +67,7 @@ def check_worker_secrets(environment: Environment) -> Finding:
     names = sorted(live | set(environment.required_secrets) | set(WORKER_SECRETS))
     rows = [
         {
-            "secret": name,
+            "name": name,
             "on_worker": name in live,
             "how": WORKER_SECRETS.get(
                 name, "unknown to the platform: rotate or remove"

@@ -108,7 +108,7 @@ def plan_secret_rotation(environment: Environment, name: str) -> ActionPlan:
         changes=(
             {"what": f"secret {name}", "from": "current value", "to": "new value"},
         ),
-        before={"secret": name, "live_version": version},
+        before={"secret_name": name, "live_version": version},
         undo=(
             "the old value is not kept anywhere: to go back, put it again from your "
             f"secret store (wrangler secret put {name})"
@@ -126,7 +126,7 @@ def _live_version(client: CloudflareClient) -> str:
 def _apply_rotation(
     plan: ActionPlan, environment: Environment, operator: str
 ) -> ActionResult:
-    name = str(plan.before["secret"])
+    name = str(plan.before["secret_name"])
     value = read_hidden_value(environment, VALUE_VARIABLE, f"New value of {name}: ")
     if len(value) < MIN_SECRET_LENGTH:
         detail = (

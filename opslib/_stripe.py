@@ -114,6 +114,15 @@ class StripeReader:
         )
         return items
 
+    def subscriptions(self, customer: str) -> list[dict[str, Any]]:
+        """Every subscription of a customer whatever its status, newest first."""
+        params: stripe.params.SubscriptionListParams = {
+            "customer": customer,
+            "status": "all",
+            "limit": PAGE_SIZE,
+        }
+        return self._collect(lambda: self._client.v1.subscriptions.list(params=params))
+
     def subscription(self, subscription_id: str) -> dict[str, Any] | None:
         """One subscription whatever its status, or None when Stripe has none."""
         return self._maybe(

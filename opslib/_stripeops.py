@@ -130,7 +130,7 @@ def resolve_customer(environment: Environment, customer: str) -> str:
 
 
 def _subscription_rows(reader: StripeReader, customer: str) -> list[dict[str, Any]]:
-    subs = reader.active_subscriptions(customer=customer)
+    subs = reader.subscriptions(customer)
     return [
         {
             "kind": "subscription",

@@ -47,7 +47,7 @@ def test_read_only_run_counts_sessions_and_keeps_evidence(env, tmp_path):
     assert record.verdict["cause"] == "read-only"
     findings = {f["name"]: f for f in record.verdict["findings"]}
     assert findings["sessions"]["summary"].endswith("live sessions in SESSIONS")
-    secret_rows = {r["secret"] for r in findings["worker-secrets"]["evidence"]}
+    secret_rows = {r["name"] for r in findings["worker-secrets"]["evidence"]}
     assert {"JWT_SECRET", "STRIPE_WEBHOOK_SECRET"} <= secret_rows
     assert "no forced password reset" in findings["password-resets"]["summary"]
     kinds = {r["evidence"] for r in findings["evidence"]["evidence"]}
@@ -109,6 +109,7 @@ def test_rotation_applied_never_records_the_value(env, tmp_path, monkeypatch):
     result = result_of(record)
     assert result["outcome"] == "applied"
     assert result["after"]["status"] == "ok"
+    assert result["plan"]["before"]["secret_name"] == "JWT_SECRET"
     assert live_version() != before
     text = record_text(record)
     assert value not in text

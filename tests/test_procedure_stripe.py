@@ -364,3 +364,14 @@ def test_cancel_now_keeps_the_tier_of_a_user_with_another_paid_plan(env):
         env, "SELECT subscription_tier FROM users WHERE id = ?", [sub["user_id"]]
     )
     assert tier == [{"subscription_tier": sub["subscription_tier"]}]
+
+
+def test_customer_view_shows_a_cancelled_subscription_too(env):
+    sub = paid_subscription(env)
+    plan = opslib.plan_cancellation(env, sub["sub"])
+    opslib.apply_action(plan, environment=env, apply=True, confirm=plan.confirm_phrase)
+    customer = plan.before["subscription"]["customer"]
+    rows = opslib.check_customer(env, customer).evidence
+    assert {"kind": "subscription", "id": sub["sub"], "status": "canceled"}.items() <= {
+        k: v for r in rows if r["id"] == sub["sub"] for k, v in r.items()
+    }.items()
