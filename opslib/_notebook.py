@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import json
 import logging
+import os
 import re
 import uuid
 from collections.abc import Mapping
@@ -25,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._config import find_environments_dir
-from ._errors import RunError
+from ._config import ENVIRONMENTS_VARIABLE, find_environments_dir
+from ._errors import ConfigError, RunError
 from ._params import SUPPORTED_TYPES, is_of_type
 
 if TYPE_CHECKING:  # nbformat costs ~1 s to import; runs import it lazily
@@ -95,7 +96,15 @@ def find_project_root() -> Path:
     Raises:
         ConfigError: when no environments folder can be found.
     """
-    first = find_environments_dir().parent.parent
+    try:
+        first = find_environments_dir().parent.parent
+    except ConfigError:
+        # A variable naming a missing folder still hints where the checkout is;
+        # the parameter check reports the folder itself.
+        named = os.environ.get(ENVIRONMENTS_VARIABLE)
+        if not named:
+            raise
+        first = Path(named).parent.parent
     here = Path.cwd().resolve()
     for folder in (first, here, *here.parents, Path(__file__).resolve().parent.parent):
         if any((folder / "notebooks" / sub).is_dir() for sub in NOTEBOOK_FOLDERS):

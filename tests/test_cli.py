@@ -314,3 +314,17 @@ def test_undo_from_the_command_line_restores_a_write(sandbox, tmp_path):
     finally:
         client.close()
     assert rows == [{"role": "author"}]
+
+
+def test_run_with_a_missing_environments_folder_names_it_without_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "gone" / "environments"
+    monkeypatch.setenv("RUNBOOK_ENVIRONMENTS", str(missing))
+    result = CliRunner().invoke(
+        main,
+        ["run", "api-down", "-p", "incident_id", "INC-1", "--records", str(tmp_path)],
+    )
+    assert result.exit_code != 0
+    assert not isinstance(result.exception, opslib_errors.ConfigError)
+    assert "RUNBOOK_ENVIRONMENTS" in result.output and str(missing) in result.output
