@@ -11,12 +11,12 @@ a bad deployment.
 from __future__ import annotations
 
 import logging
-import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from ._cloudflare import CloudflareClient
+from ._command import INCIDENT_PLACEHOLDER, runbook_command
 from ._config import Environment
 from ._errors import APIError
 from ._finding import Finding, Status, check
@@ -497,7 +497,10 @@ def _bad_deployment(
         str(bad),
         good,
         runbook=RUNBOOK,
-        parameters={"incident_id": incident_id or "INC-...", "lookback": lookback},
+        parameters={
+            "incident_id": incident_id or INCIDENT_PLACEHOLDER,
+            "lookback": lookback,
+        },
     )
     return make(
         Status.FAIL,
@@ -527,11 +530,7 @@ def rollback_step(
         parameters: the diagnosis parameters the command repeats.
     """
     phrase = rollback_phrase(environment, good)
-    repeated = " ".join(f"-p {k} {shlex.quote(v)}" for k, v in parameters.items())
-    command = (
-        f"runbook run {runbook} --env {environment.name} {repeated} "
-        f"-p apply true -p confirm {shlex.quote(phrase)}"
-    )
+    command = runbook_command(runbook, environment.name, parameters, confirm=phrase)
     return {
         "action": "rollback",
         "worker": environment.worker_name,

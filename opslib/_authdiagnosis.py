@@ -9,11 +9,11 @@ one IP's login counters, and marking one account verified.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ._auth import login_counter_keys
+from ._command import INCIDENT_PLACEHOLDER, runbook_command
 from ._config import Environment
 from ._finding import Finding, Status
 from ._unreached import unreached_verdict
@@ -132,7 +132,7 @@ def _rate_limited(ctx: _Context, limited: list[str], client_ip: str) -> Verdict:
         "ip": ip,
         "keys": list(login_counter_keys(ip)),
         "confirm": phrase,
-        "command": ctx.command(f"-p client_ip {ip}", phrase),
+        "command": ctx.command({"client_ip": ip}, phrase),
     }
     return ctx.make(
         Status.FAIL,
@@ -153,7 +153,7 @@ def _unverified(ctx: _Context) -> Verdict:
         "environment": ctx.environment.name,
         "user_id": user_id,
         "confirm": phrase,
-        "command": ctx.command(f"-p user_id {user_id}", phrase),
+        "command": ctx.command({"user_id": user_id}, phrase),
     }
     return ctx.make(
         Status.FAIL,
@@ -186,11 +186,10 @@ class _Context:
     def facts(self, name: str) -> Mapping[str, Any]:
         return self.found[name].facts if name in self.found else {}
 
-    def command(self, target: str, phrase: str) -> str:
-        return (
-            f"runbook run {RUNBOOK} --env {self.environment.name} -p incident_id "
-            f"{shlex.quote(self.incident_id or 'INC-...')} {target} -p apply true "
-            f"-p confirm {shlex.quote(phrase)}"
+    def command(self, target: Mapping[str, str], phrase: str) -> str:
+        incident = {"incident_id": self.incident_id or INCIDENT_PLACEHOLDER}
+        return runbook_command(
+            RUNBOOK, self.environment.name, {**incident, **target}, confirm=phrase
         )
 
     def make(

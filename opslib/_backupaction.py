@@ -22,6 +22,7 @@ from typing import Any
 from ._actions import ActionPlan, ActionResult, register_applier
 from ._backups import backup_bucket
 from ._cloudflare import CloudflareClient
+from ._command import INCIDENT_PLACEHOLDER, runbook_command
 from ._config import Environment
 from ._dump import (
     DumpStats,
@@ -101,9 +102,11 @@ def diagnose_backups(
     }.get(cause, Status.FAIL)
     step = None
     if cause in ("backup-failed", "backups-stale"):
-        command = (
-            f"runbook run backups --env {environment.name} -p incident_id "
-            f"{incident_id or 'INC-?'} -p apply true -p confirm '<phrase the plan prints>'"
+        command = runbook_command(
+            "backups",
+            environment.name,
+            {"incident_id": incident_id or INCIDENT_PLACEHOLDER},
+            confirm="<phrase the plan prints>",
         )
         step = {"action": ACTION, "command": command}
     return Verdict(

@@ -16,13 +16,13 @@ a warning when the probes' p95 passes ``SLOW_P95_MS``.
 from __future__ import annotations
 
 import math
-import shlex
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._actions import ActionPlan
 from ._apidown import read_deployments
+from ._command import runbook_command
 from ._config import Environment
 from ._errorrate import recent_event_rows
 from ._finding import Finding, Status, check
@@ -232,10 +232,11 @@ def _rollback_step(environment: Environment, choice: Finding) -> dict[str, Any] 
     plan = plan_version_rollback(environment, choice)
     if plan.is_noop:
         return None
-    command = (
-        f"runbook run rollback --env {environment.name} -p version "
-        f"{choice.facts['chosen_version']} -p apply true -p confirm "
-        f"{shlex.quote(plan.confirm_phrase)}"
+    command = runbook_command(
+        "rollback",
+        environment.name,
+        {"version": choice.facts["chosen_version"]},
+        confirm=plan.confirm_phrase,
     )
     return {
         "action": "rollback",

@@ -21,10 +21,10 @@ In this order:
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ._command import INCIDENT_PLACEHOLDER, runbook_command
 from ._config import Environment
 from ._finding import Finding, Status
 from ._queryplan import HOT_INDEX, HOT_INDEX_SQL, TABLE
@@ -253,10 +253,11 @@ _COLD_REMEDY = (
 
 def _index_step(environment: Environment, incident_id: str) -> Mapping[str, Any]:
     phrase = create_index_phrase(environment)
-    command = (
-        f"runbook run {RUNBOOK} --env {environment.name} -p incident_id "
-        f"{shlex.quote(incident_id or 'INC-...')} -p apply true "
-        f"-p confirm {shlex.quote(phrase)}"
+    command = runbook_command(
+        RUNBOOK,
+        environment.name,
+        {"incident_id": incident_id or INCIDENT_PLACEHOLDER},
+        confirm=phrase,
     )
     return {
         "action": CREATE_INDEX_ACTION,

@@ -14,11 +14,11 @@ at a time.
 
 from __future__ import annotations
 
-import shlex
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ._command import INCIDENT_PLACEHOLDER, runbook_command
 from ._config import Environment
 from ._finding import Finding, Status
 from ._unreached import unreached_verdict
@@ -147,12 +147,9 @@ def repair_step(
 ) -> dict[str, Any]:
     """The gated step: create or repair the row of ``sub_id`` from Stripe."""
     phrase = repair_phrase(environment, sub_id)
-    command = (
-        f"runbook run {RUNBOOK} --env {environment.name} -p incident_id "
-        f"{shlex.quote(incident_id or 'INC-...')}"
-        + (f" -p customer {shlex.quote(customer)}" if customer else "")
-        + f" -p apply true -p confirm {shlex.quote(phrase)}"
-    )
+    parameters = {"incident_id": incident_id or INCIDENT_PLACEHOLDER}
+    parameters.update({"customer": customer} if customer else {})
+    command = runbook_command(RUNBOOK, environment.name, parameters, confirm=phrase)
     return {
         "action": ACTION,
         "environment": environment.name,

@@ -8,13 +8,13 @@ allows, shown as small tables.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._actions import ActionPlan, ActionResult
 from ._beforeimage import records_archive
 from ._cloudflare import CloudflareClient
+from ._command import runbook_command
 from ._config import Environment
 from ._dbwrite import plan_d1_write, run_select
 from ._errors import RunError
@@ -102,7 +102,7 @@ def conclude_procedure(
     result: ActionResult,
     findings: Sequence[Finding] = (),
     *,
-    parameters: str = "",
+    parameters: Mapping[str, object] | None = None,
 ) -> Verdict:
     """The verdict of a procedure: what was planned, what the gate did, the check.
 
@@ -111,7 +111,8 @@ def conclude_procedure(
         plan: the run's gated plan.
         result: what the gate did with it.
         findings: the reads and follow-up checks of the run.
-        parameters: the ``-p`` options that reproduce the plan, for the command.
+        parameters: the parameters that plan the same change again, repeated as
+            ``-p`` options (shell-quoted) in the printed command.
     """
     planned, nothing, inconclusive = CAUSES[runbook][:3]
     found = [*findings, *([result.after] if result.after else [])]
@@ -145,32 +146,29 @@ def conclude_procedure(
     )
 
 
-def _step(runbook: str, plan: ActionPlan, parameters: str) -> dict[str, Any]:
-    command = (
-        f"runbook run {runbook} --env {plan.environment} {parameters} -p apply true "
-        f"-p confirm {shlex.quote(plan.confirm_phrase)}"
+def _step(
+    runbook: str, plan: ActionPlan, parameters: Mapping[str, object] | None
+) -> dict[str, Any]:
+    command = runbook_command(
+        runbook, plan.environment, parameters, confirm=plan.confirm_phrase
     )
-    return {
-        "action": plan.action,
-        "confirm": plan.confirm_phrase,
-        "command": " ".join(command.split()),
-    }
+    return {"action": plan.action, "confirm": plan.confirm_phrase, "command": command}
 
 
 def _lines(findings: Sequence[Finding]) -> list[str]:
     return [str(f) for f in findings]
 
 
-def write_parameters(params: Mapping[str, Any]) -> str:
-    """The ``-p`` options that plan the same write again (for the printed command)."""
-    parts = []
+def write_parameters(params: Mapping[str, Any]) -> dict[str, object]:
+    """The parameters that plan the same write again (for the printed command)."""
+    parts: dict[str, object] = {}
     if params.get("sql"):
-        parts.append(f"-p sql {shlex.quote(str(params['sql']))}")
+        parts["sql"] = str(params["sql"])
     elif params.get("cleanup_test_accounts"):
-        parts.append("-p cleanup_test_accounts true")
+        parts["cleanup_test_accounts"] = True
     if "max_rows" in params:
-        parts.append(f"-p max_rows {params['max_rows']}")
-    return " ".join(parts)
+        parts["max_rows"] = params["max_rows"]
+    return parts
 
 
 def find_record(record_id: str) -> dict[str, Any]:

@@ -9,10 +9,10 @@ their queue behind the gate, a few at a time.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ._command import INCIDENT_PLACEHOLDER, runbook_command
 from ._config import Environment
 from ._finding import Finding, Status
 from ._unreached import unreached_verdict
@@ -184,10 +184,11 @@ def _requeue_step(
         return None
     count = min(max_messages, by_queue[dlq])
     phrase = requeue_phrase(environment, count, dlq, queue)
-    command = (
-        f"runbook run {RUNBOOK} --env {environment.name} -p incident_id "
-        f"{shlex.quote(incident_id or 'INC-...')} -p max_messages {count} "
-        f"-p apply true -p confirm {shlex.quote(phrase)}"
+    command = runbook_command(
+        RUNBOOK,
+        environment.name,
+        {"incident_id": incident_id or INCIDENT_PLACEHOLDER, "max_messages": count},
+        confirm=phrase,
     )
     return {
         "action": REQUEUE_ACTION,

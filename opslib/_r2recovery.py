@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -326,7 +325,7 @@ def conclude_r2_recovery(
     nothing to re-upload the cause is ``unrecoverable``; after a re-upload the
     next action names how many are still lost.
     """
-    parameters = f"-p recovery_dir {shlex.quote(recovery_dir)}" if recovery_dir else ""
+    parameters = {"recovery_dir": recovery_dir} if recovery_dir else {}
     verdict = conclude_procedure(RUNBOOK, plan, result, findings, parameters=parameters)
     lost = list(plan.before.get("lost") or [])
     if not lost:

@@ -13,11 +13,11 @@ offered when the run names the affected user.
 
 from __future__ import annotations
 
-import shlex
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ._command import INCIDENT_PLACEHOLDER, Placeholder, runbook_command
 from ._config import Environment
 from ._finding import Finding, Status
 from ._unreached import unreached_verdict
@@ -197,10 +197,11 @@ def _clear_limits_step(
         return None
     ip = ips.most_common(1)[0][0]
     phrase = clear_reset_limits_phrase(environment, ip)
-    command = (
-        f"runbook run {RUNBOOK} --env {environment.name} -p incident_id "
-        f"{shlex.quote(incident_id or 'INC-...')} -p apply true "
-        f"-p confirm {shlex.quote(phrase)}"
+    command = runbook_command(
+        RUNBOOK,
+        environment.name,
+        {"incident_id": incident_id or INCIDENT_PLACEHOLDER},
+        confirm=phrase,
     )
     return {
         "action": "clear-reset-limits",
@@ -222,11 +223,15 @@ def _manual_reset_step(
     if not user_email or not user_id:
         return None
     phrase = set_password_phrase(environment, user_id)
-    command = (
-        f"RUNBOOK_NEW_PASSWORD='NEW-PASSWORD' runbook run {RUNBOOK} --env "
-        f"{environment.name} -p incident_id {shlex.quote(incident_id or 'INC-...')} "
-        f"-p user_email {USER_PLACEHOLDER} -p apply true -p confirm "
-        f"{shlex.quote(phrase)}"
+    command = runbook_command(
+        RUNBOOK,
+        environment.name,
+        {
+            "incident_id": incident_id or INCIDENT_PLACEHOLDER,
+            "user_email": Placeholder(USER_PLACEHOLDER.strip("'")),
+        },
+        confirm=phrase,
+        prefix="RUNBOOK_NEW_PASSWORD='NEW-PASSWORD'",
     )
     return {
         "action": "set-password-hash",

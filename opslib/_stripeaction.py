@@ -440,21 +440,21 @@ def _plan_resend(
     return plan_webhook_resend(environment, verdict)
 
 
-def stripe_parameters(params: Any) -> str:
-    """The ``-p`` options that plan the same change again (for the printed command)."""
+def stripe_parameters(params: Any) -> dict[str, object]:
+    """The parameters that plan the same change again (for the printed command)."""
     operation = params.get("operation")
-    parts = [f"-p operation {operation}"] if operation else []
+    parts: dict[str, object] = {"operation": operation} if operation else {}
     if operation == "refund":
-        parts.append(f"-p charge {params['charge']}")
+        parts["charge"] = params["charge"]
         if params.get("amount_cents"):
-            parts.append(f"-p amount_cents {params['amount_cents']}")
+            parts["amount_cents"] = params["amount_cents"]
     elif operation == "cancel":
-        parts.append(f"-p subscription {params['subscription']}")
+        parts["subscription"] = params["subscription"]
         if params.get("at_period_end"):
-            parts.append("-p at_period_end true")
+            parts["at_period_end"] = True
     elif operation == "resend":
-        parts.append(f"-p lookback {params.get('lookback', '24h')}")
-    return " ".join(parts)
+        parts["lookback"] = params.get("lookback", "24h")
+    return parts
 
 
 register_applier(REFUND_ACTION, _apply_refund)

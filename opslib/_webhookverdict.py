@@ -27,10 +27,10 @@ leaves the secret in the shell history.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ._command import INCIDENT_PLACEHOLDER, runbook_command
 from ._config import Environment
 from ._finding import Finding, Status
 from ._unreached import unreached_verdict
@@ -212,10 +212,11 @@ def _step(
     phrase: str,
     summary: str,
 ) -> dict[str, Any]:
-    command = (
-        f"runbook run {RUNBOOK} --env {environment.name} -p incident_id "
-        f"{shlex.quote(incident_id or 'INC-...')} -p apply true "
-        f"-p confirm {shlex.quote(phrase)}"
+    command = runbook_command(
+        RUNBOOK,
+        environment.name,
+        {"incident_id": incident_id or INCIDENT_PLACEHOLDER},
+        confirm=phrase,
     )
     return {
         "action": action,
