@@ -22,7 +22,8 @@ from typing import Any
 from ._authprobe import AuthProbeClient
 from ._cloudflare import CloudflareClient
 from ._config import Environment
-from ._errors import APIError
+from ._counters import parse_counter_key
+from ._errors import APIError, ServiceError
 from ._finding import Finding, Status, check, unknown
 from ._time import parse_duration, utcnow
 
@@ -45,6 +46,9 @@ EXPECTED_COOKIE = {
 UNLISTED_ORIGIN = "https://unlisted-origin.invalid"
 # Login limits per IP: failed logins per 5 min, and all attempts per 15 min.
 LOGIN_LIMIT = 5
+LOGIN_WINDOW_S = 900
+# Login attempts one run of the probe adds to the counters of its own address.
+PROBE_ATTEMPTS = 1
 MAX_COUNTERS_READ = 100
 UNVERIFIED_ALARM = 3
 
@@ -117,12 +121,16 @@ def _read_until(
 
 
 @check("login")
-def probe_login(environment: Environment) -> Finding:
+def probe_login(environment: Environment, limits: Finding | None = None) -> Finding:
     """Log in as the test account, use the session once, and log out.
 
     The password comes from ``RUNBOOK_TEST_ACCOUNT_PASSWORD``, never from a
     parameter; the cookie's value is never shown. Each run spends one of the five
-    login attempts per 15 minutes the platform allows per IP address.
+    login attempts per 15 minutes the platform allows per IP address, so with
+    ``limits`` (the counters read before probing) the probe is skipped when one
+    more attempt from its own address would reach the limit: the runbook must
+    not lock out the engineer running it, nor the users behind the same address.
+    Its own addresses are those of the test account's logins in the window.
     """
     email = environment.test_account_email
     password = environment.secret(PASSWORD_VARIABLE)
@@ -130,6 +138,10 @@ def probe_login(environment: Environment) -> Finding:
         missing = "test_account_email in the environment file" if not email else ""
         missing = missing or f"the variable {PASSWORD_VARIABLE}"
         return unknown("login", f"cannot log in: set {missing}")
+    if limits is not None:
+        skipped = _skip_when_spent(environment, email, limits)
+        if skipped is not None:
+            return skipped
     client = AuthProbeClient(environment)
     try:
         probe = client.login(email, password)
@@ -146,18 +158,86 @@ def probe_login(environment: Environment) -> Finding:
     }
     facts: dict[str, Any] = {**row, "cookie": dict(probe.cookie)}
     facts["rate_limit"] = dict(probe.rate_limit)
+    facts["attempts_added"] = PROBE_ATTEMPTS
+    spent = (
+        f" (this probe added {PROBE_ATTEMPTS} login attempt to its address's "
+        f"{LOGIN_LIMIT} per {LOGIN_WINDOW_S // 60} minutes)"
+    )
     if probe.status_code is None:
         return Finding(
             "login", Status.UNKNOWN, f"no answer: {probe.error}", [row], facts
         )
     if probe.status_code == 200 and probe.cookie and probe.me_status == 200:
         text = "the test account logs in, and the session works for /auth/me"
-        return Finding("login", Status.OK, text, [row], facts)
+        return Finding("login", Status.OK, text + spent, [row], facts)
     text = f"login answers {probe.status_code}"
     text += f" ({probe.error})" if probe.error else ""
     if probe.status_code == 200:
         text += f"; /auth/me with the new session answers {probe.me_status}"
-    return Finding("login", Status.FAIL, text, [row], facts)
+    return Finding("login", Status.FAIL, text + spent, [row], facts)
+
+
+def _skip_when_spent(
+    environment: Environment, email: str, limits: Finding
+) -> Finding | None:
+    """A skipped-probe finding when one more attempt would reach the limit."""
+    attempts: Mapping[str, Mapping[str, Any]] = limits.facts.get("attempts") or {}
+    if not attempts:
+        return None
+    try:
+        recent = _probe_logins(environment, email)
+    except ServiceError as error:
+        logger.warning("probe addresses unknown, guarding every address: %s", error)
+        recent = []
+    own = {r["ip"] for r in recent} if recent else set(attempts)
+    near = {
+        ip: a
+        for ip, a in attempts.items()
+        if ip in own and a["count"] + PROBE_ATTEMPTS >= LOGIN_LIMIT
+    }
+    if not near:
+        return None
+    ip = max(near, key=lambda i: near[i]["resets_in_s"])
+    wait_s = int(near[ip]["resets_in_s"])
+    last_ok = bool(recent) and recent[0]["action"] == "login"
+    rows = [{"ip": i, **a, "limit": LOGIN_LIMIT} for i, a in near.items()]
+    facts = {
+        "skipped": True,
+        "ips": sorted(near),
+        "resets_in_s": wait_s,
+        "attempts_added": 0,
+        "last_probe_ok": last_ok,
+    }
+    text = (
+        f"login probe skipped: {near[ip]['count']} of {LOGIN_LIMIT} login attempts "
+        f"from {ip} in this window, and the probe adds {PROBE_ATTEMPTS}, which would "
+        f"lock this address out; the window resets in {_minutes(wait_s)}"
+    )
+    if last_ok:
+        text += "; the test account's last login from it succeeded"
+    status = Status.WARN if last_ok else Status.UNKNOWN
+    return Finding("login", status, text, rows, facts)
+
+
+def _probe_logins(environment: Environment, email: str) -> list[dict[str, Any]]:
+    """The test account's logins in the window, newest first: the probe's own."""
+    since = int(utcnow().timestamp()) - LOGIN_WINDOW_S
+    client = CloudflareClient(environment)
+    try:
+        rows = client.d1_query(
+            "SELECT a.ip_address AS ip, a.action, a.timestamp FROM audit_log a "
+            "JOIN users u ON u.id = a.user_id WHERE u.email = ? "
+            "AND a.action IN ('login', 'login_failed') AND a.timestamp >= ? "
+            "ORDER BY a.timestamp DESC LIMIT 50",
+            [email, since],
+        )[0]["results"]
+    finally:
+        client.close()
+    return [dict(r) for r in rows if r.get("ip")]
+
+
+def _minutes(seconds: int) -> str:
+    return f"{max(1, round(seconds / 60))} min" if seconds > 0 else "now"
 
 
 def check_session_cookie(login: Finding) -> Finding:
@@ -168,6 +248,8 @@ def check_session_cookie(login: Finding) -> Finding:
     """
     started = time.monotonic()
     cookie: Mapping[str, str] = login.facts.get("cookie") or {}
+    if login.facts.get("skipped"):
+        return unknown("cookie", "not inspected: the login probe was skipped")
     if not cookie:
         text = "no session cookie to inspect (the login did not set one)"
         return unknown("cookie", text)
@@ -265,7 +347,11 @@ def check_login_rate_limits(environment: Environment, client_ip: str = "") -> Fi
         for c in live
         if c["ip"] in limited or c["ip"] == client_ip
     ]
-    facts = {"limited_ips": limited, "keys": {ip: _keys_of(live, ip) for ip in limited}}
+    facts = {
+        "limited_ips": limited,
+        "keys": {ip: _keys_of(live, ip) for ip in limited},
+        "attempts": _attempts_by_ip(live, now_ms),
+    }
     if limited:
         text = f"login limit reached for {len(limited)} IP(s): {', '.join(limited[:5])}"
         return Finding("rate-limits", Status.FAIL, text, rows, facts)
@@ -303,7 +389,7 @@ def _counter(
         return None
     if not isinstance(record, dict):
         return None
-    ip = key.split(":")[2]
+    _, ip, _ = parse_counter_key(key)
     return {
         "key": key,
         "ip": ip,
@@ -319,6 +405,24 @@ def _counter_row(counter: Mapping[str, Any], now_ms: float) -> dict[str, Any]:
         "count": counter["count"],
         "limit": LOGIN_LIMIT,
         "resets_in_s": round((counter["reset_at"] - now_ms) / 1000),
+    }
+
+
+def _attempts_by_ip(
+    counters: list[dict[str, Any]], now_ms: float
+) -> dict[str, dict[str, int]]:
+    """Per IP, its fullest live counter: the count and when its window resets."""
+    fullest: dict[str, dict[str, Any]] = {}
+    for counter in counters:
+        seen = fullest.get(counter["ip"])
+        if seen is None or counter["count"] > seen["count"]:
+            fullest[counter["ip"]] = counter
+    return {
+        ip: {
+            "count": c["count"],
+            "resets_in_s": max(0, round((c["reset_at"] - now_ms) / 1000)),
+        }
+        for ip, c in fullest.items()
     }
 
 

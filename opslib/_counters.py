@@ -26,6 +26,27 @@ SESSIONS = "SESSIONS"
 KV_SETTLE_S = 10.0
 
 
+def parse_counter_key(name: str) -> tuple[str, str, str]:
+    """Split a counter's key into its kind, the client's IP and the path counted.
+
+    The platform writes ``rate_limit:ip:<ip>:<path with / as _>``,
+    ``rate_limit:endpoint:<ip>:<path>`` and ``rate_limit:login:<ip>`` (failed
+    logins). An IPv6 address holds colons itself, so the IP is what lies between
+    the kind and the path, never one colon-separated field. A key of another kind
+    gives its whole rest as the IP and an empty path.
+    """
+    kind, _, rest = name.removeprefix("rate_limit:").partition(":")
+    if kind == "endpoint":
+        ip, _, path = rest.partition(":/")
+        return kind, ip, "/" + path
+    if kind == "ip":
+        ip, _, path = rest.rpartition(":")
+        return kind, ip, path.replace("_", "/")
+    if kind == "login":
+        return kind, rest, "/auth/login"
+    return kind, rest, ""
+
+
 def read_counters(environment: Environment, keys: Iterable[str]) -> dict[str, Any]:
     """Read the counters among ``keys`` that exist, decoded (JSON or short text)."""
     namespace_id = environment.kv_namespaces[SESSIONS]

@@ -25,6 +25,7 @@ from typing import Any
 
 from ._cloudflare import CloudflareClient
 from ._config import Environment
+from ._counters import parse_counter_key
 from ._errors import ConfigError
 from ._finding import Finding, Status, check, unknown
 from ._mailchannels import MailChannelsClient, build_message
@@ -362,13 +363,7 @@ def _token_row(token: Mapping[str, Any], now: int) -> dict[str, Any]:
 
 
 def _counter_row(name: str, value: bytes, now_ms: float) -> dict[str, Any]:
-    kind, _, rest = name.removeprefix("rate_limit:").partition(":")
-    if kind == "endpoint":
-        ip, _, path = rest.partition(":/")
-        path = "/" + path
-    else:
-        ip, _, path = rest.rpartition(":")
-        path = path.replace("_", "/")
+    kind, ip, path = parse_counter_key(name)
     try:
         record = json.loads(value)
     except ValueError:

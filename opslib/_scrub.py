@@ -44,7 +44,13 @@ _FIELD_RULES = (
     ("x-auth", "X-Auth-(?:Key|Email)", ""),
     ("session_id", "session_id", ""),
 )
-_COOKIE_VALUE = r"""[^"'\r\n]+"""
+# A cookie header's value: name=value pairs up to the end of the line or quote, or
+# one bare token standing alone there. Prose after "cookie:" (a check's message,
+# such as "no session cookie to inspect") is neither, and is left as it is.
+_COOKIE_VALUE = (
+    r"""[^\s=;"',]+=[^"'\r\n]*"""
+    r"""|[^\s"',;=]+(?=[ \t]*(?:["'\r\n]|$))"""
+)
 _BEARER = re.compile(r"\b(?P<lead>Bearer\s+)(?P<value>[A-Za-z0-9\-._~+/]+=*)", re.I)
 _STRIPE_KEY = re.compile(r"\b(?:(?:sk|rk)_(?:live|test)|whsec)_[A-Za-z0-9]{8,}")
 _EMAIL = re.compile(

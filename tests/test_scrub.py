@@ -90,6 +90,20 @@ def test_scrub_text_prefers_the_longer_of_two_overlapping_secrets() -> None:
             "Set-Cookie: [redacted:cookie]",
         ),
         ("cookie: a=1; b=2\nnext", "cookie: [redacted:cookie]\nnext"),
+        ("Cookie: 9f8e7d6c5b4a\nnext", "Cookie: [redacted:cookie]\nnext"),
+        (
+            "{'Cookie': 'session_id=s3cr3t; theme=dark'}",
+            "{'Cookie': '[redacted:cookie]'}",
+        ),
+        ("cookie=session_id=abc", "cookie=[redacted:cookie]"),
+        (
+            "cookie: no session cookie to inspect (the login did not set one)",
+            "cookie: no session cookie to inspect (the login did not set one)",
+        ),
+        (
+            "cookie: session cookie as expected: path=/; max-age=1800",
+            "cookie: session cookie as expected: path=/; max-age=1800",
+        ),
         (
             "GET /me?session_id=9f8e7d&x=1",
             "GET /me?session_id=[redacted:session_id]&x=1",
