@@ -50,14 +50,17 @@ def plan_auth_repair(
     Args:
         environment: where the platform runs.
         verdict: the auth-broken verdict.
-        client_ip: the IP whose counters to clear (default: the verdict's).
-        user_id: the account to mark verified (default: the verdict's).
+        client_ip: the IP whose counters to clear, when the verdict names none.
+        user_id: the account to mark verified, when the verdict names none.
+
+    The verdict's gated step already names the target asked for (see
+    :func:`diagnose_auth_broken`), so the plan and the printed command agree.
     """
     step = verdict.gated_step or {}
     if step.get("action") == CLEAR:
-        return plan_clear_rate_limits(environment, client_ip or step["ip"])
+        return plan_clear_rate_limits(environment, step.get("ip") or client_ip)
     if step.get("action") == VERIFY:
-        return plan_verify_account(environment, user_id or step["user_id"])
+        return plan_verify_account(environment, step.get("user_id") or user_id)
     return ActionPlan(
         "none", environment.name, "", f"no repair: the cause is {verdict.cause!r}"
     )
@@ -82,6 +85,14 @@ def plan_verify_account(environment: Environment, user_id: str) -> ActionPlan:
     email address or the password hash.
     """
     row = _read_user(environment, user_id)
+    if row is None:
+        return ActionPlan(
+            "none", environment.name, user_id, f"no such user: {user_id!r} in D1"
+        )
+    if row.get("email_verified") != 0:
+        return ActionPlan(
+            "none", environment.name, user_id, f"user {user_id!r} is verified already"
+        )
     return ActionPlan(
         action=VERIFY,
         environment=environment.name,
@@ -132,9 +143,15 @@ def _apply_verify(
     plan: ActionPlan, environment: Environment, operator: str
 ) -> ActionResult:
     live = _read_user(environment, plan.target)
+    if live is None:
+        return ActionResult(
+            plan,
+            "refused",
+            f"no such user: {plan.target!r} is no longer in D1; re-run the runbook",
+            operator,
+        )
     if (
-        live is None
-        or live != plan.before.get("row")
+        live != plan.before.get("row")
         or live.get("email_verified") != 0
     ):
         return ActionResult(

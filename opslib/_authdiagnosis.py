@@ -42,6 +42,7 @@ def diagnose_auth_broken(
     environment: Environment,
     incident_id: str = "",
     client_ip: str = "",
+    user_id: str = "",
 ) -> Verdict:
     """Work out why logins fail from the runbook's findings.
 
@@ -50,6 +51,8 @@ def diagnose_auth_broken(
         environment: the environment diagnosed, named in the gated step.
         incident_id: the incident, repeated in the gated step's command.
         client_ip: an IP a user reported; preferred when several are limited.
+        user_id: the account the operator asked to mark verified; named in the
+            gated step instead of the newest unverified one.
 
     Returns:
         The verdict; a gated step only for rate limits or unverified accounts.
@@ -76,7 +79,7 @@ def diagnose_auth_broken(
     if limited or facts("login").get("login") == 429:
         return _rate_limited(ctx, limited, client_ip)
     if status("unverified") is Status.FAIL:
-        return _unverified(ctx)
+        return _unverified(ctx, user_id)
     if status("cors") is Status.FAIL:
         refused = ", ".join(facts("cors").get("refused") or []) or "an unlisted origin"
         return ctx.make(
@@ -161,9 +164,9 @@ def _rate_limited(ctx: _Context, limited: list[str], client_ip: str) -> Verdict:
     )
 
 
-def _unverified(ctx: _Context) -> Verdict:
+def _unverified(ctx: _Context, asked: str) -> Verdict:
     user_ids = list(ctx.facts("unverified").get("user_ids") or [])
-    user_id = user_ids[0]
+    user_id = asked or user_ids[0]
     phrase = verify_account_phrase(ctx.environment, user_id)
     step = {
         "action": "verify-account",

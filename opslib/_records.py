@@ -270,8 +270,9 @@ def format_verdict(sidecar: Mapping[str, Any]) -> str:
     if evidence:
         lines += ["evidence:", *(f"  - {_one_line(item)}" for item in evidence)]
     lines.append(f"next action: {verdict.get('next_action') or '-'}")
-    lines.append(f"gated step:  {_gated_step(verdict.get('gated_step'))}")
-    lines += _gate_lines(sidecar.get("actions") or [])
+    actions = sidecar.get("actions") or []
+    lines.append(f"gated step:  {_gated_step(verdict.get('gated_step'), actions)}")
+    lines += _gate_lines(actions)
     return "\n".join(lines)
 
 
@@ -291,9 +292,10 @@ def _gate_lines(actions: Sequence[Any]) -> list[str]:
         if not isinstance(action, Mapping) or action.get("kind") != "result":
             continue
         word = _GATE_WORDS.get(str(action.get("outcome")), str(action.get("outcome")))
-        lines.append(
-            f"gate:        {action.get('action')}: {word}: {action.get('detail')}"
-        )
+        detail = str(action.get("detail"))
+        if detail.endswith("nothing changed"):
+            word = word.removesuffix(", nothing changed")
+        lines.append(f"gate:        {action.get('action')}: {word}: {detail}")
         after = action.get("after")
         if isinstance(after, Mapping):
             lines.append(
@@ -313,9 +315,18 @@ def _error_lines(error: object) -> list[str]:
     return [f"error:       {error.get('kind')}{where}: {what}"]
 
 
-def _gated_step(step: object) -> str:
+def _gated_step(step: object, actions: Sequence[Any] = ()) -> str:
     if not step:
         return "-"
+    applied = [
+        a
+        for a in actions
+        if isinstance(a, Mapping)
+        and a.get("kind") == "result"
+        and a.get("outcome") == "applied"
+    ]
+    if applied:
+        return "applied in this run (see the gate line below); not to be run again"
     if isinstance(step, Mapping) and step.get("command"):
         return str(step["command"])
     return _one_line(step)

@@ -134,3 +134,23 @@ def test_healthy_verdict_plans_no_repair(sandbox, env):
     plan = opslib.plan_auth_repair(env, verdict)
     assert plan.is_noop
     assert apply_action(plan, environment=env, apply=True).outcome == "not-needed"
+
+
+def test_verify_plan_for_an_unknown_user_says_no_such_user(sandbox, env):
+    sandbox.reset("unverified-accounts")
+    plan = opslib.plan_verify_account(env, "u-does-not-exist")
+    assert plan.is_noop
+    assert "no such user" in plan.summary
+    assert "stale" not in plan.summary
+
+
+def test_asked_user_is_the_one_the_step_prints_and_the_plan_targets(sandbox, env):
+    sandbox.reset("unverified-accounts")
+    unverified = opslib.check_unverified_logins(env, "24h")
+    newest = unverified.facts["user_ids"][0]
+    asked = next(u for u in sandbox.truth()["details"]["user_ids"] if u != newest)
+    verdict = opslib.diagnose_auth_broken([unverified], environment=env, user_id=asked)
+    plan = opslib.plan_auth_repair(env, verdict, user_id=asked)
+    assert verdict.gated_step["user_id"] == plan.target == asked
+    assert f"-p user_id {asked}" in verdict.gated_step["command"]
+    assert verdict.gated_step["confirm"] == plan.confirm_phrase

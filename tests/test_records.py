@@ -298,3 +298,37 @@ def test_format_verdict_says_a_refusal_changed_nothing() -> None:
     assert "rollback: REFUSED, nothing changed: confirm phrase" in format_verdict(
         sidecar
     )
+
+
+def test_format_verdict_says_nothing_changed_once_for_a_refusal() -> None:
+    detail = "confirm phrase 'x' does not match 'y'; nothing changed"
+    sidecar = {
+        "verdict": {"status": "fail", "cause": "bad-deployment"},
+        "actions": [
+            {
+                "kind": "result",
+                "action": "rollback",
+                "outcome": "refused",
+                "detail": detail,
+            }
+        ],
+    }
+    text = format_verdict(sidecar)
+    assert text.count("nothing changed") == 1
+    assert f"rollback: REFUSED: {detail}" in text
+
+
+def test_format_verdict_offers_no_second_apply_once_applied() -> None:
+    step = {"command": "runbook run rollback -p apply true -p confirm x"}
+    applied = {"kind": "result", "action": "rollback", "outcome": "applied"}
+    for outcome, shows_command in (("applied", False), ("dry-run", True)):
+        sidecar = {
+            "verdict": {"status": "ok", "cause": "rolled-back", "gated_step": step},
+            "actions": [{**applied, "outcome": outcome, "detail": "d"}],
+        }
+        line = next(
+            x
+            for x in format_verdict(sidecar).splitlines()
+            if x.startswith("gated step")
+        )
+        assert (step["command"] in line) is shows_command
