@@ -150,10 +150,7 @@ def _apply_verify(
             f"no such user: {plan.target!r} is no longer in D1; re-run the runbook",
             operator,
         )
-    if (
-        live != plan.before.get("row")
-        or live.get("email_verified") != 0
-    ):
+    if live != plan.before.get("row") or live.get("email_verified") != 0:
         return ActionResult(
             plan,
             "refused",
