@@ -233,12 +233,12 @@ def check_purged(environment: Environment) -> Finding:
     return Finding("purge-after", status, text, facts={"left": left})
 
 
-def breach_parameters(params: Any) -> str:
-    """The ``-p`` options that plan the same step again (for the printed command)."""
+def breach_parameters(params: Any) -> dict[str, object]:
+    """The parameters that plan the same step again (for the printed command)."""
     step = params.get("step")
     if step == ROTATE_ACTION:
-        return f"-p step {step} -p secret_name {params['secret_name']}"
-    return f"-p step {step}" if step else ""
+        return {"step": step, "secret_name": params["secret_name"]}
+    return {"step": step} if step else {}
 
 
 register_applier(ROTATE_ACTION, _apply_rotation)

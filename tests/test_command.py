@@ -13,6 +13,7 @@ import pytest
 
 from opslib import ActionPlan, Finding, Status, diagnose_auth_broken, load_environment
 from opslib._apidown import rollback_step
+from opslib._breachaction import breach_parameters
 from opslib._command import Placeholder, runbook_command
 from opslib._procedure import write_parameters
 from opslib._stripeaction import stripe_parameters
@@ -139,6 +140,11 @@ def test_procedure_parameters_are_quoted():
         ("sql", sql),
         ("max_rows", "1"),
     ]
+    secret = "JWT_SECRET$(touch MARK)"
+    rotate = breach_parameters({"step": "rotate-secret", "secret_name": secret})
+    assert ("secret_name", secret) in _options(
+        runbook_command("security-breach", "sandbox", rotate)
+    )
     charge = "ch_1;touch MARK"
     params = {"operation": "refund", "charge": charge, "amount_cents": 5}
     assert ("charge", charge) in _options(
