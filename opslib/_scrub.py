@@ -70,7 +70,6 @@ _SENSITIVE_KEYS = frozenset(
         "password",
         "password_hash",
         "token",
-        "secret",
     }
 )
 
