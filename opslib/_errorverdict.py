@@ -17,7 +17,7 @@ from ._apidown import rollback_step as shared_rollback_step
 from ._config import Environment
 from ._finding import Finding, Status
 from ._unreached import unreached_verdict
-from ._verdict import Verdict
+from ._verdict import Verdict, not_ok
 
 RUNBOOK = "high-error-rate"
 _CLASS_CAUSE = {
@@ -79,9 +79,7 @@ def diagnose_high_error_rate(
     if unreached is not None:
         return unreached
     cause = _cause(found)
-    evidence = [str(f) for f in found.values() if f.status is not Status.OK]
-    unknowns = [n for n, f in found.items() if f.status is Status.UNKNOWN]
-    blind = f" Could not check: {', '.join(unknowns)}." if unknowns else ""
+    evidence, unknowns, blind = not_ok(found)
     every = list(found.values())
     if cause == "healthy":
         return Verdict(

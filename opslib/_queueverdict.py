@@ -16,7 +16,7 @@ from ._command import INCIDENT_PLACEHOLDER, runbook_command
 from ._config import Environment
 from ._finding import Finding, Status
 from ._unreached import unreached_verdict
-from ._verdict import Verdict
+from ._verdict import Verdict, not_ok
 
 RUNBOOK = "queue-delays"
 REQUEUE_ACTION = "requeue-dead-letters"
@@ -91,9 +91,7 @@ def diagnose_queue_delays(
     if unreached is not None:
         return unreached
     cause = _cause(found)
-    evidence = [str(f) for f in found.values() if f.status is not Status.OK]
-    unknowns = [n for n, f in found.items() if f.status is Status.UNKNOWN]
-    blind = f" Could not check: {', '.join(unknowns)}." if unknowns else ""
+    evidence, unknowns, blind = not_ok(found)
     everything = list(found.values())
     if cause == "healthy":
         status = Status.WARN if unknowns else Status.OK

@@ -213,3 +213,17 @@ class Verdict:
             command = html.escape(str(self.gated_step.get("command", "")))
             parts.append(f"<p><b>Gated step:</b> <code>{command}</code></p>")
         return "".join(parts)
+
+
+def not_ok(found: Mapping[str, Finding]) -> tuple[list[str], list[str], str]:
+    """Sum up the findings a verdict must show.
+
+    Returns:
+        The evidence lines (every finding that is not OK), the names of the
+        findings that are unknown, and the sentence naming them for a summary
+        ("" when every finding could be checked).
+    """
+    evidence = [str(f) for f in found.values() if f.status is not Status.OK]
+    unknowns = [n for n, f in found.items() if f.status is Status.UNKNOWN]
+    blind = f" Could not check: {', '.join(unknowns)}." if unknowns else ""
+    return evidence, unknowns, blind
