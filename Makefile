@@ -32,8 +32,7 @@ test: setup
 	exit $$status
 
 bench: setup
-	$(BIN)/python bench/run_vs_papermill.py
-	$(BIN)/python bench/restore_vs_sqlite3.py
+	$(BIN)/python bench/run_all.py
 
 bench-restore: setup
 	$(BIN)/python bench/restore_vs_sqlite3.py

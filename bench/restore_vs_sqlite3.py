@@ -157,6 +157,13 @@ def main() -> None:
     print(
         f"speed ratio (sqlite3 / opslib): {shell_median / opslib_median:.2f} (target >= 0.8)"
     )
+    from _protocol import result_line
+
+    print(
+        result_line(
+            "restore_vs_sqlite3", shell_median / opslib_median, "ratio", ">= 0.8"
+        )
+    )
 
 
 if __name__ == "__main__":

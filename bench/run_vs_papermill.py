@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _protocol import result_line
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 NOTEBOOK = ROOT / "notebooks" / "incidents" / "01-api-down.ipynb"
@@ -93,6 +95,11 @@ def main() -> None:
     )
     print(
         f"ratio runbook/papermill: {runbook_median / papermill_median:.2f} (target <= 1.00)"
+    )
+    print(
+        result_line(
+            "run_vs_papermill", runbook_median / papermill_median, "ratio", "<= 1.0"
+        )
     )
 
 
