@@ -77,7 +77,9 @@ class RunRecord:
     Attributes:
         id: the record id, such as ``20261204T171501Z-api-down-INC-42-3fa9``.
         status: ``succeeded`` when the notebook ran to its end (whatever its
-            verdict found), else ``failed``.
+            verdict found), ``aborted`` when the person running it interrupted
+            it (Ctrl-C, SIGINT), else ``failed`` (a cell raised, the kernel
+            died, a timeout).
         record_path: the executed, scrubbed notebook.
         sidecar_path: the JSON sidecar beside it.
         verdict: the notebook's last verdict, or None.
@@ -458,8 +460,9 @@ def _log_outcome(run: _Run) -> None:
         logger.info("run archived record_id=%s status=succeeded", run.id)
         return
     logger.warning(
-        "run archived record_id=%s status=failed kind=%s cell_index=%s",
+        "run archived record_id=%s status=%s kind=%s cell_index=%s",
         run.id,
+        _status(run.error),
         run.error["kind"],
         run.error["cell_index"],
     )
@@ -481,7 +484,7 @@ def _sidecar(
         "started_at": _iso(run.started),
         "finished_at": _iso(finished),
         "duration_s": round((finished - run.started).total_seconds(), 3),
-        "status": "failed" if run.error else "succeeded",
+        "status": _status(run.error),
         "error": _trimmed(scrubber.scrub_obj(run.error)),
         "verdict": collect_verdict(nb),
         "actions": collect_outputs(nb, ACTION_MIME),
@@ -491,6 +494,13 @@ def _sidecar(
         "papermill_version": _version("papermill"),
         "record_path": record_path,
     }
+
+
+def _status(error: Mapping[str, Any] | None) -> str:
+    """succeeded, aborted (interrupted by the person running it) or failed."""
+    if error is None:
+        return "succeeded"
+    return "aborted" if error.get("kind") == "interrupted" else "failed"
 
 
 def _references(nb: nbformat.NotebookNode) -> list[str]:
