@@ -41,9 +41,12 @@ MAX_WINDOW_MIN = 24 * 60
 _USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 _CUSTOMER_ID = re.compile(r"cus_[A-Za-z0-9]{1,64}")
-_API_VERSION = re.compile(r"20\d\d-[01]\d-[0-3]\d\.[a-z]{1,20}")
-_BACKUP_KEY = re.compile(r"backup-\d{4}-\d{2}-\d{2}-\d{10,16}\.sql\.gz")
-_ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|\+00:00)")
+# Digits are spelled [0-9]: a bare \d also matches other scripts' digits.
+_API_VERSION = re.compile(r"20[0-9]{2}-[01][0-9]-[0-3][0-9]\.[a-z]{1,20}")
+_BACKUP_KEY = re.compile(r"backup-[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{10,16}\.sql\.gz")
+_ISO_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|\+00:00)"
+)
 _INCIDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _DURATION = re.compile(r"([1-9][0-9]{0,5})([mhd])")
 _DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
@@ -136,11 +139,14 @@ def _is_url_path(item: object) -> bool:
 
 
 def _check_client_ip(value: object) -> str | None:
-    expected = "empty, or an IPv4 or IPv6 address (such as 203.0.113.7)"
+    expected = "empty, or an IPv4 or IPv6 address without a %zone (such as 203.0.113.7)"
     if value == "":
         return None
+    # ipaddress takes any text after '%' as an IPv6 zone: quotes, newlines and all.
+    if not isinstance(value, str) or "%" in value:
+        return expected
     try:
-        ipaddress.ip_address(value if isinstance(value, str) else "")
+        ipaddress.ip_address(value)
     except ValueError:
         return expected
     return None

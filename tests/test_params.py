@@ -97,6 +97,23 @@ def test_params_refuse_assignment_and_name_unknown_attributes() -> None:
         ("note", "back\\slash", r"note: got .* — expected a single line"),
         ("note", "bidi \u202e", r"note: got .* without quotes, backslashes or control"),
         ("note", "x" * 201, r"note: got 'xxxx.*… \(203 characters\)"),
+        ("client_ip", "fe80::1%' or 1=1", r"client_ip: got .* without a %zone"),
+        ("client_ip", "fe80::1%eth0\n", r"client_ip: got .* — expected empty, or an"),
+        (
+            "backup_key",
+            "backup-\u0662\u0660\u0662\u0666-11-27-1795748400417.sql.gz",
+            "backup_key: got",
+        ),
+        (
+            "api_version",
+            "20\u0662\u0664-10-28.acacia",
+            r"api_version: got .* a date and",
+        ),
+        (
+            "incident_time",
+            "\u0662\u0660\u0662\u0666-11-27T14:30Z",
+            "incident_time: got",
+        ),
         ("ratio", float("inf"), r"ratio: got inf — expected a finite number"),
         ("when", datetime.date(2025, 1, 1), r"when: got .* — expected a str, int"),
         ("tags", ["ok", "no\nway"], r"tags: got .* — expected a list whose items"),
