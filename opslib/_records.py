@@ -260,7 +260,9 @@ def format_verdict(sidecar: Mapping[str, Any]) -> str:
     ]
     lines += _error_lines(sidecar.get("error"))
     if not verdict:
-        return "\n".join([*lines, "verdict:     none (the notebook did not reach one)"])
+        why = "a gate passed in JupyterLab" if get("source") else "the notebook"
+        lines.append(f"verdict:     none ({why} did not reach one)")
+        return "\n".join(lines + _gate_lines(sidecar.get("actions") or []))
 
     lines += [
         f"verdict:     {verdict.get('status')} — cause: {verdict.get('cause')}",

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._beforeimage import RECORDS_VARIABLE
-from ._config import NAMED_ENVIRONMENT_VARIABLE, load_environment
+from ._config import NAMED_ENVIRONMENT_VARIABLE, Environment, load_environment
 from ._errors import ParameterError, RunError
 from ._kernel import KernelWarmer
 from ._notebook import (
@@ -190,9 +190,8 @@ def run_notebook(
 
     effective = {name: spec.default for name, spec in specs.items()} | values
     record_id = new_record_id(started, runbook_name(path), _incident_id(effective))
-    folder = _prepare_folder(records_dir, started)
-    scrubber = Scrubber.from_environment(extra_files=_dotenv_files())
-    scrubber = scrubber.extended(env.secrets)
+    folder = prepare_folder(records_dir, started)
+    scrubber = _scrubber(env)
     logger.info(
         "run started record_id=%s notebook=%s environment=%s", record_id, path, env.name
     )
@@ -201,7 +200,8 @@ def run_notebook(
     with _kernel_environment(named, archive_dir(records_dir).absolute(), record_id):
         nb, error, interrupted = _execute(path, values, cell_timeout, kernel_name)
     nb = _finish_notebook(nb, error, scrubber)
-    run = _Run(record_id, path, env.name, started, effective, operator, error)
+    name = runbook_name(path)
+    run = _Run(record_id, path, name, env.name, started, effective, operator, error)
     record = _archive(run, nb, scrubber, folder, archive_dir(records_dir))
     if interrupted:
         raise KeyboardInterrupt
@@ -291,7 +291,12 @@ def _cell_timeout(timeout: float | None) -> int | None:
     return math.ceil(timeout)
 
 
-def _prepare_folder(records_dir: str | Path, started: datetime.datetime) -> Path:
+def prepare_folder(records_dir: str | Path, started: datetime.datetime) -> Path:
+    """Create the archive folder a record started at ``started`` goes to.
+
+    Raises:
+        RunError: when it cannot be created.
+    """
     folder = record_folder(records_dir, started)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -411,12 +416,60 @@ def _finish_notebook(
 @dataclass(frozen=True)
 class _Run:
     id: str
-    path: Path
+    path: Path | None
+    runbook: str
     environment: str
     started: datetime.datetime
     parameters: dict[str, object]
     operator: str | None
     error: dict[str, Any] | None
+    source: str | None = None
+
+
+def archive_notebook(
+    nb: nbformat.NotebookNode,
+    *,
+    record_id: str,
+    notebook: Path | None,
+    runbook: str,
+    environment: Environment,
+    started: datetime.datetime,
+    parameters: dict[str, object],
+    operator: str | None,
+    error: dict[str, Any] | None,
+    records_dir: str | Path,
+    source: str,
+) -> RunRecord:
+    """Scrub a notebook executed elsewhere (not by papermill) and archive it.
+
+    The record has the shape of a headless run's, with ``source`` saying where
+    the notebook was executed (``jupyterlab-gate`` for the gate widget).
+
+    Raises:
+        RunError: when the record cannot be written.
+    """
+    scrubber = _scrubber(environment)
+    nb = scrubber.scrub_notebook(nb)
+    if error is not None:
+        error["cell_index"] = failed_cell_index(nb)
+    run = _Run(
+        record_id,
+        notebook,
+        runbook,
+        environment.name,
+        started,
+        parameters,
+        operator,
+        error,
+        source,
+    )
+    folder = prepare_folder(records_dir, started)
+    return _archive(run, nb, scrubber, folder, archive_dir(records_dir))
+
+
+def _scrubber(environment: Environment) -> Scrubber:
+    scrubber = Scrubber.from_environment(extra_files=_dotenv_files())
+    return scrubber.extended(environment.secrets)
 
 
 def _archive(
@@ -475,8 +528,8 @@ def _sidecar(
     return {
         "sidecar_version": SIDECAR_VERSION,
         "id": run.id,
-        "notebook": _relative_to_root(run.path),
-        "runbook": runbook_name(run.path),
+        "notebook": _relative_to_root(run.path) if run.path else None,
+        "runbook": run.runbook,
         "environment": run.environment,
         "incident_id": scrubber.scrub_text(_incident_id(run.parameters)) or None,
         "parameters": scrubber.scrub_obj(run.parameters),
@@ -493,6 +546,7 @@ def _sidecar(
         "opslib_version": _version("opslib"),
         "papermill_version": _version("papermill"),
         "record_path": record_path,
+        **({"source": run.source} if run.source else {}),
     }
 
 

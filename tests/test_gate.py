@@ -140,6 +140,21 @@ def test_widget_in_production_is_refused_unless_named(production):
     assert [r.outcome for r in box.results] == ["refused"]
     assert box.results[0].operator and box.results[0].at
     assert role(production) == "author"
+    [record] = box.records
+    [result] = [a for a in record.sidecar["actions"] if a["kind"] == "result"]
+    assert result["outcome"] == "refused" and "--env production" in result["detail"]
+    assert record.sidecar["environment"] == "production"
+
+
+def test_widget_in_production_applies_when_named(production, monkeypatch):
+    monkeypatch.setenv(NAMED_ENVIRONMENT_VARIABLE, "production")
+    plan = plan_d1_write(production, SQL)
+    box = gate_widget(plan, environment=production)
+    box.children[1].value = plan.confirm_phrase
+    box.children[2].click()
+    assert [r.outcome for r in box.results] == ["applied"]
+    assert role(production) == "publisher"
+    assert box.records[0].sidecar["actions"][-1]["outcome"] == "applied"
 
 
 def test_a_name_left_in_the_shell_does_not_reach_the_kernel(monkeypatch, tmp_path):
