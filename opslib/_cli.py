@@ -312,6 +312,109 @@ def drill(scenario: str | None, run_all: bool, records_dir: str | None) -> None:
     sys.exit(1 if failed else 0)
 
 
+@main.command(name="serve-alerts")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Loopback address to listen on; any other is refused (put a reverse "
+    "proxy or tunnel in front).",
+)
+@click.option(
+    "--port",
+    default=8780,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on; 0 picks a free one (printed at start).",
+)
+@click.option(
+    "--env",
+    "environment",
+    default=None,
+    help="Environment the runs read (default: sandbox). Runs never apply anything.",
+)
+@_records_option
+@click.option(
+    "--max-runs",
+    default=2,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Runs going at once; more alerts get 429 with Retry-After.",
+)
+@click.option(
+    "--duplicate-window",
+    default=600.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds a repeat of the same alert is answered 'duplicate'.",
+)
+@click.option(
+    "--platform-delay",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds a checkout run waits for the platform's own webhook handler.",
+)
+@click.option(
+    "--timeout",
+    default=600.0,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="Seconds one cell of a run may take.",
+)
+def serve_alerts(
+    host: str,
+    port: int,
+    environment: str | None,
+    records_dir: str | None,
+    max_runs: int,
+    duplicate_window: float,
+    platform_delay: float,
+    timeout: float,
+) -> None:
+    """Receive UptimeRobot alerts and Stripe events; run the matching runbook.
+
+    Each accepted alert starts a dry run (apply is always off) in the background
+    and is answered 202 with the record id at once. Secrets come from
+    RUNBOOK_ALERTS_SECRET (UptimeRobot: header X-Runbook-Alert-Secret or
+    /uptimerobot/SECRET) and RUNBOOK_ALERTS_STRIPE_SECRET (the Stripe endpoint's
+    signing secret), from the environment or the project's .env.
+    """
+    import logging
+
+    from ._alertserver import (
+        AlertReceiver,
+        AlertServer,
+        ReceiverSettings,
+        load_alert_secrets,
+        serve_alerts as serve,
+    )
+    from ._config import load_environment
+    from ._records import archive_dir
+
+    try:
+        secrets = load_alert_secrets()
+        settings = ReceiverSettings(
+            environment=load_environment(environment or DEFAULT_ENVIRONMENT),
+            records_dir=archive_dir(_archive(records_dir)),
+            max_runs=max_runs,
+            duplicate_window_s=duplicate_window,
+            platform_delay_s=platform_delay,
+            timeout_s=timeout,
+        )
+        server = AlertServer(host, port, AlertReceiver(settings, secrets))
+    except (ConfigError, RunError) as error:
+        _usage_exit(error)
+    except OSError as error:
+        _usage_exit(
+            ConfigError(f"--host/--port: cannot listen on {host}:{port} ({error})")
+        )
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    serve(server, echo=lambda line: click.echo(line, err=False))
+
+
 def _add_sandbox_commands() -> None:
     from .sandbox._cli import cli as sandbox_cli
 

@@ -43,6 +43,9 @@ SECRET_VARIABLES = (
     "RUNBOOK_TEST_ACCOUNT_PASSWORD",
     "RUNBOOK_NEW_PASSWORD",
     "RUNBOOK_NEW_SECRET",
+    # What `runbook serve-alerts` checks senders with.
+    "RUNBOOK_ALERTS_SECRET",
+    "RUNBOOK_ALERTS_STRIPE_SECRET",
     # The platform's own Worker secrets, in case an operator has them exported.
     "ANTHROPIC_API_KEY",
     "JWT_SECRET",

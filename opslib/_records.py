@@ -43,6 +43,7 @@ INDEX_FIELDS = (
     "record_path",
 )
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_RECORD_ID = re.compile(r"\d{8}T\d{6}Z-[A-Za-z0-9._-]{1,160}-[0-9a-f]{4}")
 _SHOWN_CANDIDATES = 5
 
 
@@ -75,6 +76,11 @@ def new_record_id(
     parts += [incident_id] if incident_id else []
     parts.append(secrets.token_hex(2))
     return _UNSAFE.sub("-", "-".join(parts))
+
+
+def is_record_id(text: str) -> bool:
+    """True for text shaped like an id ``new_record_id`` makes."""
+    return bool(_RECORD_ID.fullmatch(text))
 
 
 def record_folder(records_dir: str | Path, started: datetime.datetime) -> Path:

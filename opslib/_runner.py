@@ -53,6 +53,7 @@ from ._params import coerce_parameters
 from ._records import (
     append_index,
     archive_dir,
+    is_record_id,
     new_record_id,
     record_folder,
     write_once,
@@ -150,6 +151,7 @@ def run_notebook(
     timeout: float | None = 600,
     kernel_name: str | None = None,
     named_environment: bool = False,
+    record_id: str | None = None,
 ) -> RunRecord:
     """Run a runbook headless and archive it as an incident record.
 
@@ -168,6 +170,8 @@ def run_notebook(
         named_environment: True when the caller named the environment
             explicitly (``--env``); the kernel then gets
             ``RUNBOOK_NAMED_ENVIRONMENT``, which the gate requires for production.
+        record_id: an id the caller reserved earlier (``new_record_id``), so it
+            could name the record before the run began; default a new one.
 
     Returns:
         The archived record. A run that failed is archived too and returned
@@ -175,7 +179,8 @@ def run_notebook(
 
     Raises:
         RunError: an unknown notebook, an unreadable parameters cell, a bad
-            timeout or archive folder, or a record that could not be written.
+            timeout, record id or archive folder, or a record that could not be
+            written.
         ParameterError: a bad parameter; nothing was started or written.
         ConfigError: a broken environment; nothing was started or written.
     """
@@ -187,9 +192,11 @@ def run_notebook(
     env = load_environment(environment)
     _check_record_ids(values, records_dir, env.name)
     cell_timeout = _cell_timeout(timeout)
+    _check_given_record_id(record_id)
 
     effective = {name: spec.default for name, spec in specs.items()} | values
-    record_id = new_record_id(started, runbook_name(path), _incident_id(effective))
+    if record_id is None:
+        record_id = new_record_id(started, runbook_name(path), _incident_id(effective))
     folder = prepare_folder(records_dir, started)
     scrubber = _scrubber(env)
     logger.info(
@@ -240,6 +247,14 @@ def _kernel_environment(
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def _check_given_record_id(record_id: str | None) -> None:
+    if record_id is not None and not is_record_id(record_id):
+        raise RunError(
+            f"record_id: got {record_id!r}, expected an id as new_record_id makes "
+            "it, such as '20261204T171501Z-api-down-INC-42-3fa9'"
+        )
 
 
 def _check_record_ids(

@@ -17,6 +17,7 @@ from opslib._records import (
     append_index,
     archive_dir,
     format_verdict,
+    is_record_id,
     list_records,
     load_record,
     new_record_id,
@@ -62,6 +63,22 @@ def test_new_record_id_uses_utc_whatever_the_zone_given() -> None:
     tokyo = STARTED.astimezone(datetime.timezone(datetime.timedelta(hours=9)))
 
     assert new_record_id(tokyo, "api-down").startswith("20261204T171501Z-")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (new_record_id(STARTED, "api-down", "UR-7781-1796380000"), True),
+        (new_record_id(STARTED, "stripe"), True),
+        ("20261204T171501Z-api-down-../../x-3fa9", False),
+        ("20261204T171501Z-api-down", False),
+        ("api-down-INC-42-3fa9", False),
+    ],
+)
+def test_is_record_id_accepts_only_the_shape_new_record_id_makes(
+    text: str, expected: bool
+) -> None:
+    assert is_record_id(text) is expected
 
 
 def test_record_folder_is_year_and_month(tmp_path: Path) -> None:

@@ -1,0 +1,310 @@
+"""Alerts from outside senders, read and mapped onto the runbook that diagnoses them.
+
+Two senders are understood:
+
+- an UptimeRobot webhook alert contact. UptimeRobot fills the operator's template
+  with ``*variable*`` placeholders and sends it as a query string, as POST form
+  fields or as a JSON body; a placeholder that does not apply arrives as the
+  literal ``*name*``, which counts as absent here. A down alert (``alertType`` 1)
+  runs api-down, or stripe-webhooks when the monitor watches the platform's
+  Stripe webhook path; up alerts (2) and certificate or domain notices (3) start
+  nothing.
+- a Stripe event, already verified by its signature (``_alertserver``).
+  ``invoice.payment_failed`` runs the read-only part of the stripe procedure for
+  the invoice's customer (unpaid invoices and Stripe's retries);
+  ``checkout.session.completed`` in subscription mode runs
+  payment-without-subscription for the session's customer. Every other event
+  starts nothing. Stripe sends no event when a webhook endpoint fails or is
+  disabled (it mails the account), so that trouble can only come in as an
+  UptimeRobot alert on the webhook path.
+
+Nothing here runs anything; the mapped parameters never include ``apply`` or
+``confirm``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from ._config import Environment
+from ._errors import OpslibError
+from ._notebook import ParameterSpec
+from ._params import MAX_PATHS, check_value
+
+UPTIMEROBOT = "uptimerobot"
+STRIPE = "stripe"
+UPTIMEROBOT_FIELDS = (
+    "monitorID",
+    "monitorURL",
+    "monitorFriendlyName",
+    "alertType",
+    "alertTypeFriendlyName",
+    "alertDetails",
+    "alertDateTime",
+)
+# The platform's Stripe webhook routes (PLATFORM.md section 5).
+WEBHOOK_PATHS = ("/webhooks/stripe", "/payments/webhook")
+ALERT_DOWN, ALERT_UP, ALERT_NOTICE = "1", "2", "3"
+
+_PLACEHOLDER = re.compile(r"\*[A-Za-z]+\*")
+_DIGITS = re.compile(r"\d{1,20}")
+_EVENT_ID = re.compile(r"evt_[A-Za-z0-9]{1,60}")
+_CUSTOMER_ID = re.compile(r"cus_[A-Za-z0-9]{1,64}")
+_MAX_TEXT = 2000
+
+
+class AlertError(OpslibError, ValueError):
+    """An alert's body or fields are malformed; the sender gets a 400."""
+
+
+@dataclass(frozen=True)
+class AlertRun:
+    """A runbook run an alert asks for.
+
+    Attributes:
+        source: ``uptimerobot`` or ``stripe``.
+        key: what makes two deliveries the same alert (the duplicate check).
+        runbook: the runbook to run, such as ``api-down``.
+        parameters: its parameters, typed; never ``apply`` or ``confirm``.
+        summary: one line on what the alert said, for the log and the answer.
+        wait_for_platform: True when the run should start only after the
+            platform's own webhook handler had a moment with the same event.
+    """
+
+    source: str
+    key: str
+    runbook: str
+    parameters: dict[str, object] = field(default_factory=dict)
+    summary: str = ""
+    wait_for_platform: bool = False
+
+
+@dataclass(frozen=True)
+class IgnoredAlert:
+    """An alert that starts nothing, and why."""
+
+    source: str
+    reason: str
+
+
+def read_uptimerobot_fields(
+    query: str, body: bytes, content_type: str
+) -> dict[str, str]:
+    """Gather UptimeRobot's variables from the query string and the body.
+
+    Args:
+        query: the request's query string (UptimeRobot's "query string" format).
+        body: the request body: JSON, form fields, or empty.
+        content_type: the request's Content-Type header.
+
+    Returns:
+        Each known variable that has a value; the body wins over the query.
+        Values still holding a literal ``*placeholder*`` are left out.
+
+    Raises:
+        AlertError: a body that is neither a JSON object nor form fields.
+    """
+    fields = dict(parse_qsl(query, keep_blank_values=True))
+    if body.strip():
+        fields.update(_body_fields(body, content_type))
+    known = {name: fields.get(name) for name in UPTIMEROBOT_FIELDS}
+    return {
+        name: _clipped(value.strip())
+        for name, value in known.items()
+        if value is not None and value.strip() and not _PLACEHOLDER.fullmatch(value)
+    }
+
+
+def _body_fields(body: bytes, content_type: str) -> dict[str, str]:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise AlertError(
+            "body: not UTF-8 text; expected a JSON object or form fields"
+        ) from error
+    if "json" in content_type.lower() or text.lstrip().startswith("{"):
+        return _json_fields(text)
+    pairs = parse_qsl(text, keep_blank_values=True)
+    if not pairs:
+        raise AlertError(
+            f"body: got {text[:80]!r}; expected a JSON object or form fields "
+            "such as monitorID=*monitorID*&alertType=*alertType*"
+        )
+    return dict(pairs)
+
+
+def read_json_object(text: str, expected: str) -> dict[str, Any]:
+    """Parse a body that must hold one JSON object.
+
+    Raises:
+        AlertError: invalid JSON, or JSON of another kind; ``expected`` says
+            what the object should be.
+    """
+    try:
+        data = json.loads(text)
+    except ValueError as error:
+        raise AlertError(f"body: not valid JSON ({error})") from error
+    if not isinstance(data, dict):
+        raise AlertError(f"body: got a JSON {type(data).__name__}; expected {expected}")
+    return data
+
+
+def _json_fields(text: str) -> dict[str, str]:
+    data = read_json_object(
+        text,
+        'an object of UptimeRobot variables such as {"monitorID": ..., '
+        '"alertType": ...}',
+    )
+    return {
+        str(name): str(value)
+        for name, value in data.items()
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool)
+    }
+
+
+def _clipped(text: str) -> str:
+    return text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT]
+
+
+def map_uptimerobot(
+    fields: Mapping[str, str], environment: Environment
+) -> AlertRun | IgnoredAlert:
+    """Decide what an UptimeRobot alert runs.
+
+    Args:
+        fields: the variables ``read_uptimerobot_fields`` returned.
+        environment: the environment the runs go against; its ``platform_url``
+            tells whether the monitor watches the platform's API.
+
+    Raises:
+        AlertError: ``monitorID`` or ``alertType`` missing or malformed.
+    """
+    monitor_id = _required(fields, "monitorID", _DIGITS, "a numeric monitor id")
+    alert_type = _required(fields, "alertType", re.compile("[123]"), "1, 2 or 3")
+    if alert_type == ALERT_UP:
+        return IgnoredAlert(UPTIMEROBOT, "an up alert: the monitor recovered")
+    if alert_type == ALERT_NOTICE:
+        return IgnoredAlert(
+            UPTIMEROBOT,
+            "a certificate or domain expiry notice: no runbook diagnoses it",
+        )
+
+    when = fields.get("alertDateTime", "")
+    when = when if _DIGITS.fullmatch(when) else ""
+    runbook, parameters, watched = _runbook_for_monitor(
+        fields.get("monitorURL", ""), environment
+    )
+    incident_id = "-".join(["UR", monitor_id, *([when] if when else [])])
+    name = fields.get("monitorFriendlyName") or f"monitor {monitor_id}"
+    details = fields.get("alertDetails", "")
+    return AlertRun(
+        source=UPTIMEROBOT,
+        key=f"{UPTIMEROBOT}:{monitor_id}:{when}",
+        runbook=runbook,
+        parameters={"incident_id": incident_id, **parameters},
+        summary=f"{name} down ({details or 'no details'}); {watched}"[:300],
+    )
+
+
+def _required(
+    fields: Mapping[str, str], name: str, pattern: re.Pattern[str], expected: str
+) -> str:
+    value = fields.get(name)
+    if value is None:
+        raise AlertError(
+            f"{name}: missing; expected {expected} (put *{name}* in the "
+            "UptimeRobot webhook template)"
+        )
+    if not pattern.fullmatch(value):
+        raise AlertError(f"{name}: got {value[:80]!r}; expected {expected}")
+    return value
+
+
+def _runbook_for_monitor(
+    url: str, environment: Environment
+) -> tuple[str, dict[str, object], str]:
+    """The runbook, its extra parameters, and what the monitor watches, in words."""
+    parts = urlsplit(url) if "://" in url else None
+    platform = urlsplit(environment.platform_url)
+    if parts is None or parts.netloc.rpartition("@")[2] != platform.netloc:
+        return "api-down", {}, "the monitor does not watch the platform's API"
+    path = parts.path or "/"
+    if path.rstrip("/") in WEBHOOK_PATHS:
+        return "stripe-webhooks", {}, f"the monitor watches the webhook path {path}"
+    return "api-down", {"probe_path": path}, f"the monitor watches {path}"
+
+
+def map_stripe_event(event: Mapping[str, Any]) -> AlertRun | IgnoredAlert:
+    """Decide what a verified Stripe event runs.
+
+    Raises:
+        AlertError: an event without a string ``id``, ``type`` or an object in
+            ``data.object``.
+    """
+    event_id = event.get("id")
+    kind = event.get("type")
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(event_id, str) or not _EVENT_ID.fullmatch(event_id):
+        raise AlertError(f"id: got {event_id!r}; expected a Stripe event id (evt_...)")
+    if not isinstance(kind, str) or not isinstance(obj, dict):
+        raise AlertError(
+            "type and data.object: expected a Stripe event with a type name and "
+            "the object it is about"
+        )
+
+    customer = obj.get("customer")
+    customer = customer if isinstance(customer, str) else ""
+    customer = customer if _CUSTOMER_ID.fullmatch(customer) else ""
+    if kind == "invoice.payment_failed":
+        return _stripe_run(event_id, "stripe", customer, f"{kind} {obj.get('id')}")
+    if kind == "checkout.session.completed" and obj.get("mode") == "subscription":
+        run = _stripe_run(
+            event_id, "payment-without-subscription", customer, f"{kind} (subscription)"
+        )
+        return dataclasses.replace(run, wait_for_platform=True)
+    if kind == "checkout.session.completed":
+        return IgnoredAlert(
+            STRIPE, f"a checkout in {obj.get('mode')!r} mode: no subscription expected"
+        )
+    return IgnoredAlert(STRIPE, f"event type {kind!r} starts no runbook")
+
+
+def _stripe_run(event_id: str, runbook: str, customer: str, what: str) -> AlertRun:
+    who = customer or "no customer named"
+    return AlertRun(
+        source=STRIPE,
+        key=f"{STRIPE}:{event_id}",
+        runbook=runbook,
+        parameters={"incident_id": event_id, "customer": customer},
+        summary=f"{what} for {who}"[:300],
+    )
+
+
+def notebook_parameters(
+    run: AlertRun, specs: Mapping[str, ParameterSpec]
+) -> dict[str, object]:
+    """The parameters to run ``run.runbook`` with, always as a dry run.
+
+    A monitored path joins the notebook's default probe paths when it is a
+    valid path; ``apply`` is set to False whenever the notebook declares it, so
+    the record shows that nothing could be applied.
+    """
+    values = {k: v for k, v in run.parameters.items() if k in specs}
+    probe = run.parameters.get("probe_path")
+    if "paths" in specs and isinstance(probe, str):
+        default = specs["paths"].default
+        paths = [str(p) for p in default] if isinstance(default, list) else []
+        paths += [] if probe in paths or len(paths) >= MAX_PATHS else [probe]
+        if check_value("paths", paths) is None:
+            values["paths"] = paths
+    values.pop("confirm", None)
+    if "apply" in specs:
+        values["apply"] = False
+    return values

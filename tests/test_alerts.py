@@ -1,0 +1,195 @@
+"""How alerts from UptimeRobot and Stripe map onto runbooks, without a server."""
+
+import json
+
+import pytest
+
+from opslib._alerts import (
+    AlertError,
+    AlertRun,
+    IgnoredAlert,
+    map_stripe_event,
+    map_uptimerobot,
+    notebook_parameters,
+    read_uptimerobot_fields,
+)
+from opslib._alertserver import check_loopback, load_alert_secrets
+from opslib._config import load_environment
+from opslib._errors import ConfigError
+from opslib._notebook import read_parameters, resolve_notebook
+
+
+@pytest.fixture(scope="module")
+def environment():
+    return load_environment("sandbox")
+
+
+def down(**fields):
+    return {
+        "monitorID": "7781",
+        "alertType": "1",
+        "alertDateTime": "1796380000",
+    } | fields
+
+
+def test_query_string_and_form_body_are_read_with_the_body_winning():
+    fields = read_uptimerobot_fields(
+        "monitorID=1&alertType=2",
+        b"alertType=1&alertDetails=HTTP+502",
+        "application/x-www-form-urlencoded",
+    )
+    assert fields == {"monitorID": "1", "alertType": "1", "alertDetails": "HTTP 502"}
+
+
+def test_json_body_numbers_become_text_and_unfilled_placeholders_are_absent():
+    body = json.dumps(
+        {
+            "monitorID": 42,
+            "alertType": 1,
+            "sslExpiryDate": "x",
+            "alertDetails": "*alertDetails*",
+        }
+    ).encode()
+    fields = read_uptimerobot_fields("", body, "application/json")
+    assert fields == {"monitorID": "42", "alertType": "1"}
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "message"),
+    [
+        (b"[1, 2]", "application/json", "got a JSON list"),
+        (b"{not json", "application/json", "not valid JSON"),
+        (b"\xff\xfe", "text/plain", "not UTF-8"),
+    ],
+)
+def test_malformed_bodies_are_named(body, content_type, message):
+    with pytest.raises(AlertError, match=message):
+        read_uptimerobot_fields("", body, content_type)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"alertType": "1"}, "monitorID: missing"),
+        ({"monitorID": "12a", "alertType": "1"}, "monitorID: got '12a'"),
+        (
+            {"monitorID": "12"},
+            r"alertType: missing; expected 1, 2 or 3 \(put \*alertType\*",
+        ),
+        ({"monitorID": "12", "alertType": "9"}, "alertType: got '9'"),
+    ],
+)
+def test_uptimerobot_fields_missing_or_malformed_are_refused(
+    fields, message, environment
+):
+    with pytest.raises(AlertError, match=message):
+        map_uptimerobot(fields, environment)
+
+
+@pytest.mark.parametrize("alert_type", ["2", "3"])
+def test_up_alerts_and_expiry_notices_start_nothing(alert_type, environment):
+    mapped = map_uptimerobot(down(alertType=alert_type), environment)
+    assert isinstance(mapped, IgnoredAlert)
+
+
+def test_a_down_monitor_on_the_platform_probes_its_path(environment):
+    url = environment.platform_url + "/auth/me?x=1"
+    mapped = map_uptimerobot(down(monitorURL=url), environment)
+    assert isinstance(mapped, AlertRun)
+    assert mapped.runbook == "api-down"
+    assert mapped.parameters["incident_id"] == "UR-7781-1796380000"
+    params = notebook_parameters(mapped, read_parameters(resolve_notebook("api-down")))
+    assert params["paths"] == ["/", "/manuscripts", "/auth/me"]
+    assert params["apply"] is False
+
+
+def test_a_monitor_elsewhere_runs_api_down_on_its_default_paths(environment):
+    mapped = map_uptimerobot(
+        down(monitorURL="https://status.example.org/", alertDateTime="*alertDateTime*"),
+        environment,
+    )
+    assert isinstance(mapped, AlertRun)
+    assert mapped.parameters == {"incident_id": "UR-7781"}
+    assert mapped.key == "uptimerobot:7781:"
+
+
+def test_a_monitor_on_the_webhook_path_runs_stripe_webhooks(environment):
+    url = environment.platform_url + "/webhooks/stripe"
+    mapped = map_uptimerobot(down(monitorURL=url), environment)
+    assert isinstance(mapped, AlertRun) and mapped.runbook == "stripe-webhooks"
+
+
+def event(kind, **obj):
+    return {"id": "evt_1Abc", "type": kind, "data": {"object": obj}}
+
+
+def test_a_failed_invoice_runs_the_stripe_procedure_for_its_customer():
+    mapped = map_stripe_event(
+        event("invoice.payment_failed", id="in_1", customer="cus_Q")
+    )
+    assert isinstance(mapped, AlertRun)
+    assert (mapped.runbook, mapped.key) == ("stripe", "stripe:evt_1Abc")
+    assert mapped.parameters == {"incident_id": "evt_1Abc", "customer": "cus_Q"}
+    params = notebook_parameters(mapped, read_parameters(resolve_notebook("stripe")))
+    assert params["apply"] is False and "operation" not in params
+
+
+def test_a_subscription_checkout_waits_for_the_platform_then_checks_the_customer():
+    mapped = map_stripe_event(
+        event("checkout.session.completed", mode="subscription", customer="cus_Q")
+    )
+    assert isinstance(mapped, AlertRun)
+    assert mapped.runbook == "payment-without-subscription"
+    assert mapped.wait_for_platform
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        event("checkout.session.completed", mode="payment", customer="cus_Q"),
+        event("customer.created", id="cus_Q"),
+    ],
+)
+def test_other_stripe_events_start_nothing(payload):
+    assert isinstance(map_stripe_event(payload), IgnoredAlert)
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"type": "invoice.payment_failed"}, "expected a Stripe event id"),
+        ({"id": "evt_1", "type": "x", "data": []}, "data.object"),
+    ],
+)
+def test_malformed_events_are_refused(payload, message):
+    with pytest.raises(AlertError, match=message):
+        map_stripe_event(payload)
+
+
+def test_a_payload_can_never_ask_for_apply_or_confirm():
+    mapped = AlertRun(
+        "stripe",
+        "k",
+        "stripe",
+        {"incident_id": "evt_1", "apply": True, "confirm": "yes"},
+    )
+    params = notebook_parameters(mapped, read_parameters(resolve_notebook("stripe")))
+    assert params["apply"] is False and "confirm" not in params
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.7", "example.org", "::"])
+def test_only_loopback_hosts_are_served(host):
+    with pytest.raises(ConfigError, match="loopback"):
+        check_loopback(host)
+
+
+def test_secrets_come_from_the_environment_or_the_dotenv_file(tmp_path):
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("RUNBOOK_ALERTS_STRIPE_SECRET=whsec_fromfile\n")
+    secrets = load_alert_secrets({"RUNBOOK_ALERTS_SECRET": "s" * 20}, dotenv)
+    assert (secrets.uptimerobot, secrets.stripe) == ("s" * 20, "whsec_fromfile")
+    assert "whsec_fromfile" not in repr(secrets)
+    with pytest.raises(ConfigError, match="no alert secret"):
+        load_alert_secrets({}, tmp_path / "missing.env")
+    with pytest.raises(ConfigError, match="at least 16"):
+        load_alert_secrets({"RUNBOOK_ALERTS_SECRET": "short"}, dotenv)

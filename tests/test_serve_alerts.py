@@ -1,0 +1,320 @@
+"""`runbook serve-alerts` for real: a receiver on a free loopback port, real payloads.
+
+Each receiver runs as its own process against the session sandbox; the runs it
+starts archive records into a temporary folder, which the tests read back.
+"""
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+
+import httpx
+import pytest
+import stripe
+from click.testing import CliRunner
+
+from opslib import load_environment
+from opslib._cli import main
+from opslib._errors import RunError
+from opslib._records import load_record
+
+UPTIME_SECRET = "ur-" + secrets.token_urlsafe(24)
+STRIPE_SECRET = "whsec_" + secrets.token_hex(16)
+# A ceiling on waiting for a background run, not a speed target.
+RUN_CEILING_S = 300
+
+
+class Receiver:
+    def __init__(self, records, log, *options):
+        env = os.environ | {
+            "RUNBOOK_ALERTS_SECRET": UPTIME_SECRET,
+            "RUNBOOK_ALERTS_STRIPE_SECRET": STRIPE_SECRET,
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.records = records
+        self.log = log
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "opslib._cli", "serve-alerts", "--port", "0"]
+            + ["--records", str(records), *options],
+            stdout=subprocess.PIPE,
+            stderr=log.open("w"),
+            env=env,
+            text=True,
+        )
+        line = self.process.stdout.readline()
+        assert "listening on http://127.0.0.1:" in line, line
+        self.url = line.split()[-1]
+
+    def post(self, path, **kwargs):
+        return httpx.post(self.url + path, timeout=30, **kwargs)
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(60)
+
+    def record(self, record_id):
+        """Wait for the run's record to be archived and return its sidecar."""
+        deadline = time.monotonic() + RUN_CEILING_S
+        while True:
+            try:
+                return load_record(self.records, record_id)
+            except RunError:
+                assert self.process.poll() is None, self.log.read_text()
+                assert time.monotonic() < deadline, f"no record {record_id}"
+                time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def receiver(sandbox, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("alerts")
+    running = Receiver(
+        folder / "records", folder / "serve.log", "--platform-delay", "0"
+    )
+    yield running
+    running.stop()
+
+
+def uptime_alert(**fields):
+    return {
+        "monitorID": "778100",
+        "monitorURL": load_environment("sandbox").platform_url + "/auth/me",
+        "monitorFriendlyName": "API",
+        "alertType": "1",
+        "alertTypeFriendlyName": "Down",
+        "alertDetails": "HTTP 502 - Bad Gateway",
+        "alertDateTime": str(int(time.time())),
+    } | fields
+
+
+def signed(event, secret=STRIPE_SECRET):
+    body = json.dumps(event)
+    header = stripe.WebhookSignature.generate_signature_header(body, secret)
+    return {"content": body, "headers": {"Stripe-Signature": header}}
+
+
+def stripe_event(kind, **obj):
+    return {
+        "id": "evt_" + secrets.token_hex(12),
+        "object": "event",
+        "type": kind,
+        "created": int(time.time()),
+        "livemode": False,
+        "data": {"object": obj},
+    }
+
+
+def assert_dry_run(sidecar):
+    assert sidecar["status"] == "succeeded", sidecar["error"]
+    assert sidecar["parameters"]["apply"] is False
+    assert sidecar["parameters"]["confirm"] == ""
+    assert not [a for a in sidecar["actions"] if a.get("outcome") == "applied"]
+
+
+def record_files(folder):
+    return sorted(folder.glob("*/*/*.json")) if folder.exists() else []
+
+
+def test_an_uptimerobot_down_alert_runs_api_down_then_a_repeat_is_a_duplicate(
+    receiver,
+):
+    alert = uptime_alert()
+    answer = receiver.post(
+        "/uptimerobot", json=alert, headers={"X-Runbook-Alert-Secret": UPTIME_SECRET}
+    )
+    assert answer.status_code == 202, answer.text
+    record_id = answer.json()["record_id"]
+    assert answer.json()["runbook"] == "api-down"
+
+    # The same alert again, as UptimeRobot's query-string format with the
+    # secret in the path: answered with the first run's record, nothing started.
+    query = urllib.parse.urlencode(alert)
+    again = httpx.get(f"{receiver.url}/uptimerobot/{UPTIME_SECRET}?{query}", timeout=30)
+    assert again.status_code == 200
+    assert again.json() == {"status": "duplicate", "record_id": record_id}
+
+    sidecar = receiver.record(record_id)
+    assert sidecar["id"] == record_id
+    assert sidecar["runbook"] == "api-down"
+    assert sidecar["incident_id"] == f"UR-778100-{alert['alertDateTime']}"
+    assert sidecar["parameters"]["paths"] == ["/", "/manuscripts", "/auth/me"]
+    assert sidecar["operator"] == "serve-alerts/uptimerobot"
+    assert_dry_run(sidecar)
+    assert len(record_files(receiver.records)) == 1
+
+
+def test_a_signed_stripe_checkout_event_checks_that_customer(receiver, sandbox):
+    customer = "cus_" + secrets.token_hex(7)
+    event = stripe_event(
+        "checkout.session.completed",
+        id="cs_test_" + secrets.token_hex(8),
+        object="checkout.session",
+        mode="subscription",
+        customer=customer,
+        metadata={"userId": "u-1", "planType": "pro"},
+    )
+    answer = receiver.post("/stripe", **signed(event))
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["runbook"] == "payment-without-subscription"
+
+    sidecar = receiver.record(answer.json()["record_id"])
+    assert sidecar["runbook"] == "payment-without-subscription"
+    assert sidecar["incident_id"] == event["id"]
+    assert sidecar["parameters"]["customer"] == customer
+    assert sidecar["operator"] == "serve-alerts/stripe"
+    assert_dry_run(sidecar)
+    for path in receiver.records.rglob("*"):
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            assert UPTIME_SECRET not in text and STRIPE_SECRET not in text
+
+
+@pytest.mark.parametrize(
+    ("path", "kwargs", "status"),
+    [
+        ("/uptimerobot", {"json": {}}, 401),
+        (
+            "/uptimerobot",
+            {"json": {}, "headers": {"X-Runbook-Alert-Secret": "x" * 30}},
+            403,
+        ),
+        ("/uptimerobot/" + "y" * 30, {"json": {}}, 403),
+        ("/stripe", {"content": "{}"}, 401),
+    ],
+)
+def test_a_missing_or_wrong_secret_is_refused_and_runs_nothing(
+    receiver, path, kwargs, status
+):
+    before = record_files(receiver.records)
+    runs = httpx.get(receiver.url + "/health").json()["runs"]
+    answer = receiver.post(path, **kwargs)
+    assert answer.status_code == status
+    assert answer.json()["status"] == "refused"
+    # runs of earlier tests may still be finishing, but none started
+    assert httpx.get(receiver.url + "/health").json()["runs"] <= runs
+    assert record_files(receiver.records) == before
+
+
+def test_a_stripe_event_signed_with_another_secret_or_too_old_is_refused(receiver):
+    event = stripe_event("invoice.payment_failed", id="in_1", customer="cus_X")
+    wrong = receiver.post("/stripe", **signed(event, "whsec_" + "0" * 32))
+    assert wrong.status_code == 403
+    assert "does not verify" in wrong.json()["error"]
+
+    body = json.dumps(event)
+    old = stripe.WebhookSignature.generate_signature_header(
+        body, STRIPE_SECRET, timestamp=int(time.time()) - 3600
+    )
+    stale = receiver.post("/stripe", content=body, headers={"Stripe-Signature": old})
+    assert stale.status_code == 403
+    assert "tolerance" in stale.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "expected"),
+    [
+        (uptime_alert(alertType="2"), 200, {"status": "ignored"}),
+        (uptime_alert(alertType="3"), 200, {"status": "ignored"}),
+        ({"alertType": "1"}, 400, {"error": "monitorID: missing"}),
+        (uptime_alert(alertType="*alertType*"), 400, {"error": "alertType: missing"}),
+        (uptime_alert(alertType="down"), 400, {"error": "alertType: got 'down'"}),
+    ],
+)
+def test_uptimerobot_up_notice_and_malformed_alerts_run_nothing(
+    receiver, payload, status, expected
+):
+    before = record_files(receiver.records)
+    answer = receiver.post(
+        "/uptimerobot",
+        data=payload,  # UptimeRobot's "POST parameters" format
+        headers={"X-Runbook-Alert-Secret": UPTIME_SECRET},
+    )
+    assert answer.status_code == status
+    body = answer.json()
+    for key, value in expected.items():
+        assert value in body[key]
+    assert record_files(receiver.records) == before
+
+
+@pytest.mark.parametrize(
+    ("content", "status", "message"),
+    [
+        ("[1, 2]", 400, "got a JSON list"),
+        ("not json", 400, "not valid JSON"),
+        ("{}", 400, "expected a Stripe event id"),
+        (
+            json.dumps(stripe_event("customer.created", id="cus_Z")),
+            200,
+            "starts no runbook",
+        ),
+    ],
+)
+def test_signed_but_malformed_or_unrelated_stripe_bodies_run_nothing(
+    receiver, content, status, message
+):
+    header = stripe.WebhookSignature.generate_signature_header(content, STRIPE_SECRET)
+    answer = receiver.post(
+        "/stripe", content=content, headers={"Stripe-Signature": header}
+    )
+    assert answer.status_code == status
+    assert message in (answer.json().get("error") or answer.json().get("reason"))
+
+
+def test_an_oversized_body_and_an_unknown_route_are_refused(receiver):
+    big = receiver.post(
+        "/stripe", content="x" * (65 * 1024), headers={"Stripe-Signature": "t=1"}
+    )
+    assert big.status_code == 413
+    assert receiver.post("/apply", json={}).status_code == 404
+
+
+def test_the_receiver_log_never_holds_a_secret(receiver):
+    receiver.post(
+        f"/uptimerobot/{UPTIME_SECRET}", data={"alertType": "2", "monitorID": "1"}
+    )
+    log = receiver.log.read_text()
+    assert "alert request method=POST route=uptimerobot status=200" in log
+    assert UPTIME_SECRET not in log and STRIPE_SECRET not in log
+
+
+def test_runs_over_the_bound_get_429_with_retry_after(sandbox, tmp_path):
+    # A checkout run waits for the platform first, so it holds its slot.
+    bounded = Receiver(
+        tmp_path / "records",
+        tmp_path / "serve.log",
+        "--max-runs",
+        "1",
+        "--platform-delay",
+        "600",
+    )
+    try:
+        first = stripe_event(
+            "checkout.session.completed", mode="subscription", customer="cus_A"
+        )
+        second = stripe_event(
+            "checkout.session.completed", mode="subscription", customer="cus_B"
+        )
+        assert bounded.post("/stripe", **signed(first)).status_code == 202
+        busy = bounded.post("/stripe", **signed(second))
+        assert busy.status_code == 429
+        assert busy.headers["Retry-After"] == "60"
+        assert httpx.get(bounded.url + "/health").json() == {
+            "status": "ok",
+            "runs": 1,
+            "max_runs": 1,
+        }
+    finally:
+        bounded.stop()
+    assert bounded.process.returncode == 0
+    assert record_files(bounded.records) == []
+
+
+def test_a_non_loopback_host_is_refused_before_listening():
+    env = {"RUNBOOK_ALERTS_SECRET": UPTIME_SECRET}
+    result = CliRunner().invoke(main, ["serve-alerts", "--host", "0.0.0.0"], env=env)
+    assert result.exit_code == 2
+    assert "expected a loopback address" in result.output
