@@ -54,6 +54,9 @@ _LOOKBACK_EXPECTED = (
     "a duration from 1m to 30d: a whole number and m, h or d (such as 6h)"
 )
 _FORBIDDEN_TEXT = frozenset("'\"`\\")
+# Unicode categories a one-line value may not hold: control and format characters,
+# and the line and paragraph separators (U+2028, U+2029) that end a line too.
+_NOT_IN_ONE_LINE = frozenset({"Cc", "Cf", "Zl", "Zp"})
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 _TRUE_WORDS = frozenset({"true", "yes", "1"})
@@ -363,7 +366,7 @@ def check_text(value: object) -> str | None:
 
 
 def _has_control(text: str) -> bool:
-    return any(unicodedata.category(char) in ("Cc", "Cf") for char in text)
+    return any(unicodedata.category(char) in _NOT_IN_ONE_LINE for char in text)
 
 
 NAME_RULES: Mapping[str, tuple[str, Rule]] = MappingProxyType(

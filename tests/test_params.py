@@ -96,6 +96,8 @@ def test_params_refuse_assignment_and_name_unknown_attributes() -> None:
         ("note", 'say "hi"', r"note: got 'say \"hi\"' — expected a single line"),
         ("note", "back\\slash", r"note: got .* — expected a single line"),
         ("note", "bidi \u202e", r"note: got .* without quotes, backslashes or control"),
+        ("confirm", "roll\u2028back", r"confirm: got .* — expected a single line"),
+        ("note", "two\u2029lines", r"note: got .* — expected a single line"),
         ("note", "x" * 201, r"note: got 'xxxx.*… \(203 characters\)"),
         ("client_ip", "fe80::1%' or 1=1", r"client_ip: got .* without a %zone"),
         ("client_ip", "fe80::1%eth0\n", r"client_ip: got .* — expected empty, or an"),
