@@ -185,16 +185,19 @@ def run_notebook(
         ConfigError: a broken environment; nothing was started or written.
     """
     started = _utcnow()
-    path = resolve_notebook(str(notebook))
-    specs = read_parameters(path)
-    given = _parameters_with_environment(specs, dict(parameters or {}), environment)
-    values = coerce_parameters(specs, given, raw=raw)
-    env = load_environment(environment)
-    _check_record_ids(values, records_dir, env.name)
+    request = check_run_request(
+        notebook,
+        parameters,
+        raw=raw,
+        environment=environment,
+        records_dir=records_dir,
+    )
+    path, values, env = request.path, request.values, request.environment
     cell_timeout = _cell_timeout(timeout)
     _check_given_record_id(record_id)
 
-    effective = {name: spec.default for name, spec in specs.items()} | values
+    defaults = {name: spec.default for name, spec in request.specs.items()}
+    effective = defaults | values
     if record_id is None:
         record_id = new_record_id(started, runbook_name(path), _incident_id(effective))
     folder = prepare_folder(records_dir, started)
@@ -213,6 +216,59 @@ def run_notebook(
     if interrupted:
         raise KeyboardInterrupt
     return record
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """A run that passed every check made before a kernel starts.
+
+    Attributes:
+        path: the notebook file.
+        specs: the parameters its parameters cell declares.
+        values: the given values, converted to their declared types (defaults
+            are not included).
+        environment: the environment to run against, loaded.
+    """
+
+    path: Path
+    specs: Mapping[str, ParameterSpec]
+    values: dict[str, object]
+    environment: Environment
+
+
+def check_run_request(
+    notebook: str | Path,
+    parameters: Mapping[str, object] | None = None,
+    *,
+    raw: frozenset[str] = frozenset(),
+    environment: str = "sandbox",
+    records_dir: str | Path = "records",
+) -> RunRequest:
+    """Check a run request the way ``run_notebook`` does before any kernel starts.
+
+    Nothing is started or written: the notebook's parameters cell is read, the
+    values are converted and checked against it, the environment is loaded and
+    any record ids are looked up in the archive.
+
+    Args:
+        notebook: a runbook name (``api-down``) or a notebook path.
+        parameters: values by name, from ``-p`` (text) and ``-f`` (YAML-typed).
+        raw: the names in ``parameters`` whose values are command-line text.
+        environment: the environment to run against.
+        records_dir: the local archive folder, for ``record_ids``.
+
+    Raises:
+        RunError: an unknown notebook or an unreadable parameters cell.
+        ParameterError: a bad parameter, naming it and the form expected.
+        ConfigError: a broken environment.
+    """
+    path = resolve_notebook(str(notebook))
+    specs = read_parameters(path)
+    given = _parameters_with_environment(specs, dict(parameters or {}), environment)
+    values = coerce_parameters(specs, given, raw=raw)
+    env = load_environment(environment)
+    _check_record_ids(values, records_dir, env.name)
+    return RunRequest(path, specs, values, env)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,380 @@
+"""Property: every notebook's parameters are judged before any kernel starts.
+
+For each runbook notebook (found under notebooks/, not listed here), generated
+parameter sets mix values built valid (from the notebook's parameters cell, its
+example file and the documented forms of each rule) with values built broken
+(wrong types, unknown names, hostile text, numbers out of range, ids of the wrong
+shape). Each set goes through ``run_notebook``, the path ``runbook run`` takes,
+with the kernel starter replaced by a spy: a broken set must end in a
+``ParameterError`` naming each broken parameter and the form expected, with no
+kernel started; a valid set must reach the kernel start.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+from property_strategies import (
+    EXAMPLES,
+    HOSTILE_CHARS,
+    PROPERTY_SETTINGS,
+    RECORD_ID,
+    ROOT,
+    Given,
+    as_raw,
+    broken_by_type,
+    broken_raw,
+    broken_values,
+    free_text,
+    inject,
+    valid_by_type,
+    valid_values,
+)
+
+from opslib._config import NAMED_ENVIRONMENT_VARIABLE, load_environment
+from opslib._errors import ParameterError
+from opslib._notebook import (
+    NOTEBOOK_FOLDERS,
+    ParameterSpec,
+    read_parameters,
+    runbook_name,
+)
+from opslib._params import NAME_RULES, validate_params
+from opslib._runner import run_notebook
+
+NOTEBOOKS = sorted(
+    path
+    for sub in NOTEBOOK_FOLDERS
+    for path in (ROOT / "notebooks" / sub).glob("*.ipynb")
+)
+RUN_ENVIRONMENT = "sandbox"
+# Records in the test archive: two of the sandbox, one of staging, one report.
+GOOD_RECORDS = (
+    "20261201T100000Z-api-down-INC-1-aaaa",
+    "20261201T110000Z-auth-broken-INC-1-bbbb",
+)
+STAGING_RECORD = "20261202T100000Z-api-down-INC-2-cccc"
+REPORT_RECORD = "20261203T100000Z-post-incident-report-INC-3-dddd"
+
+
+class KernelStartReached(Exception):
+    """Raised by the spy in place of starting a kernel."""
+
+
+STARTS: list[tuple[object, ...]] = []
+
+
+class SpyWarmer:
+    """Stands in for the kernel starter: notes the call and stops the run there."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        STARTS.append(args)
+        raise KernelStartReached
+
+
+@dataclass(frozen=True)
+class World:
+    archive: Path
+    valid: Mapping[str, st.SearchStrategy[object]]
+    broken: Mapping[str, st.SearchStrategy[object]]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """A checkout-like folder with the sandbox environment (all loopback), an
+    archive of a few records and a recovery folder; the kernel starter spied."""
+    base = tmp_path_factory.mktemp("properties")
+    environments = base / "parameters" / "environments"
+    environments.mkdir(parents=True)
+    shutil.copy(ROOT / "parameters" / "environments" / "sandbox.yaml", environments)
+    (base / ".sandbox").mkdir()
+    (base / ".sandbox" / "secrets.env").write_text("")
+    archive = base / "records"
+    month = archive / "2026" / "12"
+    month.mkdir(parents=True)
+    for record_id, environment in [
+        *((r, "sandbox") for r in GOOD_RECORDS),
+        (STAGING_RECORD, "staging"),
+        (REPORT_RECORD, "sandbox"),
+    ]:
+        runbook = record_id.split("-INC")[0].split("Z-", 1)[1]
+        sidecar = {
+            "id": record_id,
+            "runbook": runbook,
+            "environment": environment,
+            "started_at": "2026-12-01T10:00:00.000Z",
+        }
+        (month / f"{record_id}.json").write_text(json.dumps(sidecar))
+    recovery = base / "recovery"
+    recovery.mkdir()
+    a_file = base / "a-file.txt"
+    a_file.write_text("not a folder")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RUNBOOK_ENVIRONMENTS", str(environments))
+        patch.delenv(NAMED_ENVIRONMENT_VARIABLE, raising=False)
+        patch.setattr("opslib._runner.KernelWarmer", SpyWarmer)
+        # the same file read once: its YAML costs more than the rest of the checks
+        patch.setattr(
+            "opslib._runner.load_environment", functools.cache(load_environment)
+        )
+        yield World(
+            archive,
+            valid_values(str(recovery)),
+            broken_values(str(recovery), str(base / "missing"), str(a_file)),
+        )
+
+
+def seeds_of(
+    notebook: Path, specs: Mapping[str, ParameterSpec]
+) -> dict[str, list[object]]:
+    """The notebook's defaults and its example file's values, by name."""
+    seeds = {name: [spec.default] for name, spec in specs.items()}
+    example = EXAMPLES / f"{runbook_name(notebook)}.yaml"
+    if example.is_file():
+        for name, value in (yaml.safe_load(example.read_text()) or {}).items():
+            seeds.setdefault(name, []).append(value)
+    # record ids name records of an archive; the test archive has others
+    seeds.pop("record_ids", None)
+    seeds.pop("environment", None)
+    return seeds
+
+
+def unknown_names(specs: Mapping[str, ParameterSpec]) -> st.SearchStrategy[str]:
+    near = [
+        variant
+        for name in specs
+        for variant in (name.upper(), name + "s", name[:-1], name + " ", "-" + name)
+    ]
+    return st.one_of(
+        st.from_regex(r"[a-z][a-z0-9_]{0,24}", fullmatch=True),
+        st.sampled_from(near),
+        inject(st.sampled_from(list(specs) or ["x"]), HOSTILE_CHARS),
+    ).filter(lambda name: name not in specs)
+
+
+RECORD_LOOKUP_BREAKERS = st.sampled_from(
+    [
+        "20991231T000000Z-nothing-here",  # no such record
+        STAGING_RECORD,  # another environment
+        REPORT_RECORD,  # a report, not an incident record
+        "20261201T1",  # a prefix of two records
+    ]
+)
+
+
+@st.composite
+def valid_given(
+    draw: st.DrawFn, name: str, spec: ParameterSpec, world: World, seeds: list[object]
+) -> Given:
+    if name == "record_ids":
+        value: object = draw(st.lists(st.sampled_from(GOOD_RECORDS), unique=True))
+    elif name in NAME_RULES:
+        value = draw(
+            st.one_of(world.valid[name], *(st.sampled_from(seeds),) if seeds else ())
+        )
+    else:
+        value = draw(st.one_of(valid_by_type(spec.type_name), st.sampled_from(seeds)))
+    if draw(st.booleans()):
+        return Given(name, draw(as_raw(value, spec.type_name)), raw=True, valid=True)
+    return Given(name, value, raw=False, valid=True)
+
+
+@st.composite
+def broken_given(
+    draw: st.DrawFn, name: str, spec: ParameterSpec, world: World
+) -> Given:
+    if name == "environment":
+        other = st.one_of(
+            st.sampled_from(
+                ["staging", "production", "Sandbox", " sandbox", "sandbox\n"]
+            ),
+            free_text(30).filter(lambda t: t != RUN_ENVIRONMENT),
+            broken_by_type("str"),
+        )
+        value = draw(other)
+        raw = isinstance(value, str) and draw(st.booleans())
+        return Given(name, value, raw=raw, valid=False, phase=0)
+    kinds = ["type"]
+    kinds += ["rule"] if name in world.broken or name == "record_ids" else []
+    kinds += ["text"] if spec.type_name in ("int", "float", "bool") else []
+    kind = draw(st.sampled_from(kinds))
+    if kind == "type":
+        return Given(name, draw(broken_by_type(spec.type_name)), raw=False, valid=False)
+    if kind == "text":
+        return Given(name, draw(broken_raw(spec.type_name)), raw=True, valid=False)
+    if name == "record_ids":
+        return draw(broken_record_ids())
+    value = draw(world.broken[name])
+    raw = spec.type_name in ("str", "int") and draw(st.booleans())
+    return Given(name, str(value) if raw else value, raw=raw, valid=False)
+
+
+@st.composite
+def broken_record_ids(draw: st.DrawFn) -> Given:
+    good = draw(st.lists(st.sampled_from(GOOD_RECORDS), unique=True))
+    kind = draw(st.sampled_from(["twice", "shape", "too-many", "lookup"]))
+    if kind == "lookup":
+        value = good + [draw(RECORD_LOOKUP_BREAKERS)]
+        return Given("record_ids", value, raw=False, valid=False, phase=2)
+    if kind == "twice":
+        value = [*good, GOOD_RECORDS[0], GOOD_RECORDS[0]]
+    elif kind == "shape":
+        value = good + [draw(st.sampled_from(["", "INC-42", "2026-12-01", "20261201"]))]
+    else:
+        value = draw(st.lists(RECORD_ID, min_size=21, max_size=25, unique=True))
+    return Given("record_ids", value, raw=False, valid=False)
+
+
+@st.composite
+def run_requests(
+    draw: st.DrawFn,
+    specs: Mapping[str, ParameterSpec],
+    world: World,
+    seeds: Mapping[str, list[object]],
+) -> list[Given]:
+    """A parameter set: some of the notebook's names, about half of the sets with
+    one to three broken values or unknown names."""
+    chosen = draw(st.lists(st.sampled_from(list(specs)), unique=True))
+    spoiled: set[str] = set()
+    unknown: list[str] = []
+    if draw(st.booleans()):
+        spoiled = (
+            set(draw(st.lists(st.sampled_from(chosen), unique=True, max_size=3)))
+            if chosen
+            else set()
+        )
+        unknown = draw(
+            st.lists(
+                unknown_names(specs),
+                unique=True,
+                min_size=0 if spoiled else 1,
+                max_size=2,
+            )
+        )
+    givens = [
+        draw(broken_given(name, specs[name], world))
+        if name in spoiled
+        else draw(valid_given(name, specs[name], world, seeds.get(name, [])))
+        for name in chosen
+    ]
+    givens += [
+        Given(
+            name, draw(st.one_of(free_text(10), st.integers())), raw=False, valid=False
+        )
+        for name in unknown
+    ]
+    return givens
+
+
+def offender(
+    problem: str, broken: list[Given], specs: Mapping[str, ParameterSpec]
+) -> str:
+    """The broken parameter a problem line is about; fails when it names none."""
+    for item in broken:
+        if item.name in specs and problem.startswith(f"{item.name}: "):
+            return item.name
+        if item.name not in specs and problem.startswith(
+            f"unknown parameter {item.name!r}"
+        ):
+            return item.name
+    raise AssertionError(f"a problem about no broken parameter: {problem!r}")
+
+
+def assert_names_the_broken(
+    problems: list[str], broken: list[Given], specs: Mapping[str, ParameterSpec]
+) -> None:
+    first = min(item.phase for item in broken)
+    named = set()
+    for problem in problems:
+        named.add(offender(problem, broken, specs))
+        assert (
+            "expected" in problem
+            or "give more of the id" in problem
+            or ("this notebook takes" in problem)
+        ), problem
+    assert {item.name for item in broken if item.phase == first} <= named, problems
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda path: runbook_name(path))
+def test_parameters_are_judged_before_any_kernel_starts(
+    notebook: Path, world: World
+) -> None:
+    specs = read_parameters(notebook)
+    unruled = [
+        n
+        for n in specs
+        if n in NAME_RULES and n not in world.valid and n not in ("record_ids",)
+    ]
+    assert not unruled, f"no generator for the rules of {unruled}; add one"
+    examples: list[bool] = []
+
+    @PROPERTY_SETTINGS
+    @given(run_requests(specs, world, seeds_of(notebook, specs)))
+    def check(givens: list[Given]) -> None:
+        STARTS.clear()
+        broken = [item for item in givens if not item.valid]
+        examples.append(not broken)
+        try:
+            run_notebook(
+                notebook,
+                parameters={item.name: item.value for item in givens},
+                raw=frozenset(item.name for item in givens if item.raw),
+                environment=RUN_ENVIRONMENT,
+                records_dir=world.archive,
+            )
+        except KernelStartReached:
+            assert not broken, f"accepted broken values: {broken}"
+            assert len(STARTS) == 1
+        except ParameterError as error:
+            assert broken, f"refused a valid set: {error.problems}"
+            assert STARTS == []
+            assert_names_the_broken(error.problems, broken, specs)
+        else:
+            raise AssertionError("the run neither was refused nor reached a kernel")
+
+    check()
+    valid = sum(examples)
+    assert len(examples) >= 200
+    # both kinds of set were tried (a notebook with one parameter has few valid sets)
+    assert valid >= 1 and len(examples) - valid >= 40, (valid, len(examples))
+
+
+TEXT_RULES = sorted(
+    name for name, (type_name, _) in NAME_RULES.items() if type_name == "str"
+)
+# SQL holds quotes by nature (the guard parses it); every other character stays out.
+SQL_HOSTILE = tuple(char for char in HOSTILE_CHARS if char not in "'\"`\\")
+
+
+@pytest.mark.parametrize("name", TEXT_RULES)
+def test_no_text_parameter_takes_a_hostile_character(name: str, world: World) -> None:
+    """Whatever a text rule accepts, the same value with a quote, a backslash, a
+    control or format character or a line separator inside is refused."""
+    hostile = SQL_HOSTILE if name == "sql" else HOSTILE_CHARS
+    good = world.valid[name].filter(lambda value: value != "")
+
+    @PROPERTY_SETTINGS
+    @given(good, st.sampled_from(hostile), st.data())
+    def check(value: str, char: str, data: st.DataObject) -> None:
+        where = data.draw(st.integers(0, len(value)))
+        spoiled = value[:where] + char + value[where:]
+        with pytest.raises(ParameterError) as caught:
+            validate_params(**{name: spoiled})
+        assert caught.value.problems[0].startswith(f"{name}: got ")
+        assert " — expected " in caught.value.problems[0]
+
+    check()
+
+
+def test_every_notebook_folder_is_covered() -> None:
+    assert {path.parent.name for path in NOTEBOOKS} == set(NOTEBOOK_FOLDERS)
+    assert len(NOTEBOOKS) >= len(NOTEBOOK_FOLDERS)
