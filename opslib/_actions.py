@@ -231,7 +231,9 @@ def apply_action(
     if problem:
         logger.warning("gate refused action=%s reason=%s", plan.action, problem)
         return ActionResult(plan, "refused", f"{problem}; nothing changed", who)
-    if confirm.strip() != plan.confirm_phrase:
+    # Exactly, character for character: str.strip() would also drop the Unicode
+    # spaces (such as U+00A0) that a near-miss phrase can carry.
+    if confirm != plan.confirm_phrase:
         logger.warning("gate refused action=%s reason=confirm-mismatch", plan.action)
         return ActionResult(
             plan,
@@ -241,7 +243,15 @@ def apply_action(
             who,
         )
 
-    applier = _APPLIERS[plan.action]
+    applier = _APPLIERS.get(plan.action)
+    if applier is None:
+        logger.warning("gate refused action=%s reason=no-applier", plan.action)
+        return ActionResult(
+            plan,
+            "refused",
+            f"no applier is registered for action {plan.action!r}; nothing changed",
+            who,
+        )
     try:
         result = applier(plan, environment, who)
     except ServiceError as error:

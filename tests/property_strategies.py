@@ -652,3 +652,112 @@ def as_raw(draw: st.DrawFn, value: object, type_name: str) -> str:
         return ",".join(value)
     assert isinstance(value, str)
     return value
+
+
+# ---- confirm phrases and their near misses ------------------------------------
+
+VERBS = (
+    "rollback",
+    "repair",
+    "clear",
+    "delete",
+    "restore",
+    "re-enqueue",
+    "set password",
+    "undo d1-write of record",
+)
+TARGET = text_of(LETTERS_DIGITS + "-_./@", 1, 40)
+ENVIRONMENT_NAMES = st.one_of(
+    st.sampled_from(["sandbox", "staging", "production"]),
+    st.from_regex(r"[a-z][a-z0-9-]{0,15}", fullmatch=True),
+)
+# Latin letters and a character that looks the same.
+LOOK_ALIKE_OF = {
+    "a": "\u0430",
+    "c": "\u0441",
+    "e": "\u0435",
+    "i": "\u0456",
+    "o": "\u043e",
+    "p": "\u0440",
+    "x": "\u0445",
+    "y": "\u0443",
+    "s": "\u0455",
+}
+
+
+def phrase_for(environment: str) -> st.SearchStrategy[str]:
+    """A confirm phrase in the shape every plan uses: verb, target, environment."""
+    return st.builds(
+        lambda verb, target: f"{verb} {target} in {environment}",
+        st.sampled_from(VERBS),
+        TARGET,
+    )
+
+
+@dataclass(frozen=True)
+class Miss:
+    """A text typed where the phrase was asked for, and how it was made."""
+
+    text: str
+    kind: str
+    hostile: bool  # holds a character or a length no parameter value may have
+
+
+@st.composite
+def near_misses(draw: st.DrawFn, phrase: str) -> Miss:
+    """Text that differs from ``phrase`` only a little, and never equals it."""
+    kind = draw(
+        st.sampled_from(
+            [
+                "case",
+                "outer-space",
+                "inner-space",
+                "look-alike",
+                "prefix",
+                "suffix",
+                "leading",
+                "invisible",
+                "newline",
+                "other-environment",
+            ]
+        )
+    )
+    hostile = False
+    if kind == "case":
+        how = draw(
+            st.sampled_from([str.upper, str.title, str.swapcase, str.capitalize])
+        )
+        text = how(phrase)
+    elif kind == "outer-space":
+        space = draw(st.sampled_from(SPACES))
+        text = draw(
+            st.sampled_from([space + phrase, phrase + space, space + phrase + space])
+        )
+    elif kind == "inner-space":
+        spaces = [i for i, char in enumerate(phrase) if char == " "]
+        where = draw(st.sampled_from(spaces))
+        space = draw(st.sampled_from(("  ",) + SPACES[1:]))
+        text = phrase[:where] + space + phrase[where + 1 :]
+    elif kind == "look-alike":
+        spots = [i for i, char in enumerate(phrase) if char in LOOK_ALIKE_OF]
+        where = draw(st.sampled_from(spots))
+        text = phrase[:where] + LOOK_ALIKE_OF[phrase[where]] + phrase[where + 1 :]
+    elif kind == "prefix":
+        text = phrase[: draw(st.integers(0, len(phrase) - 1))]
+    elif kind == "suffix":
+        text = phrase + draw(st.sampled_from([".", "!", " now", "s", " please"]))
+    elif kind == "leading":
+        text = draw(st.sampled_from(["yes ", "ok ", "confirm ", "I "])) + phrase
+    elif kind == "invisible":
+        where = draw(st.integers(0, len(phrase)))
+        char = draw(st.sampled_from(["\u200b", "\u200d", "\u2060", "\ufeff", "\u00ad"]))
+        text, hostile = phrase[:where] + char + phrase[where:], True
+    elif kind == "newline":
+        text = phrase + draw(st.sampled_from(["\n", "\r\n", "\u2028", "\x00"]))
+        hostile = True
+    else:
+        other = draw(
+            ENVIRONMENT_NAMES.filter(lambda name: not phrase.endswith(f" in {name}"))
+        )
+        text = phrase.rsplit(" in ", 1)[0] + f" in {other}"
+    return Miss(text, kind, hostile or len(text) > MAX_TEXT)
