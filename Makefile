@@ -2,6 +2,8 @@
 #   make demo  - set up, start the sandbox with a bad deployment, run the api-down
 #                runbook headless, print the verdict and the record, stop the sandbox
 #   make test  - set up and run the whole test suite
+#   make lab   - set up, start the sandbox (unless one runs) and JupyterLab on it;
+#                Ctrl-C stops both (LAB_ARGS passes options to `runbook lab`)
 # Both create .venv with Python 3.11 and install the project from pyproject.toml.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -9,7 +11,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test bench bench-restore drill clean
+.PHONY: setup demo test lab bench bench-restore drill clean
 
 setup: $(STAMP)
 
@@ -30,6 +32,9 @@ test: setup
 	@$(BIN)/python -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing on purpose"; exit 1; fi; \
 	exit $$status
+
+lab: setup
+	$(BIN)/runbook lab $(LAB_ARGS)
 
 bench: setup
 	$(BIN)/python bench/run_all.py

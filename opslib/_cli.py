@@ -415,6 +415,74 @@ def serve_alerts(
     serve(server, echo=lambda line: click.echo(line, err=False))
 
 
+@main.command()
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The sandbox's folder [default: <project>/.sandbox]; a sandbox already "
+    "running there is used and left running.",
+)
+@click.option(
+    "--scenario",
+    default="healthy",
+    show_default=True,
+    help="Scenario of a sandbox started here (see `runbook sandbox start --help`).",
+)
+@click.option(
+    "--any-ports", is_flag=True, help="Start the sandbox on free loopback ports."
+)
+@_records_option
+@click.option(
+    "--port",
+    default=8888,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="JupyterLab's port on 127.0.0.1 (used as given or not at all).",
+)
+@click.option(
+    "--browser/--no-browser", default=True, help="Open JupyterLab in a browser."
+)
+@click.option(
+    "--allow-root",
+    is_flag=True,
+    help="Let JupyterLab run as root (in a container); it refuses otherwise.",
+)
+def lab(
+    state_dir: Path | None,
+    scenario: str,
+    any_ports: bool,
+    records_dir: str | None,
+    port: int,
+    browser: bool,
+    allow_root: bool,
+) -> None:
+    """Walk the runbooks in JupyterLab against the sandbox.
+
+    Starts the sandbox unless one runs in --state-dir, sets RUNBOOK_ENVIRONMENTS
+    and RUNBOOK_RECORDS for the notebooks, and runs JupyterLab on 127.0.0.1 with
+    the notebooks folder. Ctrl-C stops JupyterLab, its kernels and a sandbox
+    started here. Every click on a gate widget is archived in RECORDS. JupyterLab
+    takes its token from $JUPYTER_TOKEN, else makes one and prints the URL.
+    """
+    from ._lab import lab_on_sandbox
+
+    try:
+        code = lab_on_sandbox(
+            state_dir=state_dir,
+            scenario=scenario,
+            any_ports=any_ports,
+            records_dir=Path(_archive(records_dir)),
+            port=port,
+            open_browser=browser,
+            allow_root=allow_root,
+            say=click.echo,
+        )
+    except (ConfigError, RunError) as error:
+        _usage_exit(error)
+    sys.exit(code)
+
+
 def _add_sandbox_commands() -> None:
     from .sandbox._cli import cli as sandbox_cli
 
