@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from test_cli import runbook as run_runbook
 
+import opslib._actions
 from opslib import (
     ActionPlan,
     CloudflareClient,
@@ -144,10 +145,14 @@ def test_nothing_is_applied_when_no_record_can_be_written(env, tmp_path, monkeyp
     assert "nothing applied" in box.children[4].value
 
 
-def test_a_gate_that_raises_is_recorded_as_failed(env, tmp_path):
+def test_a_gate_that_raises_is_recorded_as_failed(env, tmp_path, monkeypatch):
+    def broken_applier(plan, environment, operator):
+        raise RuntimeError("the applier broke")
+
+    monkeypatch.setitem(opslib._actions._APPLIERS, "broken", broken_applier)
     plan = dataclasses.replace(
-        ActionPlan("none", env.name, env.worker_name, "no applier for it"),
-        action="not-an-action",
+        ActionPlan("none", env.name, env.worker_name, "an applier that raises"),
+        action="broken",
         confirm_phrase="do it in sandbox",
     )
     box = gate_widget(plan, environment=env)
@@ -155,6 +160,6 @@ def test_a_gate_that_raises_is_recorded_as_failed(env, tmp_path):
     assert box.results == []
     sidecar = load_record(tmp_path, box.records[0].id)
     assert sidecar["status"] == "failed"
-    assert sidecar["error"]["ename"] == "KeyError"
+    assert sidecar["error"]["ename"] == "RuntimeError"
     assert sidecar["error"]["cell_index"] == 2
     assert json.dumps(sidecar["actions"]).count('"kind": "plan"') == 1
