@@ -11,6 +11,7 @@ the record id and its status, or the error that kept the run from starting.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from typing import Any
 
@@ -51,6 +52,9 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> int:
     """Read the job from standard input, run it, print the outcome as JSON."""
+    # A receiver started in the background of a shell passes SIGINT on as
+    # ignored; the receiver's stop sends it, and the run must archive and end.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         job = json.loads(sys.stdin.read())
         outcome = run_job(job)

@@ -72,6 +72,7 @@ MIN_SECRET_LENGTH = 16
 MAX_BODY_BYTES = 64 * 1024
 STRIPE_TOLERANCE_S = 300
 RETRY_AFTER_S = 60
+REQUEST_TIMEOUT_S = 10.0
 OPERATOR = "serve-alerts"
 _STOP_GRACE_S = 30.0
 
@@ -413,6 +414,8 @@ def _log_child(record_id: str, returncode: int, out: str) -> None:
 class _Handler(BaseHTTPRequestHandler):
     server: AlertServer
     server_version = "runbook-serve-alerts"
+    # A sender that stops mid-request frees its thread after this many seconds.
+    timeout = REQUEST_TIMEOUT_S
 
     def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
         self._answer("GET")
