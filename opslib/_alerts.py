@@ -57,6 +57,8 @@ _DIGITS = re.compile(r"\d{1,20}")
 _EVENT_ID = re.compile(r"evt_[A-Za-z0-9]{1,60}")
 _CUSTOMER_ID = re.compile(r"cus_[A-Za-z0-9]{1,64}")
 _MAX_TEXT = 2000
+_MAX_SUMMARY = 300
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
 class AlertError(OpslibError, ValueError):
@@ -168,6 +170,11 @@ def _json_fields(text: str) -> dict[str, str]:
     }
 
 
+def _one_line(text: str) -> str:
+    """Sender text made safe for a log line: no line breaks or control bytes."""
+    return _CONTROL.sub(" ", text)[:_MAX_SUMMARY]
+
+
 def _clipped(text: str) -> str:
     return text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT]
 
@@ -208,7 +215,7 @@ def map_uptimerobot(
         key=f"{UPTIMEROBOT}:{monitor_id}:{when}",
         runbook=runbook,
         parameters={"incident_id": incident_id, **parameters},
-        summary=f"{name} down ({details or 'no details'}); {watched}"[:300],
+        summary=_one_line(f"{name} down ({details or 'no details'}); {watched}"),
     )
 
 
@@ -283,7 +290,7 @@ def _stripe_run(event_id: str, runbook: str, customer: str, what: str) -> AlertR
         key=f"{STRIPE}:{event_id}",
         runbook=runbook,
         parameters={"incident_id": event_id, "customer": customer},
-        summary=f"{what} for {who}"[:300],
+        summary=_one_line(f"{what} for {who}"),
     )
 
 

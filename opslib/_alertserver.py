@@ -75,6 +75,7 @@ RETRY_AFTER_S = 60
 REQUEST_TIMEOUT_S = 10.0
 OPERATOR = "serve-alerts"
 _STOP_GRACE_S = 30.0
+_ROUTES = ("uptimerobot", "stripe", "health")
 
 
 @dataclass(frozen=True)
@@ -272,21 +273,7 @@ class AlertReceiver:
             self._seen[mapped.key] = (record_id, now)
             self._active += 1
             self._start_thread(record_id, mapped, parameters)
-
-        logger.info(
-            "alert accepted source=%s runbook=%s record_id=%s summary=%s",
-            mapped.source,
-            mapped.runbook,
-            record_id,
-            mapped.summary,
-        )
-        body = {
-            "status": "accepted",
-            "record_id": record_id,
-            "runbook": mapped.runbook,
-            "summary": mapped.summary,
-        }
-        return Answer(202, body)
+        return _accepted(mapped, record_id)
 
     def _forget_before(self, moment: float) -> None:
         for key in [k for k, (_, seen) in self._seen.items() if seen < moment]:
@@ -365,6 +352,23 @@ class AlertReceiver:
             thread.join(grace_s)
 
 
+def _accepted(mapped: AlertRun, record_id: str) -> Answer:
+    logger.info(
+        "alert accepted source=%s runbook=%s record_id=%s summary=%s",
+        mapped.source,
+        mapped.runbook,
+        record_id,
+        mapped.summary,
+    )
+    body = {
+        "status": "accepted",
+        "record_id": record_id,
+        "runbook": mapped.runbook,
+        "summary": mapped.summary,
+    }
+    return Answer(202, body)
+
+
 def _check_secret(given: str | None, expected: str | None, name: str) -> Answer | None:
     """None when the secret matches; compared in constant time."""
     if expected is None:
@@ -428,7 +432,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             parts = urlsplit(self.path)
             segments = [unquote(s) for s in parts.path.split("/") if s]
-            route = segments[0] if segments else "/"
+            first = segments[0] if segments else "/"
+            route = first if first in _ROUTES else "other"
             answer = self._route(method, segments, parts.query)
         except Exception:  # one bad request never takes the server down
             logger.exception("alert request failed route=%s", route)

@@ -193,3 +193,11 @@ def test_secrets_come_from_the_environment_or_the_dotenv_file(tmp_path):
         load_alert_secrets({}, tmp_path / "missing.env")
     with pytest.raises(ConfigError, match="at least 16"):
         load_alert_secrets({"RUNBOOK_ALERTS_SECRET": "short"}, dotenv)
+
+
+def test_sender_text_reaches_the_summary_on_one_line(environment):
+    fields = down(monitorFriendlyName="API\nINFO forged line", alertDetails="x\x1b[2J")
+    mapped = map_uptimerobot(fields, environment)
+    assert isinstance(mapped, AlertRun)
+    assert "\n" not in mapped.summary and "\x1b" not in mapped.summary
+    assert mapped.summary.startswith("API INFO forged line down (x [2J)")

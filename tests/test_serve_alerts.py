@@ -272,13 +272,16 @@ def test_an_oversized_body_and_an_unknown_route_are_refused(receiver):
     assert receiver.post("/apply", json={}).status_code == 404
 
 
-def test_the_receiver_log_never_holds_a_secret(receiver):
+def test_the_receiver_log_holds_no_secret_and_no_line_a_sender_wrote(receiver):
     receiver.post(
         f"/uptimerobot/{UPTIME_SECRET}", data={"alertType": "2", "monitorID": "1"}
     )
+    assert receiver.post("/%0Aforged-line", json={}).status_code == 404
     log = receiver.log.read_text()
     assert "alert request method=POST route=uptimerobot status=200" in log
+    assert "alert request method=POST route=other status=404" in log
     assert UPTIME_SECRET not in log and STRIPE_SECRET not in log
+    assert "forged-line" not in log
 
 
 def test_runs_over_the_bound_get_429_with_retry_after(sandbox, tmp_path):
