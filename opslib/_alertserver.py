@@ -55,8 +55,8 @@ from ._alerts import (
 from ._config import Environment
 from ._errors import ConfigError, ParameterError
 from ._notebook import find_project_root, read_parameters, resolve_notebook
-from ._params import coerce_parameters
 from ._records import new_record_id
+from ._runner import check_run_request
 
 logger = logging.getLogger(__name__)
 
@@ -249,7 +249,12 @@ class AlertReceiver:
         specs = read_parameters(resolve_notebook(mapped.runbook))
         parameters = notebook_parameters(mapped, specs)
         try:
-            coerce_parameters(specs, parameters)
+            check_run_request(
+                mapped.runbook,
+                parameters,
+                environment=self.settings.environment.name,
+                records_dir=self.settings.records_dir,
+            )
         except ParameterError as error:
             return _refusal(400, f"the alert maps to bad {mapped.runbook} {error}")
         return self._reserve(mapped, parameters)
