@@ -1,3 +1,11 @@
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
 import opslib
 
 
@@ -18,3 +26,74 @@ def test_public_callables_have_docstrings():
         and not (getattr(opslib, name).__doc__ or "").strip()
     ]
     assert undocumented == []
+
+
+HEAVY_MODULES = (
+    "pandas",
+    "matplotlib",
+    "stripe",
+    "httpx",
+    "boto3",
+    "sqlglot",
+    "papermill",
+    "ipywidgets",
+    "nbformat",
+)
+
+
+def test_import_opslib_leaves_heavy_libraries_unloaded():
+    # A fresh interpreter: this test session has imported them all long ago.
+    probe = (
+        "import sys, json, opslib; "
+        f"print(json.dumps([m for m in {HEAVY_MODULES!r} if m in sys.modules]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert json.loads(done.stdout) == []
+
+
+def test_first_use_of_a_name_imports_its_module():
+    probe = (
+        "import sys, json, opslib; before = 'sqlglot' in sys.modules; "
+        "opslib.classify_sql; from opslib import Finding; "
+        "print(json.dumps([before, 'sqlglot' in sys.modules, "
+        "'opslib._finding' in sys.modules, 'pandas' in sys.modules]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert json.loads(done.stdout) == [False, True, True, False]
+
+
+def test_unknown_name_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="no_such_name"):
+        opslib.no_such_name  # noqa: B018
+    with pytest.raises(ImportError):
+        exec("from opslib import no_such_name", {})
+
+
+def test_type_checking_imports_mirror_the_lazy_exports():
+    tree = ast.parse(Path(opslib.__file__).read_text(encoding="utf-8"))
+    guarded = next(
+        node
+        for node in tree.body
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+    )
+    imported = {
+        (node.module, alias.name)
+        for node in guarded.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    exported = {
+        (module, name) for module, names in opslib._EXPORTS.items() for name in names
+    }
+    assert imported == exported
+    assert sorted([name for _, name in exported] + ["__version__"]) == opslib.__all__
+
+
+def test_dir_lists_every_export_and_import_all_loads_their_modules():
+    assert set(opslib.__all__) <= set(dir(opslib))
+    opslib._import_all()
+    assert all(f"opslib.{module}" in sys.modules for module in opslib._EXPORTS)
