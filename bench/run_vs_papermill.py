@@ -13,29 +13,16 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from _commands import timed
 from _protocol import result_line
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 NOTEBOOK = ROOT / "notebooks" / "incidents" / "01-api-down.ipynb"
-
-
-def timed(command: list[str], env: dict[str, str]) -> float:
-    """Run a command to completion and return its wall time; fail loudly on error."""
-    started = time.perf_counter()
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-    elapsed = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(
-            f"{command[0]} failed ({done.returncode}):\n{done.stderr[-2000:]}"
-        )
-    return elapsed
 
 
 def main() -> None:

@@ -57,7 +57,22 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("notebook")
+@click.argument("notebooks", nargs=-1, metavar="NOTEBOOK...")
+@click.option(
+    "--all",
+    "group",
+    default=None,
+    metavar="GROUP",
+    help="Run every runbook of GROUP: incidents, or procedures (those that can "
+    "run without a target).",
+)
+@click.option(
+    "--jobs",
+    default=None,
+    type=click.IntRange(min=1),
+    help="With several runbooks: the most runs under way at once "
+    "(default: two per CPU core).",
+)
 @click.option(
     "-p",
     "--parameter",
@@ -65,7 +80,8 @@ def main() -> None:
     multiple=True,
     nargs=2,
     metavar="NAME VALUE",
-    help="Set a parameter (repeatable), like papermill -p.",
+    help="Set a parameter (repeatable), like papermill -p; with several "
+    "runbooks, for each one that declares it.",
 )
 @click.option(
     "-f",
@@ -101,7 +117,9 @@ def main() -> None:
     help="Exit 4 when the verdict is not ok (for schedulers and alerting).",
 )
 def run(
-    notebook: str,
+    notebooks: tuple[str, ...],
+    group: str | None,
+    jobs: int | None,
     pairs: tuple[tuple[str, str], ...],
     files: tuple[str, ...],
     environment: str | None,
@@ -114,6 +132,13 @@ def run(
 
     Parameters are checked against the notebook's parameters cell before any kernel
     starts. The executed notebook and a JSON sidecar go to RECORDS/YYYY/MM/.
+
+    Several NOTEBOOKs, or --all incidents (or procedures), run side by side, at
+    most --jobs at a time, each into a record of its own, and end with one table;
+    the exit code is the worst of theirs. Every parameter is checked for every
+    runbook first; -p and -f values go to each runbook that declares them; apply
+    and confirm are refused (gates are passed one runbook at a time); a runbook
+    given no incident_id gets the batch's own, BATCH-<start time>.
     """
     from ._params import load_parameter_file
 
@@ -126,17 +151,85 @@ def run(
         parameters.update(dict(pairs))
     except (ConfigError, RunError) as error:
         _usage_exit(error)
-    _run_and_exit(
-        archive,
-        fail_on_verdict,
-        notebook=notebook,
-        parameters=parameters,
-        raw=frozenset(name for name, _ in pairs),
-        environment=environment or DEFAULT_ENVIRONMENT,
-        operator=operator,
-        timeout=timeout,
-        named_environment=environment is not None,
+    options: dict[str, Any] = {
+        "environment": environment or DEFAULT_ENVIRONMENT,
+        "operator": operator,
+        "timeout": timeout,
+        "named_environment": environment is not None,
+    }
+    raw = frozenset(name for name, _ in pairs)
+    if group is None and len(notebooks) == 1 and jobs is None:
+        _run_and_exit(
+            archive,
+            fail_on_verdict,
+            notebook=notebooks[0],
+            parameters=parameters,
+            raw=raw,
+            **options,
+        )
+    _run_batch_and_exit(
+        archive, fail_on_verdict, notebooks, group, jobs, parameters, raw, options
     )
+
+
+def _run_batch_and_exit(
+    archive: str,
+    fail_on_verdict: bool,
+    notebooks: tuple[str, ...],
+    group: str | None,
+    jobs: int | None,
+    parameters: dict[str, object],
+    raw: frozenset[str],
+    options: dict[str, Any],
+) -> None:
+    """Run several notebooks side by side, print their table, exit with the worst."""
+    import datetime
+
+    from ._batch import (
+        batch_exit_code,
+        batch_table,
+        default_jobs,
+        plan_batch,
+        run_batch,
+        select_group,
+    )
+
+    try:
+        if (group is None) == (not notebooks):
+            raise ConfigError(
+                "give one NOTEBOOK, several, or --all incidents (or procedures), "
+                "not both"
+            )
+        selected = select_group(group) if group else list(notebooks)
+        planned = plan_batch(
+            selected,
+            parameters,
+            raw=raw,
+            environment=options["environment"],
+            started=datetime.datetime.now(datetime.UTC),
+        )
+    except (ConfigError, RunError) as error:
+        _usage_exit(error)
+    jobs = jobs or default_jobs()
+    click.echo(f"running {len(planned)} runbooks, at most {jobs} at a time")
+    results = run_batch(
+        planned,
+        jobs=jobs,
+        raw=raw,
+        echo=click.echo,
+        records_dir=archive,
+        **options,
+    )
+    click.echo("\n" + batch_table(results))
+    for result in results:
+        if result.problem:
+            click.echo(f"{result.runbook}: no record: {result.problem}", err=True)
+    click.echo(f"records in {archive}")
+    codes = [
+        _exit_code(r.record.sidecar, fail_on_verdict) if r.record else EXIT_FAILED_RUN
+        for r in results
+    ]
+    sys.exit(batch_exit_code(codes))
 
 
 def _run_and_exit(archive: str, fail_on_verdict: bool, **kwargs: Any) -> None:

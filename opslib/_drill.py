@@ -18,6 +18,7 @@ from typing import Any
 
 from ._config import ENVIRONMENTS_VARIABLE, load_environment
 from ._runner import run_notebook
+from ._table import render_table
 
 
 @dataclass(frozen=True)
@@ -116,13 +117,7 @@ def format_table(results: Sequence[DrillResult]) -> str:
         )
         for r in results
     ]
-    widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(6)]
-    lines = [
-        "  ".join(str(cell).ljust(w) for cell, w in zip(row, widths))
-        for row in (header, *rows)
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return render_table(header, rows)
 
 
 def drill_once(

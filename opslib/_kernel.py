@@ -19,13 +19,14 @@ import os
 import shutil
 import tempfile
 import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
 # Imported in the kernel before the first cell; side-effect free.
-PRELOAD = "import opslib, pandas"
+PRELOAD = "import opslib, pandas; opslib._import_all()"
 HEADLESS_VARIABLE = "RUNBOOK_HEADLESS"
 START_TIMEOUT_S = 60.0
 
@@ -93,11 +94,20 @@ class KernelWarmer:
     async def _launch(self) -> Any:
         from jupyter_client.manager import AsyncKernelManager
 
+        from ._kernelforks import ForkedProvisioner, template_socket
+
         manager = AsyncKernelManager(
             kernel_name=self.kernel_name,
             transport="ipc",
             connection_file=str(Path(self._folder) / "kernel.json"),
         )
+        if template_socket() is not None:  # in a batch: fork it from the template
+            manager.kernel_id = str(uuid.uuid4())
+            manager.provisioner = ForkedProvisioner(
+                kernel_id=manager.kernel_id,
+                kernel_spec=manager.kernel_spec,
+                parent=manager,
+            )
         # Tells opslib in the kernel that nobody watches: no progress bars.
         env = {**os.environ, HEADLESS_VARIABLE: "1"}
         await manager.start_kernel(cwd=str(self.cwd), env=env)

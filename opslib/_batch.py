@@ -1,0 +1,251 @@
+"""Run several runbooks at once: ``runbook run A B C`` and ``runbook run --all GROUP``.
+
+Every run is a complete ``run_notebook`` run with its own kernel and its own record;
+a batch only adds how they are chosen, checked and scheduled:
+
+- the parameters of every runbook are checked before any kernel starts, so a bad
+  value stops the whole batch with nothing run or written;
+- a ``-p`` parameter goes to every runbook that declares it; a name that none of
+  them declares is refused as a typo would be;
+- no gate is passed in a batch (``apply`` and ``confirm`` are refused): a confirm
+  phrase names one target in one runbook;
+- a runbook that declares ``incident_id`` and is given none gets the batch's id,
+  ``BATCH-<start time UTC>``: it names the batch, not an incident from the pager,
+  and the records of one batch share it;
+- at most ``jobs`` runs are under way at a time, each in a worker process forked
+  from this one after papermill, nbclient and jupyter_client were imported, so the
+  batch pays for those imports once; each worker warms its kernel as a single run
+  does (``_kernel``).
+
+``--all procedures`` leaves out the procedures that cannot run blind (see
+``NOT_BLIND``): they need a target that only the operator can name.
+"""
+
+from __future__ import annotations
+
+import datetime
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._errors import OpslibError, ParameterError
+from ._notebook import (
+    find_notebooks_dir,
+    read_parameters,
+    resolve_notebook,
+    runbook_name,
+)
+from ._params import coerce_parameters
+from ._runner import RunRecord, _parameters_with_environment, run_notebook
+from ._table import render_table
+
+GROUPS = ("incidents", "procedures")
+# Procedures that need something only the operator can name, so --all leaves them out.
+NOT_BLIND = {
+    "undo": "needs record_id, the record whose action to undo",
+    "post-incident-report": "needs record_ids, the records of one incident",
+    "deploy-verify": "belongs to one deploy and watches it for 15 minutes",
+}
+# Parameters a batch refuses: a gate is passed one runbook at a time.
+GATE_PARAMETERS = ("apply", "confirm")
+BATCH_ID_PREFIX = "BATCH-"
+# Exit codes of single runs, from best to worst (see _cli): ok, verdict, gate, failed.
+_EXIT_RANK = (0, 4, 3, 1)
+
+
+@dataclass(frozen=True)
+class BatchRun:
+    """One runbook of a batch and how it ended.
+
+    Attributes:
+        runbook: the runbook's name.
+        record: the archived record, or None when no record could be written.
+        problem: why there is no record (the runner's error), else "".
+        seconds: wall time of the run.
+    """
+
+    runbook: str
+    record: RunRecord | None
+    problem: str
+    seconds: float
+
+
+def default_jobs() -> int:
+    """Runs under way at once: two per core, since runs mostly wait on the systems."""
+    return max(2, 2 * (os.cpu_count() or 1))
+
+
+def select_group(group: str) -> list[Path]:
+    """The notebooks ``--all GROUP`` runs: every incident, or the blind-safe procedures.
+
+    Raises:
+        ParameterError: for a group other than incidents or procedures.
+    """
+    if group not in GROUPS:
+        raise ParameterError(
+            [f"--all: got {group!r} — expected one of: {', '.join(GROUPS)}"]
+        )
+    found = sorted((find_notebooks_dir() / group).glob("*.ipynb"))
+    return [path for path in found if runbook_name(path) not in NOT_BLIND]
+
+
+def batch_id(started: datetime.datetime) -> str:
+    """The incident id runs of a batch get when none was given."""
+    return BATCH_ID_PREFIX + started.strftime("%Y%m%dT%H%M%SZ")
+
+
+def plan_batch(
+    notebooks: Sequence[str | Path],
+    parameters: Mapping[str, object],
+    *,
+    raw: frozenset[str],
+    environment: str,
+    started: datetime.datetime,
+) -> list[tuple[Path, dict[str, object]]]:
+    """Each notebook with the parameters it will get, all checked before any run.
+
+    Raises:
+        RunError: an unknown notebook.
+        ParameterError: every problem at once: a gate parameter, a name no
+            notebook declares, a notebook named twice, a bad value (named with
+            the runbook it was checked for).
+    """
+    paths = [resolve_notebook(str(notebook)) for notebook in notebooks]
+    specs = {path: read_parameters(path) for path in paths}
+    names = [runbook_name(path) for path in paths]
+    problems = [
+        f"{name}: given once for a batch run — expected no gate in a batch; run "
+        "the runbook alone to apply its action"
+        for name in GATE_PARAMETERS
+        if name in parameters
+    ]
+    problems += [
+        f"runbooks: {name!r} named {names.count(name)} times — expected once"
+        for name in dict.fromkeys(names)
+        if names.count(name) > 1
+    ]
+    declared = {name for spec in specs.values() for name in spec}
+    problems += [
+        f"{name}: no runbook of this batch ({', '.join(names)}) declares it — "
+        "expected a parameter of at least one of them"
+        for name in parameters
+        if name not in declared and name not in GATE_PARAMETERS
+    ]
+    planned: list[tuple[Path, dict[str, object]]] = []
+    for path in paths:
+        spec = specs[path]
+        given = {name: value for name, value in parameters.items() if name in spec}
+        if "incident_id" in spec and "incident_id" not in given:
+            given["incident_id"] = batch_id(started)
+        try:
+            given = _parameters_with_environment(spec, given, environment)
+            coerce_parameters(spec, given, raw=raw)
+        except ParameterError as error:
+            problems += [f"{runbook_name(path)}: {p}" for p in error.problems]
+        planned.append((path, given))
+    if problems:
+        raise ParameterError(list(dict.fromkeys(problems)))
+    return planned
+
+
+def run_batch(
+    planned: Sequence[tuple[Path, Mapping[str, object]]],
+    *,
+    jobs: int,
+    raw: frozenset[str],
+    echo: Callable[[str], None] = print,
+    **run_options: Any,
+) -> list[BatchRun]:
+    """Run the planned notebooks, at most ``jobs`` at a time; results in plan order.
+
+    Args:
+        planned: what ``plan_batch`` returned.
+        jobs: the most runs under way at once (at least 1).
+        raw: the parameter names given as command-line text.
+        echo: called with one line as each run ends.
+        run_options: passed to ``run_notebook`` for every run (environment,
+            records_dir, operator, timeout, named_environment).
+    """
+    from ._kernelforks import KernelTemplate
+
+    context = multiprocessing.get_context("fork")
+    results: dict[int, BatchRun] = {}
+    with (
+        KernelTemplate() as template,
+        ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=context) as pool,
+    ):
+        _import_runner_libraries()  # while the template imports on the other core
+        template.wait_ready()
+        futures: dict[Future[BatchRun], int] = {
+            pool.submit(_run_one, path, dict(given), raw, run_options): index
+            for index, (path, given) in enumerate(planned)
+        }
+        for future in as_completed(futures):
+            index = futures[future]
+            try:
+                result = future.result()
+            except Exception as error:  # a worker that died takes no record with it
+                path = planned[index][0]
+                result = BatchRun(runbook_name(path), None, f"worker died: {error}", 0)
+            results[index] = result
+            echo(_progress_line(result))
+    return [results[index] for index in range(len(planned))]
+
+
+def _import_runner_libraries() -> None:
+    """Import what every run needs once, before the workers are forked."""
+    import papermill  # type: ignore[import-untyped]  # noqa: F401
+
+    from ._runner import _memory_path
+
+    _memory_path()
+
+
+def _run_one(
+    path: Path, given: dict[str, object], raw: frozenset[str], options: dict[str, Any]
+) -> BatchRun:
+    started = time.perf_counter()
+    try:
+        record = run_notebook(path, parameters=given, raw=raw, **options)
+    except OpslibError as error:  # checked before; a record that could not be written
+        return BatchRun(runbook_name(path), None, str(error), _since(started))
+    return BatchRun(runbook_name(path), record, "", _since(started))
+
+
+def _since(started: float) -> float:
+    return round(time.perf_counter() - started, 3)
+
+
+def _progress_line(result: BatchRun) -> str:
+    status = result.record.status if result.record else "no record"
+    return f"{result.runbook}: {status} in {result.seconds:.1f} s"
+
+
+def batch_table(results: Sequence[BatchRun]) -> str:
+    """One line per run: runbook, record id, status, verdict, cause, seconds."""
+    header = ("runbook", "record", "status", "verdict", "cause", "seconds")
+    rows = []
+    for result in results:
+        sidecar = result.record.sidecar if result.record else {}
+        verdict = sidecar.get("verdict") or {}
+        rows.append(
+            (
+                result.runbook,
+                str(sidecar.get("id") or "-"),
+                str(sidecar.get("status") or "no record"),
+                str(verdict.get("status") or "-"),
+                str(verdict.get("cause") or "-"),
+                f"{result.seconds:.1f}",
+            )
+        )
+    return render_table(header, rows)
+
+
+def batch_exit_code(codes: Sequence[int]) -> int:
+    """The worst of the runs' exit codes: failed, then gate, then verdict, then 0."""
+    return max(codes, key=_EXIT_RANK.index, default=0)
