@@ -23,7 +23,7 @@ from typing import Any
 from ._actions import ActionPlan, ActionResult, apply_action
 from ._beforeimage import records_archive
 from ._config import Environment
-from ._errors import RunError
+from ._errors import OpslibError
 from ._finding import Finding
 from ._gaterecord import GateClick, check_archive, record_click, session_notebook
 from ._runner import RunRecord
@@ -86,7 +86,7 @@ def gate_widget(
                 notebook=where,
                 incident_id=incident_id,
             )
-        except RunError as error:
+        except OpslibError as error:
             logger.error("gate click not recorded error=%s", error)
             record_line.value = _line(f"NO RECORD WRITTEN: {error}")
         else:
@@ -124,7 +124,7 @@ def _click(
     started = utcnow()
     try:
         check_archive(records_archive(), started)
-    except RunError as error:
+    except OpslibError as error:
         logger.error("gate not passed: the archive cannot be written error=%s", error)
         return None
     try:

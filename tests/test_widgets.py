@@ -17,6 +17,7 @@ from opslib import (
     plan_d1_write,
 )
 from opslib._records import list_records, load_record
+from opslib._timeline import record_events
 
 ROOT = Path(__file__).parent.parent
 EMAIL = "prodtest2@example.com"
@@ -85,6 +86,8 @@ def test_wrong_phrase_is_refused_recorded_and_changes_nothing(env, tmp_path):
     [row] = list_records(tmp_path)
     assert row["id"] == record.id and row["gate"] == "d1-write:refused"
     assert record.record_path.is_file()
+    events = record_events(tmp_path, sidecar)
+    assert [e.status for e in events if e.kind == "action"] == ["refused"]
 
 
 def test_applied_click_is_recorded_and_undone_by_runbook_undo(env, tmp_path):
