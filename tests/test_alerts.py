@@ -201,3 +201,15 @@ def test_sender_text_reaches_the_summary_on_one_line(environment):
     assert isinstance(mapped, AlertRun)
     assert "\n" not in mapped.summary and "\x1b" not in mapped.summary
     assert mapped.summary.startswith("API INFO forged line down (x [2J)")
+
+
+def test_runs_inherit_the_environment_without_the_receivers_secrets(monkeypatch):
+    from opslib._alertserver import _child_environment
+
+    monkeypatch.setenv("RUNBOOK_ALERTS_SECRET", "u" * 20)
+    monkeypatch.setenv("RUNBOOK_ALERTS_STRIPE_SECRET", "whsec_x")
+    monkeypatch.setenv("RUNBOOK_OPERATOR", "oncall")
+    child = _child_environment()
+    assert "RUNBOOK_ALERTS_SECRET" not in child
+    assert "RUNBOOK_ALERTS_STRIPE_SECRET" not in child
+    assert child["RUNBOOK_OPERATOR"] == "oncall"
