@@ -40,7 +40,9 @@ class CloudflareClient:
         timeout: seconds per request.
     """
 
-    def __init__(self, environment: Environment, *, timeout: float = 15.0) -> None:
+    def __init__(
+        self, environment: Environment, *, timeout: float | None = None
+    ) -> None:
         self.environment = environment
         token = environment.secret(TOKEN_VARIABLE)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -49,7 +51,7 @@ class CloudflareClient:
             "cloudflare",
             environment.cloudflare_api_url,
             headers=headers,
-            timeout=timeout,
+            timeout=environment.timeout(timeout, 15.0),
         )
         self._account = f"accounts/{environment.account_id}"
         self._script = (
@@ -429,9 +431,10 @@ class CloudflareClient:
             payload = None
         if not isinstance(payload, dict):
             raise APIError(
-                f"cloudflare: HTTP {response.status_code} with a non-JSON body "
-                f"({response.headers.get('content-type', 'no content type')}); "
-                "a WAF challenge or an outage page?",
+                f"cloudflare: HTTP {response.status_code} with a body that is not a "
+                f"JSON object ({len(response.content)} bytes, "
+                f"{response.headers.get('content-type', 'no content type')}); cut "
+                "short in transit, a WAF challenge or an outage page?",
                 system="cloudflare",
                 url=str(response.url.copy_with(query=None)),
                 status_code=response.status_code,

@@ -88,6 +88,7 @@ _OPTIONAL_KEYS = (
     "secrets_file",
     "stripe_api_url",
     "test_account_email",
+    "timeout_s",
 )
 
 
@@ -115,6 +116,8 @@ class Environment:
         allowed_origins: browser origins the platform's CORS allow-list must hold.
         secrets: secret values found for this environment, by variable name.
         secrets_file: the environment's own dotenv file of credentials, if any.
+        timeout_s: seconds each client waits for one answer; None leaves every
+            client its own default (10 to 20 s).
     """
 
     name: str
@@ -137,6 +140,14 @@ class Environment:
     allowed_origins: tuple[str, ...] = ()
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     secrets_file: str = ""
+    timeout_s: float | None = None
+
+    def timeout(self, given: float | None, default: float) -> float:
+        """Seconds a client waits: those the caller gave, else the environment's
+        ``timeout_s``, else the client's own default."""
+        if given is not None:
+            return given
+        return self.timeout_s if self.timeout_s is not None else default
 
     def secret(self, variable: str) -> str | None:
         """Return the value of a secret variable, or None when it is not set."""
@@ -251,7 +262,18 @@ def load_environment(
         allowed_origins=tuple(str(o) for o in data.get("allowed_origins") or ()),
         secrets=secrets,
         secrets_file=str(secrets_file or ""),
+        timeout_s=_timeout_s(data.get("timeout_s"), path),
     )
+
+
+def _timeout_s(value: object, path: Path) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(
+            f"{path}: timeout_s is {value!r}, expected a positive number of seconds"
+        )
+    return float(value)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -84,7 +84,13 @@ class ServiceError(OpslibError):
 
 
 class UnreachableError(ServiceError):
-    """The system could not be reached: refused, name not found or timed out."""
+    """The system could not be reached: refused, name not found or timed out.
+
+    Attributes:
+        refused: True when no connection opened, so nothing was sent.
+    """
+
+    refused = False
 
 
 class AuthError(ServiceError):

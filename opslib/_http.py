@@ -1,13 +1,20 @@
 """One HTTP layer for every outside system: timeouts, bounded retries, error types.
 
-Each client (platform, Cloudflare, status page) owns an :class:`HttpClient`. Reads
-are retried on 429 and 5xx with exponential backoff, honouring ``Retry-After`` up
-to a cap; writes are never replayed unless the caller says the call is idempotent,
-because a repeated deployment or UPDATE during a repair is worse than an error.
+Each client (platform, Cloudflare, status page, MailChannels) owns an
+:class:`HttpClient`. Reads are retried a bounded number of times on 429, on 5xx
+and on a refused connection, with exponential backoff or the wait ``Retry-After``
+asks for; every wait comes out of one budget per call (``RETRY_BUDGET_S``), and a
+server that asks for more than is left gets no retry: its answer is returned at
+once. A read that timed out is not repeated (the system is already slow, and a
+second wait would double the check's time). Writes are never replayed unless the
+caller says the call is idempotent, because a repeated deployment or UPDATE
+during a repair is worse than an error. :func:`json_body` turns an answer whose
+body is cut short or not JSON into an error naming the system.
 """
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import time
 from collections.abc import Mapping
@@ -15,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from ._errors import UnreachableError
+from ._errors import APIError, UnreachableError
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +30,7 @@ DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 DEFAULT_RETRIES = 2
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 8.0
-RETRY_AFTER_CAP_S = 30.0
+RETRY_BUDGET_S = 30.0
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -36,8 +43,11 @@ class HttpClient:
         base_url: URL every path is joined to.
         headers: headers sent on every request (credentials included; never logged).
         timeout: httpx timeout.
-        retries: how many times a retryable answer is retried.
+        retries: how many times a retryable answer or refused connection is
+            retried (idempotent calls only).
         transport: an httpx transport, for callers that need a custom one.
+        retry_budget_s: seconds of waiting between attempts one call may spend;
+            None for ``RETRY_BUDGET_S``.
     """
 
     def __init__(
@@ -49,9 +59,11 @@ class HttpClient:
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         retries: int = DEFAULT_RETRIES,
         transport: httpx.BaseTransport | None = None,
+        retry_budget_s: float | None = None,
     ) -> None:
         self.system = system
         self.retries = retries
+        self.retry_budget_s = retry_budget_s
         self._client = httpx.Client(
             base_url=base_url,
             headers=dict(headers or {}),
@@ -76,26 +88,49 @@ class HttpClient:
             The last response, whatever its status.
 
         Raises:
-            UnreachableError: when no answer arrived (refused, DNS, timeout).
+            UnreachableError: when no answer arrived (refused, DNS, timeout),
+                after the retries a refused idempotent call gets.
         """
         if idempotent is None:
             idempotent = method.upper() in IDEMPOTENT_METHODS
         attempts = 1 + (self.retries if idempotent else 0)
+        budget = RETRY_BUDGET_S if self.retry_budget_s is None else self.retry_budget_s
 
         for attempt in range(1, attempts + 1):
-            response = self._send(method, path, **kwargs)
-            if response.status_code not in RETRY_STATUSES or attempt == attempts:
-                return response
-            delay = _retry_delay(response, attempt)
+            failure: UnreachableError | None = None
+            try:
+                response = self._send(method, path, **kwargs)
+            except UnreachableError as error:
+                if not error.refused or attempt == attempts:
+                    raise
+                failure, delay, outcome = error, _backoff(attempt), "refused"
+            else:
+                if response.status_code not in RETRY_STATUSES or attempt == attempts:
+                    return response
+                delay = _retry_delay(response, attempt)
+                outcome = f"HTTP {response.status_code}"
+                if delay > budget:
+                    logger.info(
+                        "not retrying system=%s status=%s asked_wait_s=%.1f "
+                        "budget_left_s=%.1f",
+                        self.system,
+                        response.status_code,
+                        delay,
+                        budget,
+                    )
+                    return response
+            if failure is not None and delay > budget:
+                raise failure
+            budget -= delay
             logger.info(
-                "retrying system=%s status=%s attempt=%s delay_s=%.1f",
+                "retrying system=%s outcome=%s attempt=%s delay_s=%.1f",
                 self.system,
-                response.status_code,
+                outcome,
                 attempt,
                 delay,
             )
             time.sleep(delay)
-        raise AssertionError("unreachable: the loop always returns")
+        raise AssertionError("unreachable: the loop always returns or raises")
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -122,12 +157,15 @@ class HttpClient:
                 url=_safe_url(url),
             ) from error
         except httpx.TransportError as error:
-            raise UnreachableError(
+            unreachable = UnreachableError(
                 f"{self.system}: cannot reach {_safe_url(url)} ({type(error).__name__}: "
                 f"{error})",
                 system=self.system,
                 url=_safe_url(url),
-            ) from error
+            )
+            # Nothing was sent on a connection that never opened: safe to repeat.
+            unreachable.refused = isinstance(error, httpx.ConnectError)
+            raise unreachable from error
         logger.info(
             "request system=%s method=%s url=%s status=%s elapsed_ms=%d",
             self.system,
@@ -139,11 +177,44 @@ class HttpClient:
         return response
 
 
+def json_body(response: httpx.Response, system: str) -> Any:
+    """The answer's JSON, or an error naming the system when the body is not JSON.
+
+    A body cut short in transit, an HTML error page or an empty 200 all end here,
+    so a check reports the system as unreadable instead of reading half an answer.
+
+    Raises:
+        APIError: naming the system, the status and the first bytes of the body.
+    """
+    try:
+        return response.json()
+    except ValueError as error:
+        raise APIError(
+            f"{system}: HTTP {response.status_code} with a body that is not JSON "
+            f"({len(response.content)} bytes, {error}); cut short in transit, or an "
+            "error page in front of the API?",
+            system=system,
+            url=_safe_url(response.request.url),
+            status_code=response.status_code,
+        ) from error
+
+
 def _retry_delay(response: httpx.Response, attempt: int) -> float:
-    """Wait as the server asks (capped), else back off exponentially."""
-    header = response.headers.get("retry-after", "")
+    """Wait as the server asks (seconds or an HTTP date), else back off."""
+    header = response.headers.get("retry-after", "").strip()
     if header.isdigit():
-        return min(float(header), RETRY_AFTER_CAP_S)
+        return float(header)
+    if header:
+        try:
+            when = email.utils.parsedate_to_datetime(header)
+        except (TypeError, ValueError):
+            when = None
+        if when is not None and when.tzinfo is not None:
+            return max(0.0, when.timestamp() - time.time())
+    return _backoff(attempt)
+
+
+def _backoff(attempt: int) -> float:
     return float(min(BACKOFF_BASE_S * 2 ** (attempt - 1), BACKOFF_CAP_S))
 
 

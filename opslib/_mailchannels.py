@@ -20,7 +20,7 @@ from typing import Any
 
 from ._config import Environment
 from ._errors import ConfigError
-from ._http import HttpClient
+from ._http import HttpClient, json_body
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,11 @@ class MailChannelsClient:
     """
 
     def __init__(
-        self, environment: Environment, *, use_key: bool = False, timeout: float = 15.0
+        self,
+        environment: Environment,
+        *,
+        use_key: bool = False,
+        timeout: float | None = None,
     ) -> None:
         if not environment.mailchannels_url:
             raise ConfigError(
@@ -93,7 +97,7 @@ class MailChannelsClient:
             "mailchannels",
             environment.mailchannels_url + "/",
             headers=headers,
-            timeout=timeout,
+            timeout=environment.timeout(timeout, 15.0),
             retries=0,
         )
 
@@ -102,11 +106,15 @@ class MailChannelsClient:
 
         Raises:
             UnreachableError: when MailChannels does not answer.
+            APIError: when a 2xx answer's body is not JSON (cut short, say).
         """
         params = {"dry-run": "true"} if dry_run else None
         response = self._http.request(
             "POST", "send", json=dict(message), params=params, idempotent=dry_run
         )
+        if response.is_success and response.content:
+            # An accepted send must say so in JSON; half an answer is no answer.
+            return _answer(response.status_code, json_body(response, "mailchannels"))
         try:
             payload = response.json()
         except ValueError:

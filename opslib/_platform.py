@@ -62,7 +62,9 @@ class Probe:
         return self.status_code is not None and self.status_code >= 500
 
 
-def platform_http(environment: Environment, *, timeout: float = 10.0) -> HttpClient:
+def platform_http(
+    environment: Environment, *, timeout: float | None = None
+) -> HttpClient:
     """The HTTP client every platform caller uses: never retried, no credentials.
 
     Requests to the platform are observations of what a user sees at that moment,
@@ -72,7 +74,7 @@ def platform_http(environment: Environment, *, timeout: float = 10.0) -> HttpCli
         "platform",
         environment.platform_url,
         headers={"User-Agent": USER_AGENT},
-        timeout=timeout,
+        timeout=environment.timeout(timeout, 10.0),
         retries=0,
     )
 
@@ -80,7 +82,9 @@ def platform_http(environment: Environment, *, timeout: float = 10.0) -> HttpCli
 class PlatformClient:
     """Anonymous probes against the platform API of one environment."""
 
-    def __init__(self, environment: Environment, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, environment: Environment, *, timeout: float | None = None
+    ) -> None:
         self._http = platform_http(environment, timeout=timeout)
 
     def probe(

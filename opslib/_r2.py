@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from ._config import MISSING_FILE_HINT, Environment
-from ._errors import APIError, AuthError, ConfigError, ServiceError, UnreachableError
+from ._errors import (
+    APIError,
+    AuthError,
+    ConfigError,
+    RateLimitError,
+    ServiceError,
+    UnreachableError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +34,7 @@ _AUTH_CODES = frozenset(
     {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Unauthorized"}
 )
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+_THROTTLE_CODES = frozenset({"SlowDown", "TooManyRequests"})
 
 
 class R2Client:
@@ -40,7 +48,9 @@ class R2Client:
         ConfigError: when the environment has no usable endpoint or key pair.
     """
 
-    def __init__(self, environment: Environment, *, timeout: float = 15.0) -> None:
+    def __init__(
+        self, environment: Environment, *, timeout: float | None = None
+    ) -> None:
         import boto3  # type: ignore[import-untyped]
         from botocore.config import Config  # type: ignore[import-untyped]
 
@@ -63,6 +73,7 @@ class R2Client:
             )
         self.environment = environment
         self.endpoint = endpoint
+        timeout = environment.timeout(timeout, 15.0)
         config = Config(
             connect_timeout=timeout,
             read_timeout=timeout,
@@ -225,9 +236,16 @@ class R2Client:
         if isinstance(error, ClientError):
             code = _code(error)
             status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            kind: type[ServiceError] = AuthError if code in _AUTH_CODES else APIError
+            kind: type[ServiceError] = APIError
+            if code in _AUTH_CODES:
+                kind = AuthError
+            elif status == 429 or code in _THROTTLE_CODES:
+                kind = RateLimitError
+            detail = code
+            if not code or code.isdigit():  # no S3 error code: the body was unreadable
+                detail = "without an S3 error code: the answer could not be read"
             return kind(
-                f"r2: HTTP {status} {code} on {bucket}/{key}",
+                f"r2: HTTP {status} {detail} on {bucket}/{key}",
                 system="r2",
                 url=url,
                 status_code=status,

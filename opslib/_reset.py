@@ -165,7 +165,8 @@ def check_mail_provider(
     if answer.is_refused:
         text = f"MailChannels refuses the Worker's keyless sends ({answer.reason})"
         return Finding("mail-provider", Status.FAIL, text, rows, facts)
-    if answer.status_code >= 500:
+    if answer.status_code >= 500 or answer.status_code == 429:
+        # Overloaded or throttling: says nothing about the Worker's sends.
         return unknown("mail-provider", f"MailChannels failed: {answer.reason}")
     text = f"MailChannels rejects the message ({answer.reason})"
     return Finding("mail-provider", Status.WARN, text, rows, facts)

@@ -22,9 +22,13 @@ PRODUCTS_GROUP = "Cloudflare Sites and Services"
 class StatusPageClient:
     """Reads the status page of the environment's ``status_page_url``."""
 
-    def __init__(self, environment: Environment, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, environment: Environment, *, timeout: float | None = None
+    ) -> None:
         self._http = HttpClient(
-            "statuspage", environment.status_page_url, timeout=timeout
+            "statuspage",
+            environment.status_page_url,
+            timeout=environment.timeout(timeout, 10.0),
         )
 
     def summary(self) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -48,11 +49,15 @@ class StripeReader:
             them into an unknown finding). There is no default URL.
     """
 
-    def __init__(self, environment: Environment, *, timeout: float = 20.0) -> None:
+    def __init__(
+        self, environment: Environment, *, timeout: float | None = None
+    ) -> None:
         stripe.enable_telemetry = False
         self.environment = environment
         self._key = environment.secret(KEY_VARIABLE) or ""
-        self._http = stripe.HTTPXClient(timeout=timeout, allow_sync_methods=True)
+        self._http = stripe.HTTPXClient(
+            timeout=environment.timeout(timeout, 20.0), allow_sync_methods=True
+        )
         self._sdk: stripe.StripeClient | None = None
 
     @property
@@ -305,7 +310,16 @@ def _translate(error: stripe.StripeError, url: str) -> ServiceError:
         "request_id": error.request_id,
     }
     if isinstance(error, stripe.APIConnectionError):
-        return UnreachableError(f"stripe: no answer from {url}: {error}", **context)
+        # The SDK's text is a support notice; the cause is in its last bracket.
+        cause = re.search(r"\(Network error: ([^)]*)\)", str(error))
+        reason = cause.group(1) if cause else str(error).splitlines()[0]
+        return UnreachableError(f"stripe: no answer from {url} ({reason})", **context)
+    if str(error).startswith("Invalid response body from API"):
+        return APIError(
+            f"stripe: HTTP {status} with a body that is not JSON; cut short in "
+            "transit, or an error page in front of the API?",
+            **context,
+        )
     if isinstance(error, stripe.AuthenticationError | stripe.PermissionError):
         return AuthError(message + "; check the key's permissions", **context)
     if isinstance(error, stripe.RateLimitError):

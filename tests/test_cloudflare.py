@@ -80,7 +80,7 @@ def test_reads_are_retried_through_a_short_burst_of_429(sandbox, client):
 
 
 def test_persistent_429_raises_rate_limit_error(sandbox, client, monkeypatch):
-    monkeypatch.setattr("opslib._http.RETRY_AFTER_CAP_S", 0.1)
+    monkeypatch.setattr("opslib._http.RETRY_BUDGET_S", 0.1)
     sandbox.inject(cloudflare_429=3)
     with pytest.raises(RateLimitError, match="wait 5 minutes"):
         client.list_deployments()

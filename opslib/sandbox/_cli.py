@@ -19,6 +19,7 @@ from opslib._errors import ConfigError
 
 from ._sandbox import Sandbox, default_state_dir
 from ._scenarios import SCENARIOS
+from ._transport import KINDS, SYSTEMS
 
 _STATE_DIR_HELP = "Folder for the sandbox's files [default: <project>/.sandbox]."
 
@@ -128,6 +129,97 @@ def status(state_dir: Path | None, as_json: bool) -> None:
     click.echo(f"sandbox running: pid {info['pid']}, scenario {info['scenario']}")
     for name, url in info["urls"].items():
         click.echo(f"  {name:<20} {url}")
+
+
+@cli.command()
+@click.option(
+    "--system",
+    type=click.Choice(list(SYSTEMS)),
+    default=None,
+    help="The system whose calls fail; with --clear, clear only this one.",
+)
+@click.option(
+    "--kind",
+    type=click.Choice(list(KINDS)),
+    default=None,
+    help="timeout: held past the client's timeout; 429: with Retry-After; 5xx: an "
+    "error status; refused: nothing listens on the port; truncated: a 200 whose "
+    "body is cut.",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Fault only the next N requests, then recover [default: until cleared].",
+)
+@click.option(
+    "--retry-after",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Seconds named in Retry-After (429).",
+)
+@click.option(
+    "--status",
+    "status_code",
+    type=click.IntRange(500, 599),
+    default=503,
+    show_default=True,
+    help="The status sent (5xx).",
+)
+@click.option(
+    "--hold",
+    "hold_s",
+    type=click.FloatRange(min=0, max=600, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Seconds a request is held before the connection closes (timeout).",
+)
+@click.option("--clear", is_flag=True, help="Clear the transport faults instead.")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help=_STATE_DIR_HELP,
+)
+def fault(
+    system: str | None,
+    kind: str | None,
+    count: int | None,
+    retry_after: int,
+    status_code: int,
+    hold_s: float,
+    clear: bool,
+    state_dir: Path | None,
+) -> None:
+    """Make one system's calls fail in transit, over whatever scenario runs.
+
+    The fault applies at once, without a restart, and lasts until --clear, the
+    end of --count, or the next scenario reset. One fault per system: a new one
+    replaces the last.
+    """
+    sandbox = _sandbox(state_dir)
+    try:
+        if clear:
+            pending = sandbox.clear_faults(system)
+        elif system is None or kind is None:
+            raise click.UsageError("give --system and --kind, or --clear")
+        else:
+            options: dict[str, object] = {
+                "retry_after": retry_after,
+                "status": status_code,
+                "hold_s": hold_s,
+            }
+            if count is not None:
+                options["count"] = count
+            pending = sandbox.fault(system, kind, **options)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from error
+    if not pending:
+        click.echo("no transport faults")
+    for name, item in pending.items():
+        left = "until cleared" if item["count"] is None else f"{item['count']} left"
+        click.echo(f"  {name:<13} {item['kind']:<10} {left}")
 
 
 @cli.command(hidden=True)

@@ -11,12 +11,16 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import socketserver
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from ._transport import Fault, TransportFaults, cut, error_answer
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +39,7 @@ class Request:
         headers: case-insensitive header mapping.
         body: the raw body.
         client_ip: the peer address.
+        target: the request target as sent, query string included.
     """
 
     method: str
@@ -44,6 +49,7 @@ class Request:
     headers: Message
     body: bytes
     client_ip: str
+    target: str = ""
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         """Return the first value of a query parameter."""
@@ -113,6 +119,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         request = self._read_request()
+        fault = self.server.take_fault()
+        if fault is not None and fault.kind == "timeout":
+            self.server.hold(fault)
+            self.close_connection = True  # no answer, ever, on this connection
+            return
+        if fault is not None and fault.kind in ("429", "5xx"):
+            status, headers, body = error_answer(fault)
+            self._write_response(Response(status, body, headers))
+            return
         try:
             response = self.server.app(request)
         except Exception:
@@ -120,6 +135,8 @@ class _Handler(BaseHTTPRequestHandler):
                 "handler failed server=%s path=%s", self.server.name, request.path
             )
             response = Response.text(500, "sandbox handler error\n")
+        if fault is not None and fault.kind == "truncated":
+            response = Response(response.status, cut(response.body), response.headers)
         self._write_response(response)
 
     def _read_request(self) -> Request:
@@ -134,13 +151,15 @@ class _Handler(BaseHTTPRequestHandler):
             headers=self.headers,
             body=body,
             client_ip=self.client_address[0],
+            target=self.path,
         )
 
     def _write_response(self, response: Response) -> None:
         self.send_response(response.status)
         for name, value in response.headers:
             self.send_header(name, value)
-        self.send_header("Content-Length", str(len(response.body)))
+        if self.command != "HEAD" or response.header("Content-Length") is None:
+            self.send_header("Content-Length", str(len(response.body)))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(response.body)
@@ -148,7 +167,84 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _dispatch
 
 
-class AppServer(ThreadingHTTPServer):
+class Reopenable(socketserver.TCPServer):
+    """A server that can stop listening and listen again on the same port.
+
+    While closed, the port refuses connections and the connections already
+    accepted are cut, as when the process behind a port is gone. Transport
+    faults (``_transport``) apply to the requests of ``system``.
+    """
+
+    faults: TransportFaults | None = None
+    system = ""
+
+    def serve_in_thread(self) -> None:
+        """Serve in a daemon thread named after the system."""
+        name = f"sandbox-{self.system or 'server'}"
+        threading.Thread(
+            target=self.serve_forever, args=(0.1,), name=name, daemon=True
+        ).start()
+
+    def take_fault(self) -> Fault | None:
+        """The transport fault for this request, if one is pending."""
+        return self.faults.take(self.system) if self.faults and self.system else None
+
+    def hold(self, fault: Fault) -> None:
+        """Hold a request until the fault's time passes or it is cleared."""
+        if self.faults is not None:
+            self.faults.hold(fault)
+
+    def register_faults(self, faults: TransportFaults, system: str) -> None:
+        """Apply ``system``'s transport faults here, ``refused`` included."""
+        self.faults, self.system = faults, system
+        faults.register(system, self.close_port, self.reopen_port)
+
+    def close_port(self) -> None:
+        """Stop listening and cut the open connections."""
+        self.shutdown()
+        self.socket.close()
+        for connection in self._open_connections():
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        logger.info("port closed system=%s", self.system)
+
+    def reopen_port(self) -> None:
+        """Listen again on the same port and serve."""
+        self.socket = socket.socket(self.address_family, self.socket_type)
+        self.server_bind()
+        self.server_activate()
+        self.serve_in_thread()
+        logger.info("port reopened system=%s", self.system)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        """Accept a connection, switch Nagle's algorithm off and remember it."""
+        connection, address = super().get_request()
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._open_connections(add=connection)
+        return connection, address
+
+    def shutdown_request(self, request: Any) -> None:
+        """Forget a connection once its handler is done."""
+        self._open_connections(drop=request)
+        super().shutdown_request(request)
+
+    def _open_connections(
+        self, *, add: Any = None, drop: Any = None
+    ) -> list[socket.socket]:
+        """Add or drop one accepted connection; returns those still open."""
+        # setdefault is atomic, so the first two threads agree on one lock and set
+        lock: threading.Lock = vars(self).setdefault("_open_lock", threading.Lock())
+        with lock:
+            known: set[Any] = vars(self).setdefault("_open_set", set())
+            if add is not None:
+                known.add(add)
+            known.discard(drop)
+            return list(known)
+
+
+class AppServer(Reopenable, ThreadingHTTPServer):
     """A threaded loopback server handing every request to ``app``.
 
     Args:
@@ -174,9 +270,3 @@ class AppServer(ThreadingHTTPServer):
     def port(self) -> int:
         """The port actually bound."""
         return int(self.server_address[1])
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        """Accept a connection and switch Nagle's algorithm off on it."""
-        connection, address = super().get_request()
-        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return connection, address

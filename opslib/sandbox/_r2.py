@@ -98,9 +98,9 @@ class R2Server:
         )
 
     @property
-    def url(self) -> str:
-        """The endpoint URL, such as http://127.0.0.1:8796."""
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+    def port(self) -> int:
+        """The private port moto listens on (clients call the sandbox's R2 front)."""
+        return int(self._server.server_address[1])
 
     def start(self) -> None:
         """Serve in a background thread."""

@@ -192,6 +192,35 @@ class Sandbox:
             )
         self._control("POST", "/__sandbox/faults", dict(faults))
 
+    def fault(self, system: str, kind: str, **options: Any) -> dict[str, Any]:
+        """Lay a transport fault over one system of the running sandbox.
+
+        Args:
+            system: platform, cloudflare, status_page, mailchannels, stripe or r2.
+            kind: timeout, 429, 5xx, refused or truncated (``_transport``).
+            **options: ``count`` (the next N requests only), ``retry_after``
+                (429), ``status`` (5xx), ``hold_s`` (timeout).
+
+        Returns:
+            The transport faults now in force, by system.
+
+        Raises:
+            ConfigError: naming what is wrong with the fault, or when no sandbox runs.
+        """
+        body = {"system": system, "kind": kind, **options}
+        answer = self._control("POST", "/__sandbox/transport", body)
+        return dict(answer["transport"])
+
+    def clear_faults(self, system: str | None = None) -> dict[str, Any]:
+        """Clear the transport faults of one system, or of all; returns those left."""
+        body = {} if system is None else {"system": system}
+        answer = self._control("POST", "/__sandbox/transport/clear", body)
+        return dict(answer["transport"])
+
+    def transport_faults(self) -> dict[str, Any]:
+        """The transport faults in force, by system."""
+        return dict(self._control("GET", "/__sandbox/transport")["transport"])
+
     # -- start helpers -------------------------------------------------------------
 
     def _template(self) -> Environment:
@@ -312,7 +341,7 @@ class Sandbox:
 
     def _write_environment(self, urls: dict[str, str]) -> None:
         env = self._template()
-        data = {
+        data: dict[str, Any] = {
             "name": "sandbox",
             "description": env.description
             or "Local stand-in started by opslib.sandbox",
@@ -329,6 +358,8 @@ class Sandbox:
             "allowed_origins": list(env.allowed_origins),
             "secrets_file": str(self.state_dir / SECRETS_FILE),
         }
+        if env.timeout_s is not None:
+            data["timeout_s"] = env.timeout_s
         self.environments_dir.mkdir(exist_ok=True)
         text = "# Written by opslib.sandbox for the running sandbox; do not edit.\n"
         text += yaml.safe_dump(data, sort_keys=False)

@@ -1,11 +1,16 @@
-"""The sandbox process: five loopback servers and localstripe around one state.
+"""The sandbox process: loopback servers, moto and localstripe around one state.
 
 ``python -m opslib.sandbox serve --state-dir DIR --scenario NAME`` reads
 ``DIR/serve.json`` (environment names and wanted ports, written by
 ``Sandbox.start``) and the token from ``DIR/secrets.env``, prepares the scenario,
-binds the platform, Cloudflare API, status page, MailChannels and control servers,
-and only then writes ``DIR/sandbox.json``: its appearance means "ready". SIGTERM or
-SIGINT shuts the servers down and removes the status files.
+binds the platform, Cloudflare API, status page, MailChannels, Stripe front and
+control servers, and only then writes ``DIR/sandbox.json``: its appearance means
+"ready". SIGTERM or SIGINT shuts the servers down and removes the status files.
+
+Every server but the control server takes the transport faults of its system
+(``_transport``). localstripe (a child process) and moto (R2) listen on private
+ports behind the sandbox's own fronts (``_front``), so their faults are the
+fronts'.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 from opslib._config import Environment
 
 from ._cloudflare import CloudflareApp
+from ._front import ProxyApp
 from ._http import LOOPBACK, App, AppServer, Request, Response
 from ._mailchannels import MailChannelsApp
 from ._platform import PlatformApp
@@ -30,6 +36,7 @@ from ._scenarios import SCENARIOS, start_scenario, truth
 from ._state import FAULT_NAMES, World
 from ._statuspage import StatusPageApp
 from ._stripe import StripeProcess
+from ._transport import SYSTEMS, parse_fault
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +45,15 @@ STATUS_FILE = "sandbox.json"
 PID_FILE = "sandbox.pid"
 SECRETS_FILE = "secrets.env"
 EXIT_PORT_BUSY = 3
-SERVER_NAMES = ("platform", "cloudflare", "status_page", "mailchannels", "control")
+SERVER_NAMES = (
+    "platform",
+    "cloudflare",
+    "status_page",
+    "mailchannels",
+    "stripe",
+    "r2",
+    "control",
+)
 
 
 def serve(state_dir: Path, scenario: str) -> int:
@@ -52,14 +67,14 @@ def serve(state_dir: Path, scenario: str) -> int:
     )
     world.webhook_secret = credentials.get("STRIPE_WEBHOOK_SECRET", "")
     try:
-        r2 = R2Server(world, int(config["ports"].get("r2", 0)))
-        stripe = StripeProcess(state_dir, int(config["ports"].get("stripe", 0)))
+        r2 = R2Server(world, 0)
+        stripe = StripeProcess(state_dir)
     except OSError as error:
         logger.error("sandbox port is busy: %s", error)
         return EXIT_PORT_BUSY
     start_scenario(world, scenario)
     try:
-        servers = _bind(world, config["ports"], state_dir, stripe)
+        servers = _bind(world, config["ports"], state_dir, stripe, r2.port)
     except OSError as error:
         logger.error("sandbox port is busy: %s", error)
         stripe.stop()
@@ -67,21 +82,17 @@ def serve(state_dir: Path, scenario: str) -> int:
     stripe.webhook_url = f"http://{LOOPBACK}:{servers['platform'].port}/webhooks/stripe"
     stripe.webhook_secret = world.webhook_secret
 
-    threads = [
-        threading.Thread(
-            target=s.serve_forever, args=(0.1,), name=f"sandbox-{s.name}", daemon=True
-        )
-        for s in servers.values()
-    ]
-    for thread in threads:
-        thread.start()
+    for name, server in servers.items():
+        if name != "control":
+            server.register_faults(world.transport, name)
+        server.serve_in_thread()
     r2.start()
     # Seeding delivers Stripe's recent events to the platform, so it runs once
     # the platform answers.
     stripe.seed(world)
     status = _status(servers, scenario, world.started_at, state_dir)
-    status["urls"]["stripe_api_url"] = stripe.url
-    status["urls"]["r2_endpoint_url"] = r2.url
+    status["urls"]["stripe_api_url"] = f"http://{LOOPBACK}:{servers['stripe'].port}"
+    status["urls"]["r2_endpoint_url"] = f"http://{LOOPBACK}:{servers['r2'].port}"
     write_status(state_dir, status)
     logger.info("sandbox ready pid=%s scenario=%s", os.getpid(), scenario)
 
@@ -122,13 +133,19 @@ def _environment(data: dict[str, Any]) -> Environment:
 
 
 def _bind(
-    world: World, ports: dict[str, int], state_dir: Path, stripe: StripeProcess
+    world: World,
+    ports: dict[str, int],
+    state_dir: Path,
+    stripe: StripeProcess,
+    r2_port: int,
 ) -> dict[str, AppServer]:
     apps: dict[str, tuple[App, str]] = {
         "platform": (PlatformApp(world), "cloudflare"),
         "cloudflare": (CloudflareApp(world), "cloudflare"),
         "status_page": (StatusPageApp(world), "nginx"),
         "mailchannels": (MailChannelsApp(world), "nginx"),
+        "stripe": (ProxyApp(stripe.port), "nginx"),
+        "r2": (ProxyApp(r2_port), "cloudflare"),
         "control": (ControlApp(world, state_dir, stripe), "opslib-sandbox"),
     }
     servers: dict[str, AppServer] = {}
@@ -192,7 +209,10 @@ class ControlApp:
     """The sandbox's own loopback API for ``Sandbox`` and tests.
 
     Routes: GET /__sandbox/health, GET /__sandbox/truth, GET or POST
-    /__sandbox/faults, POST /__sandbox/reset with ``{"scenario": name}``.
+    /__sandbox/faults, POST /__sandbox/reset with ``{"scenario": name}``; GET
+    /__sandbox/transport (the transport faults in force), POST
+    /__sandbox/transport with one fault (``_transport.parse_fault``) and POST
+    /__sandbox/transport/clear with ``{"system": name}`` or ``{}`` for all.
     """
 
     def __init__(
@@ -218,6 +238,12 @@ class ControlApp:
             return self._faults(request)
         if route == ("POST", "/__sandbox/reset"):
             return self._reset(request)
+        if route == ("GET", "/__sandbox/transport"):
+            return Response.json(200, {"transport": self.world.transport.pending()})
+        if route == ("POST", "/__sandbox/transport"):
+            return self._transport(request)
+        if route == ("POST", "/__sandbox/transport/clear"):
+            return self._clear_transport(request)
         return Response.json(404, {"error": "Not Found", "path": request.path})
 
     def _reset(self, request: Request) -> Response:
@@ -260,3 +286,23 @@ class ControlApp:
                 400, {"error": "; ".join(problems), "known": list(FAULT_NAMES)}
             )
         return Response.json(200, {"faults": self.world.inject(faults)})
+
+    def _transport(self, request: Request) -> Response:
+        try:
+            fault = parse_fault(request.json())
+        except ValueError as error:
+            return Response.json(400, {"error": str(error)})
+        return Response.json(200, {"transport": self.world.transport.set(fault)})
+
+    def _clear_transport(self, request: Request) -> Response:
+        try:
+            body = request.json() or {}
+        except ValueError:
+            body = None
+        system = body.get("system") if isinstance(body, dict) else None
+        if not isinstance(body, dict) or (system is not None and system not in SYSTEMS):
+            return Response.json(
+                400,
+                {"error": f'body must be {{}} or {{"system": one of {list(SYSTEMS)}}}'},
+            )
+        return Response.json(200, {"transport": self.world.transport.clear(system)})

@@ -20,6 +20,7 @@ from typing import Any
 from opslib._config import Environment
 
 from ._seed import DATABASE_NAME, copy_template
+from ._transport import TransportFaults
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +185,8 @@ class World:
         self.scenario = ScenarioState("none", {}, {})
         self.started_at = time.time()
         self.faults: dict[str, int] = dict.fromkeys(FAULT_NAMES, 0)
+        # Faults of the network rather than of a system's state; a reset clears them.
+        self.transport = TransportFaults()
         # The Stripe endpoint's signing secret (the operator's copy sits in the
         # secrets file); the Worker secret STRIPE_WEBHOOK_SECRET set at setup.
         self.webhook_secret = ""
@@ -195,6 +198,7 @@ class World:
             self.scenario = state
             self.started_at = now
             self.faults = dict.fromkeys(FAULT_NAMES, 0)
+        self.transport.clear()
         logger.info("scenario active name=%s", state.name)
 
     @property
