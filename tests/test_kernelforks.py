@@ -1,0 +1,94 @@
+"""Kernels forked from a batch's template process, and the way back to plain ones."""
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from opslib import _kernelforks
+from opslib._kernel import KernelWarmer
+from opslib._kernelforks import KernelTemplate, template_socket
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_code(code: str) -> dict:
+    """Run code on a warmed kernel, return its pid and the text it printed."""
+    warmer = KernelWarmer("python3", ROOT).start()
+    manager = warmer.manager()
+    assert manager is not None
+
+    async def execute() -> str:
+        client = manager.client()
+        client.start_channels()
+        try:
+            msg_id = client.execute(code)
+            printed = []
+            while True:
+                msg = await client.get_iopub_msg(timeout=30)
+                if msg["parent_header"].get("msg_id") != msg_id:
+                    continue
+                if msg["msg_type"] == "stream":
+                    printed.append(msg["content"]["text"])
+                if msg["msg_type"] == "error":
+                    raise AssertionError(msg["content"]["evalue"])
+                if msg["msg_type"] == "status" and (
+                    msg["content"]["execution_state"] == "idle"
+                ):
+                    return "".join(printed)
+        finally:
+            client.stop_channels()
+
+    try:
+        return {"pid": manager.provisioner.pid, "printed": asyncio.run(execute())}
+    finally:
+        warmer.shutdown()
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_template_forks_kernels_that_end_with_their_run():
+    with KernelTemplate() as template:
+        assert template.wait_ready()
+        assert template_socket() == template.socket_path
+        found = run_code("import os; print(os.getppid())")
+        # the kernel is the template's child, not a process we started
+        assert int(found["printed"]) == template._process.pid
+        assert found["pid"] != os.getpid()
+        assert gone(found["pid"])  # shut down with its run
+    assert template_socket() is None
+    assert template._process.poll() is not None
+    assert not Path(template.folder).exists()
+
+
+def test_without_a_template_answering_the_kernel_starts_as_usual(
+    tmp_path, monkeypatch, caplog
+):
+    monkeypatch.setattr(_kernelforks, "_socket_path", str(tmp_path / "none.sock"))
+    with caplog.at_level(logging.WARNING, logger="opslib._kernelforks"):
+        found = run_code("import os; print(os.getppid())")
+    assert int(found["printed"]) == os.getpid()  # started by us, the usual way
+    assert "kernel template failed" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("cmd", "forkable"),
+    [
+        (["{python}", "-m", "ipykernel_launcher", "-f", "k.json"], True),
+        (["/usr/bin/env", "-m", "ipykernel_launcher", "-f", "k.json"], False),
+        (["{python}", "-m", "other_kernel", "-f", "k.json"], False),
+    ],
+)
+def test_only_this_pythons_ipykernel_is_forked(cmd, forkable):
+    import sys
+
+    cmd = [part.format(python=sys.executable) for part in cmd]
+    assert _kernelforks._forkable(cmd) is forkable
