@@ -189,9 +189,9 @@ def run_batch(
             index = futures[future]
             try:
                 result = future.result()
-            except Exception as error:  # a worker that died takes no record with it
-                path = planned[index][0]
-                result = BatchRun(runbook_name(path), None, f"worker died: {error}", 0)
+            except Exception as error:  # a worker that died leaves no record
+                problem = f"stopped without a record ({type(error).__name__}: {error})"
+                result = BatchRun(runbook_name(planned[index][0]), None, problem, 0)
             results[index] = result
             echo(_progress_line(result))
     return [results[index] for index in range(len(planned))]
@@ -222,8 +222,9 @@ def _since(started: float) -> float:
 
 
 def _progress_line(result: BatchRun) -> str:
-    status = result.record.status if result.record else "no record"
-    return f"{result.runbook}: {status} in {result.seconds:.1f} s"
+    if result.record is None:
+        return f"{result.runbook}: no record: {result.problem}"
+    return f"{result.runbook}: {result.record.status} in {result.seconds:.1f} s"
 
 
 def batch_table(results: Sequence[BatchRun]) -> str:

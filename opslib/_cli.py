@@ -200,6 +200,7 @@ def _run_batch_and_exit(
                 "give one NOTEBOOK, several, or --all incidents (or procedures), "
                 "not both"
             )
+        _check_archive(archive)
         selected = select_group(group) if group else list(notebooks)
         planned = plan_batch(
             selected,
@@ -580,6 +581,13 @@ def _add_sandbox_commands() -> None:
     from .sandbox._cli import cli as sandbox_cli
 
     main.add_command(sandbox_cli)
+
+
+def _check_archive(records_dir: str) -> None:
+    """Refuse an archive no run of a batch could write to, before any run starts."""
+    from ._records import archive_dir
+
+    archive_dir(records_dir)  # a URL is refused; click refuses a file
 
 
 def _check_command_line(
