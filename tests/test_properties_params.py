@@ -66,6 +66,10 @@ class SpyWarmer:
         raise KernelStartReached
 
 
+def papermill_reached(*args: object, **kwargs: object) -> None:
+    raise AssertionError("papermill was reached, so the kernel spy was bypassed")
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """The test world (see ``build_world``), with the kernel starter spied."""
@@ -73,6 +77,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     with pytest.MonkeyPatch.context() as patch:
         world.enter(patch)
         patch.setattr("opslib._runner.KernelWarmer", SpyWarmer)
+        # should the kernel start move elsewhere, fail rather than run a notebook
+        patch.setattr("opslib._runner._run_papermill", papermill_reached)
         yield world
 
 
