@@ -137,7 +137,10 @@ def _sidecar_problems(
     environment: str | None,
 ) -> list[str]:
     if sidecar["id"] in seen:
-        return [f"record_ids: got {given!r}, which names {sidecar['id']} twice"]
+        return [
+            f"record_ids: got {given!r}, which names {sidecar['id']} twice — "
+            "expected each record once"
+        ]
     if sidecar.get("runbook") == REPORT_RUNBOOK:
         return [f"record_ids: got {given!r}, a report; expected incident records"]
     if environment and sidecar.get("environment") != environment:

@@ -163,7 +163,7 @@ def attempts(draw: st.DrawFn, notebook: Path, world: World) -> Attempt:
         givens.append(Given("apply", True, raw=False, valid=True))
     phrase = draw(phrase_for(RUN_ENVIRONMENT))
     how = draw(
-        st.sampled_from(["missing", "empty", "near", "near", "near", "other", "exact"])
+        st.sampled_from(["near", "near", "near", "other", "empty", "missing", "exact"])
     )
     if how == "missing":
         return Attempt(givens, phrase, None)

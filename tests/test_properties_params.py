@@ -48,7 +48,7 @@ from opslib._notebook import (
     runbook_name,
 )
 from opslib._params import NAME_RULES, validate_params
-from opslib._runner import run_notebook
+from opslib._runner import check_run_request, run_notebook
 
 
 class KernelStartReached(Exception):
@@ -138,9 +138,14 @@ def broken_given(
 @st.composite
 def broken_record_ids(draw: st.DrawFn) -> Given:
     good = draw(st.lists(st.sampled_from(GOOD_RECORDS), unique=True))
-    kind = draw(st.sampled_from(["twice", "shape", "too-many", "lookup"]))
+    kind = draw(st.sampled_from(["lookup", "prefix", "twice", "shape", "too-many"]))
     if kind == "lookup":
         value = good + [draw(RECORD_LOOKUP_BREAKERS)]
+        return Given("record_ids", value, raw=False, valid=False, phase=2)
+    if kind == "prefix":
+        # one record twice: by its id and by a prefix of it
+        first = GOOD_RECORDS[0]
+        value = [first, first[: draw(st.integers(9, len(first) - 1))]]
         return Given("record_ids", value, raw=False, valid=False, phase=2)
     if kind == "twice":
         value = [*good, GOOD_RECORDS[0], GOOD_RECORDS[0]]
@@ -288,6 +293,33 @@ def test_no_text_parameter_takes_a_hostile_character(name: str, world: World) ->
             validate_params(**{name: spoiled})
         assert caught.value.problems[0].startswith(f"{name}: got ")
         assert " — expected " in caught.value.problems[0]
+
+    check()
+
+
+TAKES_RECORD_IDS = [path for path in NOTEBOOKS if "record_ids" in read_parameters(path)]
+
+
+@pytest.mark.parametrize("notebook", TAKES_RECORD_IDS, ids=runbook_name)
+def test_record_ids_the_archive_cannot_use_are_named_with_the_form_expected(
+    notebook: Path, world: World
+) -> None:
+    """Ids of the right shape that name no usable record (none, several, another
+    environment's, a report, one record twice) are refused before a kernel."""
+
+    @PROPERTY_SETTINGS
+    @given(broken_record_ids().filter(lambda item: item.phase == 2))
+    def check(item: Given) -> None:
+        with pytest.raises(ParameterError) as caught:
+            check_run_request(
+                notebook,
+                {"record_ids": item.value},
+                environment=RUN_ENVIRONMENT,
+                records_dir=world.archive,
+            )
+        for problem in caught.value.problems:
+            assert problem.startswith("record_ids: got "), problem
+            assert "expected" in problem or "give more of the id" in problem, problem
 
     check()
 
