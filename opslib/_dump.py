@@ -46,8 +46,19 @@ _TRANSACTION = re.compile(
     r"\s*(BEGIN|COMMIT|END|ROLLBACK|SAVEPOINT|RELEASE)\b", re.IGNORECASE
 )
 _PRAGMA = re.compile(r"\s*PRAGMA\s+([\w.]+)", re.IGNORECASE)
+# The part of a one-row INSERT before its values: a plain column list at most.
+_VALUES_HEAD = re.compile(
+    _INSERT.pattern + r"""\s*(?:\([^()'"`\[\];/]*\)\s*)?VALUES\s*(?=\()""",
+    re.IGNORECASE,
+)
+# One parenthesised row of values and the statement's end: strings, or anything
+# but parentheses, quotes, brackets, comments and semicolons between them.
+_ONE_ROW = re.compile(
+    r"""\((?:'[^']*+(?:''[^']*+)*+'|(?:[^'()"`\[/;-]|-(?!-))++)*+\)\s*;\s*"""
+)
 _LINE_ENDS = (";\n", ";\r\n", ";")
 RUN_LENGTH = 5_000
+ROWS_PER_INSERT = 50
 _CLOSERS = {"'": "'", '"': '"', "`": "`", "[": "]"}
 
 
@@ -189,6 +200,53 @@ def iter_runs(
             f"dump: the script ends inside an unfinished statement "
             f"({leftover.strip()[:60]!r}...); the dump is probably truncated"
         )
+
+
+def merge_inserts(
+    statements: Iterable[str], *, rows: int = ROWS_PER_INSERT
+) -> list[str]:
+    """Join consecutive one-row INSERTs into multi-row INSERTs, order kept.
+
+    ``INSERT INTO t (a) VALUES (1);`` followed by ``INSERT INTO t (a) VALUES (2);``
+    becomes ``INSERT INTO t (a) VALUES (1), (2);`` (with a line break after each
+    comma): the same rows in the same order, and SQLite parses and plans one
+    statement instead of up to ``rows``. Only INSERTs that start with the very
+    same text, with a plain column list and one row of values with no
+    parentheses, comments or clauses after it (no ``ON CONFLICT``, no
+    ``RETURNING``), are joined; every other statement is passed on unchanged, in
+    its place.
+    """
+    joined: list[str] = []
+    head, values, start = "\0", [], 0
+    for statement in statements:
+        if statement.startswith(head) and (
+            # the usual row: no parenthesis inside, ");" ends the line
+            (
+                statement.endswith(");\n")
+                and statement.startswith("(", start)
+                and statement.count("(", start) == 1
+                and statement.count(")", start) == 1
+            )
+            or _ONE_ROW.fullmatch(statement, start)
+        ):
+            values.append(statement[start : statement.rindex(")") + 1])
+            if len(values) >= rows:
+                joined.append(head + ",\n".join(values) + ";\n")
+                values = []
+            continue
+        if values:
+            joined.append(head + ",\n".join(values) + ";\n")
+            values = []
+        match = _VALUES_HEAD.match(statement)
+        if match and _ONE_ROW.fullmatch(statement, match.end()):
+            head, start = statement[: match.end()], match.end()
+            values.append(statement[start : statement.rindex(")") + 1])
+        else:
+            head = "\0"
+            joined.append(statement)
+    if values:
+        joined.append(head + ",\n".join(values) + ";\n")
+    return joined
 
 
 def _insert_prefix(statement: str) -> str:

@@ -33,7 +33,7 @@ from importlib import resources
 from pathlib import Path
 from typing import IO, Self, cast
 
-from ._dump import DumpHeader, iter_runs, iter_statements, quote_name
+from ._dump import DumpHeader, iter_runs, iter_statements, merge_inserts, quote_name
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ def _load(
                 inserts[name] = inserts.get(name, 0) + len(run)
                 batch += run
                 if len(batch) >= BATCH_STATEMENTS:
-                    writer.send(batch)
+                    writer.send(merge_inserts(batch))
                     batch = []
                     tick()
             elif kind in _RUN_KINDS or kind == "other":
@@ -188,7 +188,7 @@ def _load(
             else:
                 label = name if kind == "transaction" else f"pragma {name}"
                 report.skipped[label] = report.skipped.get(label, 0) + len(run)
-        writer.send(batch)
+        writer.send(merge_inserts(batch))
     tick(done=True)
     report.generated_at = header.generated_at
 

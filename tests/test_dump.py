@@ -10,6 +10,7 @@ from opslib._dump import (
     DumpHeader,
     classify,
     iter_statements,
+    merge_inserts,
     sql_literal,
     unquote_name,
     write_dump,
@@ -158,3 +159,68 @@ def test_write_dump_follows_the_worker_layout():
 
 def test_classify_leaves_unknown_statements_as_other():
     assert classify("UPDATE t SET a = 1;").kind == "other"
+
+
+MIXED_INSERTS = [
+    "INSERT INTO t (a, b) VALUES (1, 'x');\n",
+    "INSERT INTO t (a, b) VALUES (-2, 'it''s (not) a; row');\n",
+    "INSERT INTO t (a, b) VALUES (3.5e-3, X'00FF');\n",
+    "INSERT INTO t (a, b) VALUES (4, 'line one\nline two');\n",
+    "INSERT INTO t (b, a) VALUES ('swapped', 5);\n",
+    "INSERT INTO t (a, b) VALUES (6, NULL) ON CONFLICT DO NOTHING;\n",
+    "INSERT INTO t (a, b) VALUES (7, upper('f'));\n",
+    "INSERT INTO t (a, b) VALUES (8, 'x') /* a comment */;\n",
+    "INSERT INTO t (a, b) VALUES (9, 1 -- a comment\n);\n",
+    "INSERT INTO u VALUES ('other table');\n",
+    "INSERT INTO t (a, b) VALUES (10, 'last');\n",
+    "INSERT INTO t (a, b) VALUES (11, 'last');\n",
+]
+
+
+def _load(statements: list[str]) -> list[tuple]:
+    db = sqlite3.connect(":memory:")
+    db.executescript(
+        "CREATE TABLE t (a, b); CREATE TABLE u (c);"
+        "CREATE UNIQUE INDEX t_a ON t(a);" + "".join(statements)
+    )
+    return db.execute(
+        "SELECT 't', rowid, a, typeof(a), b, typeof(b) FROM t UNION ALL "
+        "SELECT 'u', rowid, c, typeof(c), NULL, NULL FROM u ORDER BY 1, 2"
+    ).fetchall()
+
+
+def test_merge_inserts_keeps_every_row_value_type_and_order():
+    merged = merge_inserts(MIXED_INSERTS, rows=4)
+
+    assert _load(merged) == _load(MIXED_INSERTS)
+    assert len(merged) == len(MIXED_INSERTS) - 4
+
+
+def test_merge_inserts_joins_only_plain_rows_with_the_same_start():
+    merged = merge_inserts(MIXED_INSERTS, rows=4)
+
+    assert merged == [
+        "INSERT INTO t (a, b) VALUES (1, 'x'),\n(-2, 'it''s (not) a; row'),\n"
+        "(3.5e-3, X'00FF'),\n(4, 'line one\nline two');\n",
+        *MIXED_INSERTS[4:10],
+        "INSERT INTO t (a, b) VALUES (10, 'last'),\n(11, 'last');\n",
+    ]
+
+
+def test_merge_inserts_passes_other_statements_through_in_place():
+    statements = [
+        "CREATE TABLE t (a);\n",
+        "INSERT INTO t VALUES (1);\n",
+        "INSERT INTO t VALUES (2);\n",
+        "DELETE FROM t WHERE a = 1;\n",
+        "INSERT INTO t VALUES (1);\n",
+        "INSERT INTO t DEFAULT VALUES;\n",
+    ]
+
+    assert merge_inserts(statements) == [
+        "CREATE TABLE t (a);\n",
+        "INSERT INTO t VALUES (1),\n(2);\n",
+        "DELETE FROM t WHERE a = 1;\n",
+        "INSERT INTO t VALUES (1);\n",
+        "INSERT INTO t DEFAULT VALUES;\n",
+    ]
