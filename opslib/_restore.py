@@ -321,13 +321,15 @@ def table_rows(path: str | Path) -> dict[str, int]:
     try:
         names = user_tables(connection)
         return {
-            name: connection.execute(
-                f"SELECT COUNT(*) FROM {quote_name(name)}"
-            ).fetchone()[0]
-            for name in names
+            name: connection.execute(count_sql(name)).fetchone()[0] for name in names
         }
     finally:
         connection.close()
+
+
+def count_sql(table: str) -> str:
+    """The query that counts a table's rows (as :func:`table_rows` runs it)."""
+    return f"SELECT COUNT(*) FROM {quote_name(table)}"
 
 
 def user_tables(connection: sqlite3.Connection) -> list[str]:

@@ -14,13 +14,13 @@ import datetime
 import io
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ._dump import iter_statements, quote_name
 from ._finding import Finding, Status
-from ._restore import RestoreReport, read_views, table_rows, user_tables
+from ._restore import RestoreReport, count_sql, read_views, table_rows, user_tables
 from ._time import utcnow
 
 HOUR = 3600.0
@@ -78,7 +78,7 @@ def check_integrity(path: str | Path) -> Finding:
     """Count orphans along every foreign key and NULLs in every primary key."""
     connection = _read_only(path)
     try:
-        problems = list(_orphans(connection)) + list(_null_keys(connection))
+        problems = _problems(connection)
     finally:
         connection.close()
     bad = [p for p in problems if p["rows"]]
@@ -101,38 +101,61 @@ def check_integrity(path: str | Path) -> Finding:
     )
 
 
-def _orphans(connection: sqlite3.Connection) -> Iterator[dict[str, Any]]:
+def integrity_queries(connection: sqlite3.Connection) -> list[dict[str, str]]:
+    """The queries :func:`check_integrity` runs, one per rule, for a schema.
+
+    Each item has ``kind`` ("orphan" or "null-key"), ``rule`` (as the finding
+    names it), ``table`` and ``sql``: a ``SELECT COUNT(*)`` of the rows that
+    break the rule, zero on a sound copy. Orphans are counted along every
+    declared foreign key, NULLs in every primary-key column.
+    """
+    queries = []
     for table in user_tables(connection):
-        for key in connection.execute(f"PRAGMA foreign_key_list({quote_name(table)})"):
+        name = quote_name(table)
+        for key in connection.execute(f"PRAGMA foreign_key_list({name})"):
             parent, column, parent_column = key[2], key[3], key[4] or "rowid"
             child = quote_name(column)
-            missing = (
-                f"{child} IS NOT NULL AND {child} NOT IN "
-                f"(SELECT {quote_name(parent_column)} FROM {quote_name(parent)})"
+            queries.append(
+                {
+                    "kind": "orphan",
+                    "rule": f"{table}.{column} -> {parent}.{parent_column}",
+                    "table": table,
+                    "sql": f"SELECT COUNT(*) FROM {name} WHERE {child} IS NOT NULL "
+                    f"AND {child} NOT IN (SELECT {quote_name(parent_column)} "
+                    f"FROM {quote_name(parent)})",
+                }
             )
-            try:
-                count = _count(connection, table, missing)
-            except sqlite3.OperationalError:  # the parent table is missing
-                count = _count(connection, table, "1")
-            rule = f"{table}.{column} -> {parent}.{parent_column}"
-            yield {"kind": "orphan", "rule": rule, "rows": count}
-
-
-def _null_keys(connection: sqlite3.Connection) -> Iterator[dict[str, Any]]:
-    for table in user_tables(connection):
-        info = connection.execute(f"PRAGMA table_info({quote_name(table)})")
+        info = connection.execute(f"PRAGMA table_info({name})").fetchall()
         for column in [row[1] for row in info if row[5]]:
-            count = _count(connection, table, f"{quote_name(column)} IS NULL")
-            yield {
-                "kind": "null-key",
-                "rule": f"{table}.{column} IS NULL",
-                "rows": count,
-            }
+            queries.append(
+                {
+                    "kind": "null-key",
+                    "rule": f"{table}.{column} IS NULL",
+                    "table": table,
+                    "sql": f"SELECT COUNT(*) FROM {name} "
+                    f"WHERE {quote_name(column)} IS NULL",
+                }
+            )
+    return queries
 
 
-def _count(connection: sqlite3.Connection, table: str, where: str) -> int:
-    sql = f"SELECT COUNT(*) FROM {quote_name(table)} WHERE {where}"
-    return int(connection.execute(sql).fetchone()[0])
+def _problems(connection: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Run every integrity query, orphans first.
+
+    When a foreign key's parent table is missing, every row of the child is an
+    orphan.
+    """
+    problems = []
+    queries = integrity_queries(connection)
+    for query in sorted(queries, key=lambda q: q["kind"] != "orphan"):
+        try:
+            count = connection.execute(query["sql"]).fetchone()[0]
+        except sqlite3.OperationalError:
+            if query["kind"] != "orphan":
+                raise
+            count = connection.execute(count_sql(query["table"])).fetchone()[0]
+        problems.append({"kind": query["kind"], "rule": query["rule"], "rows": count})
+    return problems
 
 
 def check_schema_objects(report: RestoreReport) -> Finding:
