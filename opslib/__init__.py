@@ -266,6 +266,7 @@ if TYPE_CHECKING:
         check_restored_counts,
         check_restored_integrity,
         check_restored_schema,
+        clean_up_restore,
         diagnose_restore,
         restore_backup,
     )
@@ -558,6 +559,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "check_restored_counts",
         "check_restored_integrity",
         "check_restored_schema",
+        "clean_up_restore",
         "diagnose_restore",
         "restore_backup",
     ),
@@ -734,6 +736,7 @@ __all__ = [
     "checklist_table",
     "choose_rollback_version",
     "classify_sql",
+    "clean_up_restore",
     "collect_evidence",
     "conclude_checklist",
     "conclude_procedure",

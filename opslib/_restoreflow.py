@@ -4,15 +4,17 @@ A backup is fetched from the backups bucket into a scratch folder, restored into
 a scratch SQLite file there (never into D1: a restore into an environment is a
 separate gated action), and checked. Each check takes the finding of the restore
 step, so a notebook passes one value along; when nothing was restored the checks
-say so as unknown findings.
+say so as unknown findings. The last step removes the scratch folder unless the
+user asked to keep the copy; a restore that fails removes it at once, and a run
+that stops half-way leaves it to the runner (see :mod:`opslib._scratch`).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._backups import backup_bucket
@@ -21,6 +23,7 @@ from ._finding import Finding, Status, check, unknown
 from ._kernel import HEADLESS_VARIABLE
 from ._r2 import R2Client
 from ._restore import RestoreReport, restore_dump
+from ._scratch import discard_scratch, make_scratch
 from ._restorecheck import (
     check_backup_log_copy,
     check_data_loss_window,
@@ -77,6 +80,7 @@ def restore_backup(
     *,
     key: str,
     folder: str | Path | None = None,
+    keep: bool = False,
     progress: bool | None = None,
 ) -> Finding:
     """Fetch a backup from the bucket and restore it into a scratch SQLite file.
@@ -84,37 +88,46 @@ def restore_backup(
     Args:
         environment: whose backups bucket to read.
         key: the backup's object key ("" when none was found: a failing finding).
-        folder: where the download and the copy go; default a new folder under
-            the system's temp folder, which is kept after the run (the copy can
-            be inspected, and the gated load reads it): delete it when done.
+        folder: where the download and the copy go; default a new scratch
+            folder, removed when the run is done (see :mod:`opslib._scratch`).
+        keep: keep the copy (and, when it cannot be restored, the download)
+            after the run; the finding says where it is.
         progress: show a progress bar; default only when a person watches.
     """
     if not key:
         return Finding(
             "restore", Status.FAIL, "no backup to restore", facts={"missing": True}
         )
-    scratch = Path(folder or tempfile.mkdtemp(prefix="runbook-restore-"))
-    scratch.mkdir(parents=True, exist_ok=True)
-    download = scratch / key
-    client = R2Client(environment)
+    scratch = _Scratch.open(folder, keep)
+    download = scratch.add(key)
+    size = 0
     try:
-        size = client.download(backup_bucket(environment), key, download)
-    finally:
-        client.close()
-    shown = is_interactive() if progress is None else progress
-    try:
-        report = restore_dump(download, scratch / "restored.sqlite", progress=shown)
+        client = R2Client(environment)
+        try:
+            size = client.download(backup_bucket(environment), key, download)
+        finally:
+            client.close()
+        shown = is_interactive() if progress is None else progress
+        target = scratch.add("restored.sqlite")
+        report = restore_dump(download, target, progress=shown)
     except ValueError as error:
         return Finding(
             "restore",
             Status.FAIL,
-            f"{key} ({size:,} bytes) cannot be restored: {error}",
+            f"{key} ({size:,} bytes) cannot be restored: {error}"
+            + scratch.finish(keep_files=[download]),
             facts={"unreadable": True, "key": key},
         )
+    except BaseException:
+        scratch.finish()
+        raise
+    if not keep:
+        download.unlink(missing_ok=True)
     return Finding(
         "restore",
         Status.OK,
-        f"{key}: {report.summary()}; copy at {report.target}",
+        f"{key}: {report.summary()}; copy at {report.target}"
+        + (f" (kept after the run, as asked: {scratch.where})" if keep else ""),
         [
             {
                 "key": key,
@@ -124,7 +137,83 @@ def restore_backup(
                 "skipped": dict(report.skipped),
             }
         ],
-        {"report": report, "key": key},
+        {"report": report, "key": key, "scratch": scratch},
+    )
+
+
+@dataclass
+class _Scratch:
+    """Where a restore puts its files, and whether they outlive the run.
+
+    Attributes:
+        folder: the folder the files go in.
+        created: the folder was made for this restore (removed whole), not
+            given by the caller (only the files put in it are removed).
+        keep: the user asked to keep the files.
+        files: the files put in it.
+    """
+
+    folder: Path
+    created: bool
+    keep: bool
+    files: list[Path] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, folder: str | Path | None, keep: bool) -> _Scratch:
+        if folder is None:
+            return cls(make_scratch("runbook-restore-", keep=keep), True, keep)
+        given = Path(folder)
+        given.mkdir(parents=True, exist_ok=True)
+        return cls(given, False, keep)
+
+    def add(self, name: str) -> Path:
+        self.files.append(self.folder / name)
+        return self.files[-1]
+
+    @property
+    def where(self) -> str:
+        """The phrase that says where the kept files are."""
+        return f"folder {self.folder}; delete it when done"
+
+    def finish(self, keep_files: list[Path] | None = None) -> str:
+        """Remove the files unless kept; return a note for the finding."""
+        if self.keep:
+            kept = [str(f) for f in keep_files or self.files if f.exists()]
+            return f" (kept, as asked: {', '.join(kept)})" if kept else ""
+        if self.created:
+            discard_scratch(self.folder)
+        else:
+            for path in self.files:
+                path.unlink(missing_ok=True)
+        return ""
+
+
+def clean_up_restore(restored: Finding) -> Finding:
+    """Remove the restore's scratch files now, unless the user asked to keep them.
+
+    The procedure's last step: the copy is needed until the checks and the
+    gated load are done. A kept copy is named with its path.
+    """
+    scratch = restored.facts.get("scratch")
+    if not isinstance(scratch, _Scratch):
+        return Finding("scratch", Status.OK, "no scratch copy is left on this machine")
+    if scratch.keep:
+        copy = scratch.folder / "restored.sqlite"
+        return Finding(
+            "scratch",
+            Status.OK,
+            f"the restored copy is kept at {copy}, as asked: delete "
+            f"{scratch.folder if scratch.created else copy} when done",
+            [{"copy": str(copy), "folder": str(scratch.folder), "kept": True}],
+            {"copy": str(copy), "kept": True},
+        )
+    scratch.finish()
+    return Finding(
+        "scratch",
+        Status.OK,
+        f"scratch copy removed ({scratch.folder})",
+        [{"folder": str(scratch.folder), "kept": False}],
+        {"kept": False},
     )
 
 

@@ -58,6 +58,7 @@ from ._records import (
     record_folder,
     write_once,
 )
+from ._scratch import run_scratch_root
 from ._scrub import Scrubber
 
 if TYPE_CHECKING:  # nbformat costs ~1 s to import; runs import it lazily
@@ -207,7 +208,10 @@ def run_notebook(
     )
 
     named = env.name if named_environment else None
-    with _kernel_environment(named, archive_dir(records_dir).absolute(), record_id):
+    with (
+        _kernel_environment(named, archive_dir(records_dir).absolute(), record_id),
+        run_scratch_root(),
+    ):
         nb, error, interrupted = _execute(path, values, cell_timeout, kernel_name)
     nb = _finish_notebook(nb, error, scrubber)
     name = runbook_name(path)
