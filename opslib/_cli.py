@@ -304,24 +304,48 @@ def undo(
 @_records_option
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
 @click.option(
-    "--runbook", "runbook_name", default=None, help="Only this runbook (api-down...)."
+    "--runbook",
+    "--notebook",
+    "runbook_name",
+    default=None,
+    help="Only this runbook (api-down...) or notebook path.",
 )
 @click.option("--env", "environment", default=None, help="Only this environment.")
-def records(
-    records_dir: str | None,
-    limit: int,
-    runbook_name: str | None,
-    environment: str | None,
-) -> None:
-    """List recent records, newest first."""
-    from ._records import list_records
+@click.option(
+    "--status",
+    default=None,
+    help="Only runs that succeeded or failed, or verdicts ok, warn, fail, unknown.",
+)
+@click.option("--cause", default=None, help="Only verdicts naming this cause.")
+@click.option("--incident", "incident_id", default=None, help="Only this incident id.")
+@click.option(
+    "--since", default=None, help="Only records started on or after this ISO date."
+)
+@click.option(
+    "--until", default=None, help="Only records started on or before this ISO date."
+)
+@click.option(
+    "--words", default=None, help="Only records whose findings hold all these words."
+)
+def records(records_dir: str | None, limit: int, **filters: str | None) -> None:
+    """List records, newest first, filtered by any of the options."""
+    from ._recordquery import OPTION_LABELS, build_query
+    from ._records import archive_dir
+    from ._index import search
 
-    records_dir = _archive(records_dir)
-    rows = list_records(
-        records_dir, limit=limit, runbook=runbook_name, environment=environment
-    )
+    root = archive_dir(_archive(records_dir))
+    filtered = any(value is not None for value in filters.values())
+    try:
+        query = build_query(
+            root, labels=OPTION_LABELS, runbook=filters.pop("runbook_name"), **filters
+        )
+        rows = search(root, query, limit)
+    except (ConfigError, RunError) as error:
+        _usage_exit(error)
     if not rows:
-        click.echo(f"no records in {records_dir}")
+        click.echo(
+            f"no records in {root} match" if filtered else f"no records in {root}"
+        )
         return
     for row in rows:
         click.echo(
@@ -329,6 +353,29 @@ def records(
             f"{row.get('verdict_status') or '-':<7} {row.get('cause') or '-':<20} "
             f"{row.get('gate') or ''}"
         )
+
+
+@main.command()
+@_records_option
+def reindex(records_dir: str | None) -> None:
+    """Rebuild the archive's index from the records' sidecars.
+
+    Also migrates an archive indexed by index.jsonl, and replaces a damaged
+    index (kept aside under another name). The records are not touched.
+    """
+    from ._index import rebuild
+    from ._records import archive_dir
+
+    root = archive_dir(_archive(records_dir))
+    if not root.is_dir():
+        _usage_exit(
+            RunError(f"--records: got {str(root)!r}, expected an archive folder")
+        )
+    try:
+        report = rebuild(root)
+    except RunError as error:
+        _usage_exit(error)
+    click.echo("\n".join(report.lines(root)))
 
 
 @main.command()

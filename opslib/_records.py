@@ -3,13 +3,14 @@
 An archive is a local folder (``records/`` by default)::
 
     records/
-      index.jsonl                      one line per run, appended
+      index.sqlite                     one row per run, rebuilt from the sidecars
       2026/12/<id>.ipynb               the executed notebook, scrubbed
       2026/12/<id>.json                its sidecar: verdict, error, timings
 
 Each file is written to a temporary name and moved into place, and is never
-written again: a record is evidence. The index is a convenience for searching
-and listing; a record whose index line was lost is still found by ``load_record``.
+written again: a record is evidence. The index (``_index.py``) is a convenience
+for searching and listing; a record whose index row was lost is still found by
+``load_record``, and ``runbook reindex`` puts the row back.
 """
 
 from __future__ import annotations
@@ -21,27 +22,23 @@ import os
 import re
 import secrets
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ._errors import RunError
+from ._index import (
+    INDEX_FIELDS as INDEX_FIELDS,
+    INDEX_NAME as INDEX_NAME,
+    add_row,
+    index_row,
+    search,
+    sidecar_paths,
+)
+from ._recordquery import Moment, build_query
 
 logger = logging.getLogger(__name__)
 
-INDEX_NAME = "index.jsonl"
-INDEX_FIELDS = (
-    "id",
-    "runbook",
-    "environment",
-    "incident_id",
-    "status",
-    "gate",
-    "verdict_status",
-    "cause",
-    "started_at",
-    "record_path",
-)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _RECORD_ID = re.compile(r"\d{8}T\d{6}Z-[A-Za-z0-9._-]{1,160}-[0-9a-f]{4}")
 _SHOWN_CANDIDATES = 5
@@ -125,26 +122,17 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def append_index(records_dir: str | Path, row: Mapping[str, Any]) -> None:
-    """Append one line to the archive's index.
+    """Add one record's row to the archive's index.
 
-    The line is written with a single ``write`` on a file opened for appending,
-    so runs finishing at the same time on one machine do not interleave.
+    ``row`` is a sidecar, or a mapping with at least the keys of
+    ``INDEX_FIELDS``; only those, the notebook and the findings are indexed.
+    Runs finishing at the same time on one machine wait for each other's
+    transaction, so no row is lost.
 
     Raises:
         RunError: when the index cannot be written.
     """
-    path = archive_dir(records_dir) / INDEX_NAME
-    line = json.dumps({key: row.get(key) for key in INDEX_FIELDS}, ensure_ascii=False)
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(descriptor, (line + "\n").encode("utf-8"))
-        finally:
-            os.close(descriptor)
-    except OSError as error:
-        raise RunError(
-            f"could not append to the index {str(path)!r} ({error})"
-        ) from error
+    add_row(archive_dir(records_dir), index_row(row))
 
 
 def list_records(
@@ -153,54 +141,47 @@ def list_records(
     limit: int = 20,
     runbook: str | None = None,
     environment: str | None = None,
+    status: str | None = None,
+    cause: str | None = None,
+    incident_id: str | None = None,
+    since: Moment = None,
+    until: Moment = None,
+    words: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Return index rows, newest first.
+    """Return the index rows of the records matching every filter, newest first.
 
     Args:
         records_dir: the archive folder.
         limit: the most rows to return.
-        runbook: keep only this runbook's records.
-        environment: keep only this environment's records.
+        runbook: only this runbook (``api-down``) or notebook path.
+        environment: only this environment.
+        status: only runs that ``succeeded`` or ``failed``, or verdicts with
+            this status (``ok``, ``warn``, ``fail``, ``unknown``, ``manual``).
+        cause: only verdicts naming this cause.
+        incident_id: only runs given this incident id.
+        since: only records started on or after this date or time (UTC).
+        until: only records started on or before this date, or before this time.
+        words: only records whose findings hold all these words.
 
     Returns:
-        Rows with the keys of ``INDEX_FIELDS``; none when there is no index yet.
-        Malformed index lines are skipped with a warning.
+        Rows with the keys of ``INDEX_FIELDS``; none when the archive is empty.
+
+    Raises:
+        ParameterError: naming each wrong filter and the form expected.
     """
-    rows = [
-        row
-        for row in _index_rows(archive_dir(records_dir) / INDEX_NAME)
-        if runbook in (None, row.get("runbook"))
-        and environment in (None, row.get("environment"))
-    ]
-    rows.sort(
-        key=lambda row: (str(row.get("started_at")), str(row.get("id"))), reverse=True
+    root = archive_dir(records_dir)
+    query = build_query(
+        root,
+        runbook=runbook,
+        environment=environment,
+        status=status,
+        cause=cause,
+        incident_id=incident_id,
+        since=since,
+        until=until,
+        words=words,
     )
-    return rows[: max(limit, 0)]
-
-
-def _index_rows(path: Path) -> Iterator[dict[str, Any]]:
-    if not path.is_file():
-        return
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            row = _parse_row(line)
-            if row is None:
-                logger.warning(
-                    "skipping malformed index line path=%s line=%d", path, number
-                )
-            elif row:
-                yield row
-
-
-def _parse_row(line: str) -> dict[str, Any] | None:
-    """Return the row, {} for a blank line, or None when the line is malformed."""
-    if not line.strip():
-        return {}
-    try:
-        row = json.loads(line)
-    except ValueError:
-        return None
-    return row if isinstance(row, dict) and isinstance(row.get("id"), str) else None
+    return search(root, query, limit)
 
 
 def load_record(records_dir: str | Path, record_id: str) -> dict[str, Any]:
@@ -214,7 +195,7 @@ def load_record(records_dir: str | Path, record_id: str) -> dict[str, Any]:
         RunError: when no record or several records match, or the sidecar is not
             valid JSON.
     """
-    sidecars = {path.stem: path for path in _sidecar_paths(archive_dir(records_dir))}
+    sidecars = {path.stem: path for path in sidecar_paths(archive_dir(records_dir))}
     path = sidecars.get(record_id) or _unique_prefix(sidecars, record_id, records_dir)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -227,12 +208,6 @@ def load_record(records_dir: str | Path, record_id: str) -> dict[str, Any]:
             f"record {record_id!r}: {str(path)!r} does not hold a JSON object"
         )
     return data
-
-
-def _sidecar_paths(root: Path) -> Iterator[Path]:
-    for path in root.glob("[0-9][0-9][0-9][0-9]/[0-9][0-9]/*.json"):
-        if not path.name.startswith("."):
-            yield path
 
 
 def _unique_prefix(

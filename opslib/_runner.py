@@ -557,7 +557,7 @@ def _archive(
 
     write_once(record_path, dump_notebook(nb))
     write_once(sidecar_path, json.dumps(sidecar, indent=2, ensure_ascii=False) + "\n")
-    append_index(root, _index_row(sidecar))
+    _add_to_index(root, sidecar)
     _log_outcome(run)
     return RunRecord(
         id=run.id,
@@ -569,6 +569,14 @@ def _archive(
         duration_s=sidecar["duration_s"],
         sidecar=sidecar,
     )
+
+
+def _add_to_index(root: Path, sidecar: Mapping[str, Any]) -> None:
+    """Index the record; one that could not be indexed is still found by its id."""
+    try:
+        append_index(root, sidecar)
+    except RunError as error:
+        logger.warning("record not indexed record_id=%s error=%s", sidecar["id"], error)
 
 
 def _stamp(nb: nbformat.NotebookNode, sidecar: Mapping[str, Any]) -> None:
@@ -641,21 +649,6 @@ def _references(nb: nbformat.NotebookNode) -> list[str]:
         for record_id in value.get("refers_to") or []
     ]
     return list(dict.fromkeys(found))
-
-
-def _index_row(sidecar: Mapping[str, Any]) -> dict[str, Any]:
-    verdict = sidecar.get("verdict") or {}
-    outcomes = [
-        f"{a.get('action')}:{a.get('outcome')}"
-        for a in sidecar.get("actions") or []
-        if isinstance(a, Mapping) and a.get("kind") == "result"
-    ]
-    return {
-        **sidecar,
-        "gate": ", ".join(outcomes) or None,
-        "verdict_status": verdict.get("status"),
-        "cause": verdict.get("cause"),
-    }
 
 
 def _dotenv_files() -> list[Path]:

@@ -93,7 +93,7 @@ def test_run_notebook_archives_a_succeeded_run_with_verdict_and_actions(
     assert [a["kind"] for a in record.sidecar["actions"]] == ["plan", "result"]
     assert record.record_path.parent == records / record.id[:4] / record.id[4:6]
     assert _files(records) == sorted(
-        [record.record_path, record.sidecar_path, records / "index.jsonl"]
+        [record.record_path, record.sidecar_path, records / "index.sqlite"]
     )
 
     sidecar = json.loads(record.sidecar_path.read_text())

@@ -1,0 +1,187 @@
+"""Checking the filters of a search of the archive before anything is read.
+
+Every wrong filter is named in one error, with the value given and the form
+expected; a name the archive and the project have never heard of (a runbook,
+an environment, a cause) is refused with the nearest known names, since a typo
+would otherwise look like an archive without such records.
+"""
+
+from __future__ import annotations
+
+import datetime
+import difflib
+import re
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+from ._errors import ConfigError, ParameterError
+from ._finding import Status
+from ._index import RecordQuery, known_values, normal_time, split_words
+from ._params import check_text
+
+RUN_STATUSES = ("succeeded", "failed")
+STATUSES = (*RUN_STATUSES, *(status.value for status in Status))
+# How the command line spells each filter; the library names them as keywords.
+OPTION_LABELS: Mapping[str, str] = {
+    "runbook": "--runbook",
+    "environment": "--env",
+    "status": "--status",
+    "cause": "--cause",
+    "incident_id": "--incident",
+    "since": "--since",
+    "until": "--until",
+    "words": "--words",
+}
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
+_CAUSE = re.compile(r"[a-z0-9]+(?:[-_][a-z0-9]+)*")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_TIME_FORM = "an ISO date like 2026-12-04, or a time like 2026-12-04T17:00Z"
+_SHOWN = 3
+
+Moment = str | datetime.date | None
+
+
+def build_query(
+    root: Path,
+    *,
+    runbook: str | None = None,
+    environment: str | None = None,
+    status: str | None = None,
+    cause: str | None = None,
+    incident_id: str | None = None,
+    since: Moment = None,
+    until: Moment = None,
+    words: str | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> RecordQuery:
+    """Check search filters and return them as a query; None keeps everything.
+
+    Args:
+        root: the archive, whose index supplies the names it knows.
+        since: records started on or after this date (or time, UTC if naive).
+        until: records started on or before this date, or before this time.
+        words: words that must all appear in the findings.
+        labels: how to name each filter in messages (default: the keyword).
+
+    Raises:
+        ParameterError: naming every wrong filter, its value and the form expected.
+    """
+    label = {**{name: name for name in OPTION_LABELS}, **(labels or {})}
+    problems: list[str] = []
+
+    def problem(name: str, value: object, expected: str) -> None:
+        problems.append(f"{label[name]}: got {value!r}, expected {expected}")
+
+    start = _moment(since, "since", problem)
+    end = _moment(until, "until", problem)
+    if start and end and start >= end:
+        problem("until", until, f"a time after {label['since']} ({since!r})")
+    _check_names(root, runbook, environment, cause, problem)
+    if status is not None and status not in STATUSES:
+        problem("status", status, f"one of {', '.join(STATUSES)}")
+    if incident_id is not None and (not incident_id or check_text(incident_id)):
+        problem("incident_id", incident_id, "an incident id such as INC-42")
+    found = split_words(words or "")
+    if words is not None and not found:
+        problem("words", words, "one or more words of letters or digits")
+    if problems:
+        raise ParameterError(problems)
+    return RecordQuery(
+        runbook, environment, status, cause, incident_id, start, end, found
+    )
+
+
+def _moment(
+    value: Moment, name: str, problem: Callable[[str, object, str], None]
+) -> str | None:
+    """The bound as the index compares it; a whole day counts for ``until``."""
+    if value is None:
+        return None
+    if isinstance(value, datetime.datetime):
+        return normal_time(value.isoformat())
+    if isinstance(value, datetime.date):
+        value = value.isoformat()
+    if not isinstance(value, str) or not value.strip():
+        problem(name, value, _TIME_FORM)
+        return None
+    text = value.strip()
+    if _DATE.fullmatch(text):
+        try:
+            day = datetime.date.fromisoformat(text)
+        except ValueError:
+            problem(name, value, _TIME_FORM)
+            return None
+        day += datetime.timedelta(days=1 if name == "until" else 0)
+        return normal_time(f"{day.isoformat()}T00:00:00Z")
+    moment = normal_time(text)
+    if moment == text and not _is_time(text):
+        problem(name, value, _TIME_FORM)
+        return None
+    return moment
+
+
+def _is_time(text: str) -> bool:
+    try:
+        datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return "T" in text
+
+
+def _check_names(
+    root: Path,
+    runbook: str | None,
+    environment: str | None,
+    cause: str | None,
+    problem: Callable[[str, object, str], None],
+) -> None:
+    checks = (
+        ("runbook", runbook, _NAME, "a runbook name such as api-down, or its path"),
+        ("environment", environment, _NAME, "an environment name such as sandbox"),
+        ("cause", cause, _CAUSE, "a cause such as bad-deployment"),
+    )
+    for name, value, form, expected in checks:
+        if value is None:
+            continue
+        if not form.fullmatch(value):
+            problem(name, value, expected)
+            continue
+        known = _known(root, name)
+        if known and value not in known:
+            problem(name, value, f"{expected}{_nearest(value, known)}")
+
+
+def _known(root: Path, name: str) -> set[str]:
+    """Names the index holds, with the project's own; empty for an empty archive."""
+    found = known_values(root, name)
+    if name == "runbook":
+        found |= known_values(root, "notebook")
+    if not found:
+        return found
+    return found | set(_vocabulary(name))
+
+
+def _vocabulary(name: str) -> Iterable[str]:
+    try:
+        if name == "runbook":
+            from ._notebook import list_notebooks, runbook_name
+
+            return [runbook_name(path) for path in list_notebooks()]
+        if name == "environment":
+            from ._config import list_environments
+
+            return list_environments()
+    except (ConfigError, OSError):
+        return []
+    from ._verdict import CAUSES
+
+    return [cause for causes in CAUSES.values() for cause in causes]
+
+
+def _nearest(value: str, known: set[str]) -> str:
+    close = difflib.get_close_matches(value, sorted(known), n=_SHOWN)
+    if close:
+        return f" (did you mean {' or '.join(close)}?)"
+    return (
+        f" (known: {', '.join(sorted(known)[:8])}{', ...' if len(known) > 8 else ''})"
+    )

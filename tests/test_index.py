@@ -1,0 +1,359 @@
+"""The archive's SQLite index: built from sidecars, searched by filters, rebuilt."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from opslib import _index
+from opslib._cli import main
+from opslib._errors import ParameterError
+from opslib._index import INDEX_NAME, LEGACY_INDEX_NAME, rebuild
+from opslib._records import append_index, list_records, load_record, write_once
+
+
+def store(
+    root: Path,
+    record_id: str,
+    started_at: str,
+    *,
+    runbook: str = "api-down",
+    environment: str = "sandbox",
+    status: str = "succeeded",
+    incident_id: str | None = None,
+    verdict: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Write a record's sidecar and notebook as the runner does; return the sidecar."""
+    folder = root / started_at[:4] / started_at[5:7]
+    sidecar = {
+        "id": record_id,
+        "notebook": f"notebooks/incidents/{runbook}.ipynb",
+        "runbook": runbook,
+        "environment": environment,
+        "incident_id": incident_id,
+        "started_at": started_at,
+        "status": status,
+        "verdict": verdict,
+        "actions": [],
+        "refers_to": [],
+        "record_path": f"{started_at[:4]}/{started_at[5:7]}/{record_id}.ipynb",
+        **extra,
+    }
+    write_once(folder / f"{record_id}.ipynb", '{"cells": []}\n')
+    write_once(folder / f"{record_id}.json", json.dumps(sidecar))
+    return sidecar
+
+
+def verdict(status: str, cause: str, summary: str, **more: Any) -> dict[str, Any]:
+    return {"status": status, "cause": cause, "summary": summary, **more}
+
+
+@pytest.fixture
+def archive(tmp_path: Path) -> Path:
+    """Five records of two runbooks, two environments and three days."""
+    root = tmp_path / "records"
+    store(
+        root,
+        "r1",
+        "2026-11-30T23:59:59.000Z",
+        incident_id="INC-1",
+        verdict=verdict(
+            "fail",
+            "bad-deployment",
+            "Version 12 answers 500",
+            evidence=["rollback to 11", {"deployment": {"note": "hotfix overflow"}}],
+        ),
+    )
+    store(
+        root,
+        "r2",
+        "2026-12-01T00:00:00.000Z",
+        environment="staging",
+        incident_id="INC-1",
+        verdict=verdict("ok", "healthy", "All routes answer"),
+    )
+    store(
+        root,
+        "r3",
+        "2026-12-01T12:00:00.000Z",
+        runbook="queue-delays",
+        status="failed",
+        verdict=None,
+    )
+    store(
+        root,
+        "r4",
+        "2026-12-02T08:30:00.000Z",
+        runbook="queue-delays",
+        incident_id="INC-2",
+        verdict=verdict(
+            "fail",
+            "dlq-failures",
+            "Jobs fail to the dead letter queue",
+            findings=[{"name": "dlq", "summary": "41 messages in analysis_dlq"}],
+        ),
+    )
+    store(
+        root,
+        "r5",
+        "2026-12-03T10:00:00.000+01:00",
+        verdict=verdict("warn", "d1-unavailable", "D1 timed out twice"),
+    )
+    return root
+
+
+def ids(rows: list[dict[str, Any]]) -> list[str]:
+    return [row["id"] for row in rows]
+
+
+@pytest.fixture(params=[True, False], ids=["fts5", "like"])
+def text_search(request: pytest.FixtureRequest) -> Iterator[bool]:
+    """Run a test with SQLite's FTS5, and with the LIKE fallback."""
+    if request.param and not _index.fts5_available():
+        pytest.skip("this Python's SQLite has no FTS5")
+    _index.fts5_available.cache_clear()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_index, "fts5_available", lambda: request.param)
+        yield request.param
+    _index.fts5_available.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        ({}, ["r5", "r4", "r3", "r2", "r1"]),
+        ({"limit": 2}, ["r5", "r4"]),
+        ({"runbook": "queue-delays"}, ["r4", "r3"]),
+        ({"runbook": "notebooks/incidents/queue-delays.ipynb"}, ["r4", "r3"]),
+        ({"environment": "staging"}, ["r2"]),
+        ({"status": "failed"}, ["r3"]),
+        ({"status": "fail"}, ["r4", "r1"]),
+        ({"cause": "healthy"}, ["r2"]),
+        ({"incident_id": "INC-1"}, ["r2", "r1"]),
+        ({"since": "2026-12-01"}, ["r5", "r4", "r3", "r2"]),
+        ({"until": "2026-12-01"}, ["r3", "r2", "r1"]),
+        ({"since": "2026-12-01T06:00Z", "until": "2026-12-02T08:30:00Z"}, ["r3"]),
+        # 10:00 at +01:00 is 09:00 UTC
+        ({"since": "2026-12-03T09:00:00Z"}, ["r5"]),
+        ({"since": "2026-12-03T09:00:01Z"}, []),
+        ({"runbook": "api-down", "environment": "sandbox", "status": "fail"}, ["r1"]),
+    ],
+)
+def test_list_records_filters_newest_first(
+    archive: Path, filters: dict[str, Any], expected: list[str]
+) -> None:
+    assert ids(list_records(archive, **filters)) == expected
+
+
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        ("answer", ["r2", "r1"]),  # "answers" and "answer": words starting so
+        ("VERSION 12", ["r1"]),
+        ("overflow", ["r1"]),  # nested in the evidence
+        ("analysis_dlq", ["r4"]),  # a finding's summary
+        ("dead letter", ["r4"]),
+        ("letter dead", ["r4"]),
+        ("dead 500", []),
+        ("nothing-like-it", []),
+    ],
+)
+def test_list_records_finds_words_in_the_findings(
+    archive: Path, text_search: bool, words: str, expected: list[str]
+) -> None:
+    assert ids(list_records(archive, words=words)) == expected
+
+
+def test_list_records_combines_words_with_other_filters(
+    archive: Path, text_search: bool
+) -> None:
+    assert ids(list_records(archive, words="answer", environment="staging")) == ["r2"]
+    with sqlite3.connect(archive / INDEX_NAME) as db:
+        [(mode,)] = db.execute("SELECT value FROM meta WHERE key = 'text'")
+    assert mode == ("fts5" if text_search else "like")
+
+
+def test_list_records_treats_like_wildcards_as_plain_text(tmp_path: Path) -> None:
+    store(tmp_path, "a", "2026-12-01T00:00:00Z", verdict=verdict("ok", "x", "50%"))
+    store(tmp_path, "b", "2026-12-01T00:00:01Z", verdict=verdict("ok", "x", "5 0"))
+    store(tmp_path, "c", "2026-12-01T00:00:02Z", verdict=verdict("ok", "x", "a_b"))
+    store(tmp_path, "d", "2026-12-01T00:00:03Z", verdict=verdict("ok", "x", "axb"))
+
+    assert ids(list_records(tmp_path, words="a_b")) == ["c"]
+
+
+def test_list_records_names_every_bad_filter(archive: Path) -> None:
+    with pytest.raises(ParameterError) as caught:
+        list_records(
+            archive,
+            status="broken",
+            since="yesterday",
+            until="2026-02-30",
+            cause="Bad Deployment",
+            incident_id="",
+            words="!!",
+        )
+
+    assert caught.value.problems == [
+        "since: got 'yesterday', expected an ISO date like 2026-12-04, or a time "
+        "like 2026-12-04T17:00Z",
+        "until: got '2026-02-30', expected an ISO date like 2026-12-04, or a time "
+        "like 2026-12-04T17:00Z",
+        "cause: got 'Bad Deployment', expected a cause such as bad-deployment",
+        "status: got 'broken', expected one of succeeded, failed, ok, warn, fail, "
+        "unknown, manual",
+        "incident_id: got '', expected an incident id such as INC-42",
+        "words: got '!!', expected one or more words of letters or digits",
+    ]
+
+
+def test_list_records_refuses_a_range_that_ends_before_it_starts(
+    archive: Path,
+) -> None:
+    with pytest.raises(ParameterError, match=r"until: got '2026-12-01', expected a "):
+        list_records(archive, since="2026-12-02", until="2026-12-01")
+
+
+@pytest.mark.parametrize(
+    ("filters", "message"),
+    [
+        ({"cause": "bad-deploymnt"}, r"did you mean bad-deployment\?"),
+        ({"runbook": "queue-delay"}, r"did you mean queue-delays"),
+        ({"environment": "stagin"}, r"did you mean staging"),
+    ],
+)
+def test_list_records_suggests_the_name_meant(
+    archive: Path, filters: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ParameterError, match=message):
+        list_records(archive, **filters)
+
+
+def test_records_command_filters_and_names_the_option_of_a_bad_value(
+    archive: Path,
+) -> None:
+    runner = CliRunner()
+
+    good = runner.invoke(
+        main,
+        ["records", "--records", str(archive), "--cause", "dlq-failures"],
+    )
+    bad = runner.invoke(
+        main,
+        ["records", "--records", str(archive), "--since", "12/01/2026"],
+    )
+    none = runner.invoke(
+        main,
+        ["records", "--records", str(archive), "--words", "unheard"],
+    )
+
+    assert good.exit_code == 0, good.output
+    assert [line.split()[0] for line in good.output.splitlines()] == ["r4"]
+    assert bad.exit_code == 2
+    assert "--since: got '12/01/2026', expected an ISO date" in bad.output
+    assert none.exit_code == 0 and "match" in none.output
+
+
+def test_index_is_built_from_the_sidecars_when_missing(archive: Path) -> None:
+    assert not (archive / INDEX_NAME).exists()
+
+    assert len(list_records(archive)) == 5
+    with sqlite3.connect(archive / INDEX_NAME) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_index_row_written_by_a_run_lost_is_back_after_reindex(archive: Path) -> None:
+    list_records(archive)
+    _index.remove_rows(archive, ["r4"])
+
+    assert "r4" not in ids(list_records(archive))
+    assert load_record(archive, "r4")["runbook"] == "queue-delays"
+
+    report = rebuild(archive)
+
+    assert report.indexed == 5
+    assert "r4" in ids(list_records(archive))
+
+
+def test_reindex_drops_rows_of_records_that_are_gone(archive: Path) -> None:
+    list_records(archive)
+    (archive / "2026" / "12" / "r2.json").unlink()
+
+    report = rebuild(archive)
+
+    assert report.dropped == 1
+    assert "r2" not in ids(list_records(archive))
+
+
+def test_a_damaged_index_is_kept_aside_and_rebuilt(
+    archive: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (archive / INDEX_NAME).write_bytes(b"this is no database" * 100)
+
+    with caplog.at_level(logging.WARNING, logger="opslib._index"):
+        rows = list_records(archive)
+
+    assert len(rows) == 5
+    kept = [p.name for p in archive.glob(f"{INDEX_NAME}.damaged-*")]
+    assert len(kept) == 1
+    assert (archive / kept[0]).read_bytes().startswith(b"this is no database")
+    assert "index damaged" in caplog.text
+
+
+def test_reindex_migrates_an_archive_with_only_index_jsonl(
+    archive: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    lines = [
+        json.dumps({"id": "r1", "runbook": "api-down"}),
+        '{"id": "torn',
+        "",
+        json.dumps({"id": "vanished", "runbook": "api-down"}),
+        json.dumps({"id": "r2", "runbook": "api-down"}),
+    ]
+    (archive / LEGACY_INDEX_NAME).write_text("\n".join(lines) + "\n")
+
+    with caplog.at_level(logging.WARNING, logger="opslib._index"):
+        result = CliRunner().invoke(main, ["reindex", "--records", str(archive)])
+
+    assert result.exit_code == 0, result.output
+    assert f"indexed 5 records in {archive / INDEX_NAME}" in result.output
+    assert "migrated from index.jsonl (3 lines" in result.output
+    assert "1 index.jsonl lines name a record without a sidecar" in result.output
+    assert [r.getMessage().split(" line=")[1] for r in caplog.records] == ["2"]
+    assert (archive / LEGACY_INDEX_NAME).read_text() == "\n".join(lines) + "\n"
+    assert len(list_records(archive)) == 5
+
+
+def test_reindex_leaves_out_an_unreadable_sidecar(archive: Path) -> None:
+    broken = archive / "2026" / "12" / "broken.json"
+    broken.write_text("{")
+
+    report = rebuild(archive)
+
+    assert report.indexed == 5
+    assert report.unreadable == ["2026/12/broken.json"]
+
+
+def test_reindex_command_refuses_a_folder_that_is_not_there(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["reindex", "--records", str(tmp_path / "nothing")]
+    )
+
+    assert result.exit_code == 2
+    assert "expected an archive folder" in result.output
+
+
+def test_append_index_replaces_the_row_of_the_same_record(tmp_path: Path) -> None:
+    sidecar = store(tmp_path, "a", "2026-12-01T00:00:00Z", verdict=None)
+    append_index(tmp_path, sidecar)
+    append_index(tmp_path, {**sidecar, "status": "failed"})
+
+    assert [(r["id"], r["status"]) for r in list_records(tmp_path)] == [("a", "failed")]
