@@ -11,6 +11,7 @@ Exit codes, for people and schedulers alike:
 
 from __future__ import annotations
 
+import datetime
 import sys
 from pathlib import Path
 from typing import Any
@@ -376,6 +377,84 @@ def reindex(records_dir: str | None) -> None:
     except RunError as error:
         _usage_exit(error)
     click.echo("\n".join(report.lines(root)))
+
+
+@main.command()
+@_records_option
+@click.option(
+    "--older-than",
+    default=None,
+    metavar="AGE",
+    help="Records started longer ago than AGE (days like 90d; or 12h, 30m) may go.",
+)
+@click.option(
+    "--keep",
+    default=None,
+    type=click.IntRange(min=1),
+    help="The N newest records of each notebook stay.",
+)
+@click.option("--apply", "apply", is_flag=True, help="Remove them (default: dry run).")
+@click.option("--confirm", default="", help="The confirm phrase the dry run prints.")
+@click.option(
+    "--operator",
+    default=None,
+    help="Who prunes, for the prune log (default: $RUNBOOK_OPERATOR or user@host).",
+)
+def prune(
+    records_dir: str | None,
+    older_than: str | None,
+    keep: int | None,
+    apply: bool,
+    confirm: str,
+    operator: str | None,
+) -> None:
+    """Remove old records: a dry run that lists them, unless --apply and --confirm.
+
+    Records a post-incident report refers to always stay, as do unreadable
+    ones. Both rules together remove only records both let go.
+    """
+    import shlex
+
+    from ._prune import apply_prune, plan_prune
+
+    archive = _archive(records_dir)
+    try:
+        age = _age_option(older_than)
+        plan = plan_prune(archive, older_than=age, keep=keep)
+    except (ConfigError, RunError) as error:
+        _usage_exit(error)
+    click.echo("\n".join(plan.lines()))
+    result = apply_prune(
+        plan,
+        older_than=age,
+        keep=keep,
+        apply=apply,
+        confirm=confirm,
+        operator=operator,
+    )
+    click.echo(f"{result.outcome}: {result.detail}")
+    if result.outcome == "dry-run":
+        rules = f"--older-than {older_than} " if older_than else ""
+        rules += f"--keep {keep} " if keep else ""
+        click.echo(
+            f"to remove them: runbook prune --records {shlex.quote(str(plan.archive))} "
+            f"{rules}--apply --confirm {shlex.quote(plan.confirm_phrase)}"
+        )
+    sys.exit(EXIT_GATE if result.outcome == "refused" else 0)
+
+
+def _age_option(text: str | None) -> datetime.timedelta | None:
+    from ._time import parse_duration
+
+    if text is None:
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise ConfigError(
+            f"--older-than: got {text!r}, expected a whole number and d, h or m "
+            "(such as 90d)"
+        ) from error
 
 
 @main.command()
