@@ -215,7 +215,10 @@ def test_run_notebook_writes_no_secret_and_no_email_anywhere(
 
     assert record.status == "failed" and record.error is not None
     assert "[redacted:CLOUDFLARE_API_TOKEN]" in record.error["evalue"]
-    text = "\n".join(path.read_text() for path in _files(records))
+    # the index is a binary SQLite file: its text is read as UTF-8 all the same
+    text = "\n".join(
+        path.read_bytes().decode("utf-8", "replace") for path in _files(records)
+    )
     assert "[redacted:MAILCHANNELS_API_KEY]" in text
     assert "[redacted:STRIPE_WEBHOOK_SECRET]" in text
     assert re.findall(r"[\w.+-]+@[\w-]+\.[\w.]+", text) == []
