@@ -315,7 +315,8 @@ def undo(
 @click.option(
     "--status",
     default=None,
-    help="Only runs that succeeded or failed, or verdicts ok, warn, fail, unknown.",
+    help="Only runs that succeeded, failed or were aborted, or verdicts ok, warn, "
+    "fail, unknown, manual.",
 )
 @click.option("--cause", default=None, help="Only verdicts naming this cause.")
 @click.option("--incident", "incident_id", default=None, help="Only this incident id.")

@@ -167,7 +167,7 @@ def apply_prune(
             "dry-run",
             f"nothing removed; to apply, confirm with {plan.confirm_phrase!r}",
         )
-    if confirm.strip() != plan.confirm_phrase:
+    if confirm != plan.confirm_phrase:
         return PruneResult(
             plan,
             "refused",

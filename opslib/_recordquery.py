@@ -19,7 +19,7 @@ from ._finding import Status
 from ._index import RecordQuery, known_values, normal_time, split_words
 from ._params import check_text
 
-RUN_STATUSES = ("succeeded", "failed")
+RUN_STATUSES = ("succeeded", "failed", "aborted")
 STATUSES = (*RUN_STATUSES, *(status.value for status in Status))
 # How the command line spells each filter; the library names them as keywords.
 OPTION_LABELS: Mapping[str, str] = {

@@ -155,8 +155,9 @@ def list_records(
         limit: the most rows to return.
         runbook: only this runbook (``api-down``) or notebook path.
         environment: only this environment.
-        status: only runs that ``succeeded`` or ``failed``, or verdicts with
-            this status (``ok``, ``warn``, ``fail``, ``unknown``, ``manual``).
+        status: only runs that ``succeeded``, ``failed`` or were ``aborted``, or
+            verdicts with this status (``ok``, ``warn``, ``fail``, ``unknown``,
+            ``manual``).
         cause: only verdicts naming this cause.
         incident_id: only runs given this incident id.
         since: only records started on or after this date or time (UTC).

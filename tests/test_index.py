@@ -172,8 +172,8 @@ def test_list_records_names_every_bad_filter(archive: Path) -> None:
         "until: got '2026-02-30', expected an ISO date like 2026-12-04, or a time "
         "like 2026-12-04T17:00Z",
         "cause: got 'Bad Deployment', expected a cause such as bad-deployment",
-        "status: got 'broken', expected one of succeeded, failed, ok, warn, fail, "
-        "unknown, manual",
+        "status: got 'broken', expected one of succeeded, failed, aborted, ok, "
+        "warn, fail, unknown, manual",
         "incident_id: got '', expected an incident id such as INC-42",
         "words: got '!!', expected one or more words of letters or digits",
     ]

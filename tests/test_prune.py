@@ -183,6 +183,15 @@ def test_apply_prune_refuses_without_the_exact_phrase(
     assert len(existing(archive)) == 5
 
 
+def test_apply_prune_refuses_the_phrase_with_a_space_around(archive: Path) -> None:
+    plan = plan_prune(archive, keep=1, now=NOW)
+
+    result = apply_prune(plan, keep=1, apply=True, confirm=plan.confirm_phrase + " ")
+
+    assert result.outcome == "refused"
+    assert len(existing(archive)) == 5
+
+
 def test_apply_prune_refuses_a_plan_the_archive_outgrew(archive: Path) -> None:
     plan = plan_prune(archive, older_than=DAYS_90, now=NOW)
     store(archive, "late", day(91), verdict=None)
