@@ -91,6 +91,7 @@ _UPSERT = (
     + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:])
 )
 _WORD = re.compile(r"\w+")
+_NAME_COLUMNS = ("runbook", "environment", "cause", "notebook")
 
 
 @dataclass(frozen=True)
@@ -264,13 +265,38 @@ def search(root: Path, query: RecordQuery, limit: int) -> list[dict[str, Any]]:
 
 def known_values(root: Path, column: str) -> set[str]:
     """The distinct values of one filter column in the index (none when empty)."""
-    if column not in ("runbook", "environment", "cause", "notebook"):
+    if column not in _NAME_COLUMNS:
         raise ValueError(f"column: got {column!r}, expected a filter column")
 
     def read(db: sqlite3.Connection) -> list[Any]:
         return db.execute(f"SELECT DISTINCT {column} FROM records").fetchall()
 
     return {str(value) for (value,) in _read(root, read) if value is not None}
+
+
+def absent_values(root: Path, wanted: Mapping[str, str]) -> set[str]:
+    """The filter columns whose wanted value no row has; none for an empty index.
+
+    A runbook is found as a runbook name or as a notebook path.
+    """
+    if any(column not in _NAME_COLUMNS for column in wanted):
+        raise ValueError(f"wanted: got {sorted(wanted)}, expected filter columns")
+
+    def read(db: sqlite3.Connection) -> list[Any]:
+        if db.execute("SELECT 1 FROM records LIMIT 1").fetchone() is None:
+            return []
+        return [
+            column for column, value in wanted.items() if not _has(db, column, value)
+        ]
+
+    return set(_read(root, read)) if wanted else set()
+
+
+def _has(db: sqlite3.Connection, column: str, value: str) -> bool:
+    where = "runbook = ? OR notebook = ?" if column == "runbook" else f"{column} = ?"
+    values = [value, value] if column == "runbook" else [value]
+    found = db.execute(f"SELECT 1 FROM records WHERE {where} LIMIT 1", values)
+    return found.fetchone() is not None
 
 
 def _read(root: Path, read: Any) -> list[Any]:
@@ -348,7 +374,8 @@ def _open(root: Path) -> sqlite3.Connection:
     )
     try:
         db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        _retry_locked(lambda: db.execute("PRAGMA journal_mode = WAL"))
+        if db.execute("PRAGMA journal_mode").fetchone() != ("wal",):
+            _retry_locked(lambda: db.execute("PRAGMA journal_mode = WAL"))
         db.execute("PRAGMA synchronous = NORMAL")
         if _meta(db, "schema") is None:
             _create_schema(db)

@@ -16,7 +16,13 @@ from pathlib import Path
 
 from ._errors import ConfigError, ParameterError
 from ._finding import Status
-from ._index import RecordQuery, known_values, normal_time, split_words
+from ._index import (
+    RecordQuery,
+    absent_values,
+    known_values,
+    normal_time,
+    split_words,
+)
 from ._params import check_text
 
 RUN_STATUSES = ("succeeded", "failed", "aborted")
@@ -140,24 +146,24 @@ def _check_names(
         ("environment", environment, _NAME, "an environment name such as sandbox"),
         ("cause", cause, _CAUSE, "a cause such as bad-deployment"),
     )
+    wanted: dict[str, str] = {}
     for name, value, form, expected in checks:
-        if value is None:
-            continue
-        if not form.fullmatch(value):
+        if value is not None and not form.fullmatch(value):
             problem(name, value, expected)
-            continue
-        known = _known(root, name)
-        if known and value not in known:
+        elif value is not None:
+            wanted[name] = value
+    absent = absent_values(root, wanted)
+    for name, value, _, expected in checks:
+        known = _known(root, name) if name in absent else set()
+        if value is not None and known and value not in known:
             problem(name, value, f"{expected}{_nearest(value, known)}")
 
 
 def _known(root: Path, name: str) -> set[str]:
-    """Names the index holds, with the project's own; empty for an empty archive."""
+    """The names the index holds, with the project's own."""
     found = known_values(root, name)
     if name == "runbook":
         found |= known_values(root, "notebook")
-    if not found:
-        return found
     return found | set(_vocabulary(name))
 
 

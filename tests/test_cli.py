@@ -17,7 +17,18 @@ from opslib._cli import main
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).parent.parent
-VERBS = ["run", "records", "show", "list", "drill", "sandbox", "undo", "lab"]
+VERBS = [
+    "run",
+    "records",
+    "show",
+    "list",
+    "drill",
+    "sandbox",
+    "undo",
+    "lab",
+    "reindex",
+    "prune",
+]
 
 
 def runbook(*args, check_code=None):
