@@ -18,6 +18,7 @@ from opslib._batch import (
 from opslib._cli import main
 from opslib._errors import ParameterError
 from opslib._notebook import find_notebooks_dir, runbook_name
+from opslib._records import list_records
 
 NOTEBOOKS = Path(__file__).parent / "notebooks"
 STARTED = datetime.datetime(2026, 12, 4, 22, 15, 3, tzinfo=datetime.UTC)
@@ -190,8 +191,8 @@ def test_batch_runs_each_notebook_into_its_own_record_and_exits_with_the_worst(
         assert sidecar["id"] in row and sidecar["status"] in row
         assert (records / sidecar["record_path"]).exists()
     assert "bad-deployment" in table
-    index = (records / "index.jsonl").read_text().splitlines()
-    assert len(index) == 4
+    index = list_records(records)
+    assert sorted(row["id"] for row in index) == sorted(s["id"] for s in found.values())
     # every kernel saw its own run's record id and ran in the project, warm
     seen = [_printed(found[name], records) for name in ("probe", "probe-again")]
     assert [s["record_id"] for s in seen] == [
