@@ -13,9 +13,10 @@ a batch only adds how they are chosen, checked and scheduled:
   ``BATCH-<start time UTC>``: it names the batch, not an incident from the pager,
   and the records of one batch share it;
 - at most ``jobs`` runs are under way at a time, each in a worker process forked
-  from this one after papermill, nbclient and jupyter_client were imported, so the
-  batch pays for those imports once; each worker warms its kernel as a single run
-  does (``_kernel``).
+  from this one after papermill, nbclient and jupyter_client were imported, and
+  each on a kernel forked from a template process that imported IPython, opslib,
+  pandas and matplotlib (``_kernelforks``): the batch pays for those imports once,
+  where runs one by one pay for them every time.
 
 ``--all procedures`` leaves out the procedures that cannot run blind (see
 ``NOT_BLIND``): they need a target that only the operator can name.
