@@ -235,7 +235,11 @@ def test_run_notebook_writes_no_secret_and_no_email_anywhere(
         ({"incident_id": ""}, {"incident_id"}, r"incident_id: got '' — expected 1-64"),
         ({"note": 'say "hi"\nbye'}, {"note"}, r"note: got .* — expected a single line"),
         ({"note": datetime.date(2025, 11, 1)}, set(), r"note: .* so quote it"),
-        ({"lookback": 6}, set(), r"lookback: got 6 — expected text; YAML read it as the number 6"),
+        (
+            {"lookback": 6},
+            set(),
+            r"lookback: got 6 — expected text; YAML read it as the number 6",
+        ),
         (
             {"environment": "staging"},
             {"environment"},
