@@ -427,8 +427,6 @@ def prune(
     click.echo("\n".join(plan.lines()))
     result = apply_prune(
         plan,
-        older_than=age,
-        keep=keep,
         apply=apply,
         confirm=confirm,
         operator=operator,

@@ -58,7 +58,8 @@ class PrunePlan:
 
     Attributes:
         archive: the archive folder.
-        rule: the rule in words.
+        older_than: records started longer ago than this may go (None: any age).
+        keep: the newest ``keep`` records of each notebook stay (None: none).
         now: the moment the age is measured from.
         remove: the records that would go, oldest first.
         referenced: records the rule lets go that a report refers to (kept).
@@ -67,12 +68,23 @@ class PrunePlan:
     """
 
     archive: Path
-    rule: str
+    older_than: datetime.timedelta | None
+    keep: int | None
     now: datetime.datetime
     remove: tuple[Candidate, ...] = ()
     referenced: tuple[Candidate, ...] = ()
     left_alone: tuple[str, ...] = ()
     before_images: tuple[Path, ...] = ()
+
+    @property
+    def rule(self) -> str:
+        """The rule in words."""
+        parts = []
+        if self.older_than is not None:
+            parts.append(f"started more than {_days(self.older_than)} ago")
+        if self.keep is not None:
+            parts.append(f"beyond the {self.keep} newest of each notebook")
+        return " and ".join(parts)
 
     @property
     def confirm_phrase(self) -> str:
@@ -136,7 +148,8 @@ def plan_prune(
     remove = [e for e in going if e.candidate.id not in cited]
     return PrunePlan(
         archive=root,
-        rule=_rule(older_than, keep),
+        older_than=older_than,
+        keep=keep,
         now=now,
         remove=tuple(e.candidate for e in remove),
         referenced=tuple(e.candidate for e in going if e.candidate.id in cited),
@@ -148,8 +161,6 @@ def plan_prune(
 def apply_prune(
     plan: PrunePlan,
     *,
-    older_than: datetime.timedelta | None = None,
-    keep: int | None = None,
     apply: bool = False,
     confirm: str = "",
     operator: str | None = None,
@@ -174,7 +185,9 @@ def apply_prune(
             f"confirm phrase {confirm!r} does not match {plan.confirm_phrase!r}; "
             "nothing removed",
         )
-    fresh = plan_prune(plan.archive, older_than=older_than, keep=keep, now=plan.now)
+    fresh = plan_prune(
+        plan.archive, older_than=plan.older_than, keep=plan.keep, now=plan.now
+    )
     if (fresh.remove, fresh.before_images) != (plan.remove, plan.before_images):
         return PruneResult(
             plan,
@@ -287,6 +300,8 @@ def _remove(plan: PrunePlan, operator: str) -> PruneResult:
     for candidate in plan.remove:
         for path in candidate.files:
             path.unlink(missing_ok=True)
+    # a rebuild of the index meanwhile may have put some rows back
+    remove_rows(plan.archive, ids)
     for path in plan.before_images:
         path.unlink(missing_ok=True)
     _log(plan, operator, ids)
@@ -315,15 +330,6 @@ def _log(plan: PrunePlan, operator: str, ids: Sequence[str]) -> None:
         os.write(descriptor, (json.dumps(line) + "\n").encode("utf-8"))
     finally:
         os.close(descriptor)
-
-
-def _rule(older_than: datetime.timedelta | None, keep: int | None) -> str:
-    parts = []
-    if older_than is not None:
-        parts.append(f"started more than {_days(older_than)} ago")
-    if keep is not None:
-        parts.append(f"beyond the {keep} newest of each notebook")
-    return " and ".join(parts)
 
 
 def _days(age: datetime.timedelta) -> str:

@@ -71,7 +71,7 @@ def test_plan_prune_changes_nothing(archive: Path) -> None:
     before = sorted(p for p in archive.rglob("*"))
 
     plan = plan_prune(archive, older_than=DAYS_90, now=NOW)
-    result = apply_prune(plan, older_than=DAYS_90)
+    result = apply_prune(plan)
 
     assert result.outcome == "dry-run"
     assert "'prune 4 records from " in result.detail
@@ -140,7 +140,7 @@ def test_prune_removes_a_report_with_its_markdown(archive: Path) -> None:
     plan = plan_prune(archive, older_than=DAYS_90, now=NOW)
     [candidate] = [c for c in plan.remove if c.id == "report1"]
 
-    apply_prune(plan, older_than=DAYS_90, apply=True, confirm=plan.confirm_phrase)
+    apply_prune(plan, apply=True, confirm=plan.confirm_phrase)
 
     assert sorted(p.name for p in candidate.files) == [
         "report1.ipynb",
@@ -158,7 +158,7 @@ def test_apply_prune_removes_files_and_index_rows_with_the_phrase(
     plan = plan_prune(archive, keep=1, now=NOW)
 
     result = apply_prune(
-        plan, keep=1, apply=True, confirm=plan.confirm_phrase, operator="oncall-7"
+        plan, apply=True, confirm=plan.confirm_phrase, operator="oncall-7"
     )
 
     assert result.outcome == "applied", result.detail
@@ -176,7 +176,7 @@ def test_apply_prune_refuses_without_the_exact_phrase(
 ) -> None:
     plan = plan_prune(archive, keep=1, now=NOW)
 
-    result = apply_prune(plan, keep=1, apply=True, confirm=confirm)
+    result = apply_prune(plan, apply=True, confirm=confirm)
 
     assert result.outcome == "refused"
     assert "nothing removed" in result.detail
@@ -186,7 +186,7 @@ def test_apply_prune_refuses_without_the_exact_phrase(
 def test_apply_prune_refuses_the_phrase_with_a_space_around(archive: Path) -> None:
     plan = plan_prune(archive, keep=1, now=NOW)
 
-    result = apply_prune(plan, keep=1, apply=True, confirm=plan.confirm_phrase + " ")
+    result = apply_prune(plan, apply=True, confirm=plan.confirm_phrase + " ")
 
     assert result.outcome == "refused"
     assert len(existing(archive)) == 5
@@ -196,9 +196,7 @@ def test_apply_prune_refuses_a_plan_the_archive_outgrew(archive: Path) -> None:
     plan = plan_prune(archive, older_than=DAYS_90, now=NOW)
     store(archive, "late", day(91), verdict=None)
 
-    result = apply_prune(
-        plan, older_than=DAYS_90, apply=True, confirm=plan.confirm_phrase
-    )
+    result = apply_prune(plan, apply=True, confirm=plan.confirm_phrase)
 
     assert result.outcome == "refused"
     assert "archive changed since the plan" in result.detail
@@ -224,7 +222,7 @@ def test_prune_removes_a_before_image_only_when_no_record_left_needs_it(
     )
 
     plan = plan_prune(archive, older_than=DAYS_90, now=NOW)
-    apply_prune(plan, older_than=DAYS_90, apply=True, confirm=plan.confirm_phrase)
+    apply_prune(plan, apply=True, confirm=plan.confirm_phrase)
 
     assert plan.before_images == (only_old,)
     assert not only_old.exists()
