@@ -339,7 +339,11 @@ def records(records_dir: str | None, limit: int, **filters: str | None) -> None:
     filtered = any(value is not None for value in filters.values())
     try:
         query = build_query(
-            root, labels=OPTION_LABELS, runbook=filters.pop("runbook_name"), **filters
+            root,
+            labels=OPTION_LABELS,
+            check_names=True,
+            runbook=filters.pop("runbook_name"),
+            **filters,
         )
         rows = search(root, query, limit)
     except (ConfigError, RunError) as error:

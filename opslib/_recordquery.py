@@ -1,9 +1,10 @@
 """Checking the filters of a search of the archive before anything is read.
 
 Every wrong filter is named in one error, with the value given and the form
-expected; a name the archive and the project have never heard of (a runbook,
-an environment, a cause) is refused with the nearest known names, since a typo
-would otherwise look like an archive without such records.
+expected. For a person typing (``runbook records``), a name the archive and the
+project have never heard of (a runbook, an environment, a cause) is refused too,
+with the nearest known names, since a typo would otherwise look like an archive
+without such records.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def build_query(
     until: Moment = None,
     words: str | None = None,
     labels: Mapping[str, str] | None = None,
+    check_names: bool = False,
 ) -> RecordQuery:
     """Check search filters and return them as a query; None keeps everything.
 
@@ -68,6 +70,9 @@ def build_query(
         until: records started on or before this date, or before this time.
         words: words that must all appear in the findings.
         labels: how to name each filter in messages (default: the keyword).
+        check_names: also refuse a runbook, environment or cause that neither
+            the archive nor the project knows, naming the nearest known ones
+            (for people typing; a program asking for an absent name gets none).
 
     Raises:
         ParameterError: naming every wrong filter, its value and the form expected.
@@ -82,7 +87,7 @@ def build_query(
     end = _moment(until, "until", problem)
     if start and end and start >= end:
         problem("until", until, f"a time after {label['since']} ({since!r})")
-    _check_names(root, runbook, environment, cause, problem)
+    _check_names(root, runbook, environment, cause, problem, check_names)
     if status is not None and status not in STATUSES:
         problem("status", status, f"one of {', '.join(STATUSES)}")
     if incident_id is not None and (not incident_id or check_text(incident_id)):
@@ -140,6 +145,7 @@ def _check_names(
     environment: str | None,
     cause: str | None,
     problem: Callable[[str, object, str], None],
+    check_names: bool,
 ) -> None:
     checks = (
         ("runbook", runbook, _NAME, "a runbook name such as api-down, or its path"),
@@ -152,7 +158,7 @@ def _check_names(
             problem(name, value, expected)
         elif value is not None:
             wanted[name] = value
-    absent = absent_values(root, wanted)
+    absent = absent_values(root, wanted) if check_names else set()
     for name, value, _, expected in checks:
         known = _known(root, name) if name in absent else set()
         if value is not None and known and value not in known:

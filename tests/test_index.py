@@ -16,6 +16,7 @@ from opslib import _index
 from opslib._cli import main
 from opslib._errors import ParameterError
 from opslib._index import INDEX_NAME, LEGACY_INDEX_NAME, rebuild
+from opslib._recordquery import build_query
 from opslib._records import append_index, list_records, load_record
 from record_helpers import store, verdict
 
@@ -194,11 +195,22 @@ def test_list_records_refuses_a_range_that_ends_before_it_starts(
         ({"environment": "stagin"}, r"did you mean staging"),
     ],
 )
-def test_list_records_suggests_the_name_meant(
+def test_a_typed_name_unknown_to_the_archive_gets_the_name_meant(
     archive: Path, filters: dict[str, str], message: str
 ) -> None:
     with pytest.raises(ParameterError, match=message):
-        list_records(archive, **filters)
+        build_query(archive, check_names=True, **filters)
+    assert list_records(archive, **filters) == []
+
+
+def test_a_name_of_the_project_is_known_though_the_archive_lacks_it(
+    archive: Path,
+) -> None:
+    query = build_query(
+        archive, runbook="restore", cause="backup-missing", check_names=True
+    )
+
+    assert (query.runbook, query.cause) == ("restore", "backup-missing")
 
 
 def test_records_command_filters_and_names_the_option_of_a_bad_value(
@@ -224,6 +236,12 @@ def test_records_command_filters_and_names_the_option_of_a_bad_value(
     assert bad.exit_code == 2
     assert "--since: got '12/01/2026', expected an ISO date" in bad.output
     assert none.exit_code == 0 and "match" in none.output
+    typo = runner.invoke(
+        main, ["records", "--records", str(archive), "--env", "stagin"]
+    )
+    assert typo.exit_code == 2
+    assert "--env: got 'stagin', expected an environment name" in typo.output
+    assert "did you mean staging?" in typo.output
 
 
 def test_index_is_built_from_the_sidecars_when_missing(archive: Path) -> None:
