@@ -243,7 +243,7 @@ def apply_action(
             who,
         )
 
-    applier = _APPLIERS.get(plan.action)
+    applier = _applier(plan.action)
     if applier is None:
         logger.warning("gate refused action=%s reason=no-applier", plan.action)
         return ActionResult(
@@ -340,6 +340,21 @@ def _apply_rollback(
 
 Applier = Callable[[ActionPlan, Environment, str], ActionResult]
 _APPLIERS: dict[str, Applier] = {"rollback": _apply_rollback}
+
+
+def _applier(action: str) -> Applier | None:
+    """The applier of an action; its module may not be imported yet.
+
+    ``import opslib`` imports each module on first use, and a module registers
+    its appliers when imported; a plan built elsewhere (read back from a record,
+    say) may reach the gate before its module did, so every module is imported
+    before an action counts as unknown.
+    """
+    if action not in _APPLIERS:
+        import opslib
+
+        opslib._import_all()
+    return _APPLIERS.get(action)
 
 
 def register_applier(action: str, applier: Applier) -> None:

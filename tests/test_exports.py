@@ -97,3 +97,19 @@ def test_dir_lists_every_export_and_import_all_loads_their_modules():
     assert set(opslib.__all__) <= set(dir(opslib))
     opslib._import_all()
     assert all(f"opslib.{module}" in sys.modules for module in opslib._EXPORTS)
+
+
+def test_gate_finds_the_applier_of_a_module_not_imported_yet():
+    # A plan read back from a record can reach the gate before its module loaded.
+    probe = (
+        "import json, sys, opslib; from opslib import _actions; "
+        "from opslib._queueverdict import REQUEUE_ACTION as name; "
+        "before = [name in _actions._APPLIERS, 'opslib._queueaction' in sys.modules]; "
+        "found = _actions._applier(name) is not None; "
+        "unknown = _actions._applier('no-such-action') is None; "
+        "print(json.dumps([*before, found, unknown]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert json.loads(done.stdout) == [False, False, True, True]
