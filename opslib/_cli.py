@@ -765,6 +765,32 @@ def _usage_exit(error: OpslibError) -> None:
     sys.exit(EXIT_USAGE)
 
 
+@main.command()
+@_records_option
+@click.option(
+    "--out",
+    "out_dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Folder for the pages (default: <records>-site beside the archive).",
+)
+def site(records_dir: str | None, out_dir: str | None) -> None:
+    """Write the archive as static HTML: index.html and one page per record.
+
+    The pages open from file:// with no server and load nothing from elsewhere.
+    A rebuild renders only records without a page and rewrites only what changed.
+    """
+    from ._site import build_site
+
+    try:
+        report = build_site(_archive(records_dir), out_dir)
+    except RunError as error:
+        _usage_exit(error)
+    click.echo("\n".join(report.lines()))
+    if report.unreadable:
+        sys.exit(EXIT_FAILED_RUN)
+
+
 _add_sandbox_commands()
 
 
