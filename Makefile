@@ -11,7 +11,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lab bench bench-restore drill clean
+.PHONY: setup system-deps demo test lab bench bench-restore drill clean
 
 setup: $(STAMP)
 
@@ -28,7 +28,20 @@ demo: setup
 	$(BIN)/runbook sandbox stop; \
 	exit $$status
 
-test: setup
+# Debian packages the tests use: headless Chromium for the static site's page
+# tests. Installed with apt-get when missing and running as root (CI is);
+# otherwise it says what to install, and those tests fail saying the same.
+system-deps:
+	@if ! test -x /usr/bin/chromium; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium \
+	      || echo "system-deps: could not install chromium with apt-get"; \
+	  else \
+	    echo "system-deps: chromium is missing; install it: sudo apt-get install -y chromium"; \
+	  fi; \
+	fi
+
+test: setup system-deps
 	@$(BIN)/python -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing on purpose"; exit 1; fi; \
 	exit $$status
