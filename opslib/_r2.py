@@ -10,6 +10,7 @@ object versions: what this client reads is the only copy.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Mapping
@@ -104,6 +105,9 @@ class R2Client:
             if _code(error) in _MISSING_CODES:
                 return None
             raise self._error(error, bucket, key) from error
+        md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        if not _etag_agrees(md5, str(answer.get("ETag") or "")):
+            raise _cut_short(self.endpoint, bucket, key, len(data))
         logger.debug("r2 get bucket=%s key=%s bytes=%s", bucket, key, len(data))
         return data
 
@@ -185,14 +189,18 @@ class R2Client:
                 such key.
         """
         size = 0
+        digest = hashlib.md5(usedforsecurity=False)
         try:
             answer = self._s3.get_object(Bucket=bucket, Key=key)
             with open(path, "wb") as out:
                 for chunk in answer["Body"].iter_chunks(1 << 20):
                     out.write(chunk)
+                    digest.update(chunk)
                     size += len(chunk)
         except Exception as error:
             raise self._error(error, bucket, key) from error
+        if not _etag_agrees(digest.hexdigest(), str(answer.get("ETag") or "")):
+            raise _cut_short(self.endpoint, bucket, key, size)
         logger.info("r2 download bucket=%s key=%s bytes=%s", bucket, key, size)
         return size
 
@@ -255,6 +263,27 @@ class R2Client:
                 f"r2: {type(error).__name__}: {error}", system="r2", url=url
             )
         raise error
+
+
+def _etag_agrees(md5: str, etag: str) -> bool:
+    """False when the object's single-part ETag (its MD5) is not the bytes' MD5.
+
+    A multipart ETag (``<hex>-<parts>``) or none at all cannot be checked: True.
+    """
+    digest = etag.strip('"').lower()
+    if len(digest) != 32 or not all(c in "0123456789abcdef" for c in digest):
+        return True
+    return md5 == digest
+
+
+def _cut_short(endpoint: str, bucket: str, key: str, size: int) -> APIError:
+    return APIError(
+        f"r2: {bucket}/{key} came back as {size} bytes whose MD5 is not the "
+        "object's ETag: cut short or changed in transit",
+        system="r2",
+        url=f"{endpoint}/{bucket}/{key}",
+        status_code=200,
+    )
 
 
 def _code(error: Exception) -> str:

@@ -314,3 +314,18 @@ def test_every_kind_is_a_service_error_naming_the_system(
     assert str(caught.value).startswith(f"{system}:")
     faults.clear_faults()
     assert READS[system](environment) is not None
+
+
+def test_an_object_cut_short_is_caught_by_its_etag(environment, faults, tmp_path):
+    client = R2Client(environment)
+    bucket = environment.r2_buckets["MANUSCRIPTS_RAW"]
+    key = client.list_keys(bucket, limit=1)[0]
+    whole = client.get_bytes(bucket, key)
+    faults.fault("r2", "truncated", count=2)
+
+    with pytest.raises(APIError, match="^r2: .* MD5 is not the object's ETag"):
+        client.get_bytes(bucket, key)
+    with pytest.raises(APIError, match="^r2: .* MD5 is not the object's ETag"):
+        client.download(bucket, key, tmp_path / "object")
+
+    assert client.get_bytes(bucket, key) == whole
