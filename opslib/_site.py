@@ -20,6 +20,7 @@ archive. Building twice in a row writes nothing the second time.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -233,6 +234,7 @@ def render_notebook(nb: Any, sidecar: Mapping[str, Any], *, title: str) -> str:
     return str(body)
 
 
+@functools.lru_cache(maxsize=1)
 def _exporter() -> Any:
     import jinja2
     from nbconvert import HTMLExporter

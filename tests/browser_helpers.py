@@ -82,7 +82,7 @@ class Browser:
                 timeout=_COMMAND_TIMEOUT_S,
                 suppress_origin=True,
             )
-            for domain in ("Page", "Runtime", "Log"):
+            for domain in ("Page", "Runtime", "Log", "Network"):
                 self.send(f"{domain}.enable")
         except BaseException:
             self.close()
@@ -178,6 +178,14 @@ class Browser:
             elif event.get("method") == "Log.entryAdded":
                 texts.append(str(params["entry"].get("text")))
         return texts
+
+    def requested_urls(self) -> list[str]:
+        """Every URL the page asked for since the events were last cleared."""
+        return [
+            str(event["params"]["request"]["url"])
+            for event in self.events
+            if event.get("method") == "Network.requestWillBeSent"
+        ]
 
     def close(self) -> None:
         """End the browser and every process it started, then drop its profile."""

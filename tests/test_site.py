@@ -104,10 +104,17 @@ Array.from(document.querySelectorAll('#records tbody tr'))
 """
 
 
+def _leaving(urls):
+    """The URLs among these that are not the machine's own files or inline data."""
+    return [url for url in urls if not url.startswith(("file:", "data:"))]
+
+
 def test_index_shows_every_record_newest_first_with_badge_words(
     archive, site, browser, tmp_path
 ):
+    browser.events.clear()
     browser.open(site.out / "index.html")
+    assert browser.requested_urls() and not _leaving(browser.requested_urls())
     rows = browser.evaluate(VISIBLE_ROWS)
     sidecars = _sidecars(archive)
 
@@ -182,6 +189,7 @@ def test_record_page_has_the_verdict_on_top_and_hostile_values_as_text(
     browser.evaluate(f"document.querySelector('#r-{planned['id']} a').click()")
     browser.wait_for_event("Page.loadEventFired")
     assert browser.evaluate("location.href") == (site.out / link).as_uri()
+    assert not _leaving(browser.requested_urls())
 
     shown = browser.evaluate("document.body.innerText")
     head = shown[: shown.index("Database work")]
@@ -212,6 +220,7 @@ def test_record_page_runs_no_notebook_javascript(archive, site, browser, tmp_pat
     nb = parse_notebook((archive / sidecar["record_path"]).read_text())
     nb.cells.append(
         {
+            "id": "hostile-code",
             "cell_type": "code",
             "metadata": {},
             "source": "x",
@@ -236,6 +245,7 @@ def test_record_page_runs_no_notebook_javascript(archive, site, browser, tmp_pat
     )
     nb.cells.append(
         {
+            "id": "hostile-markdown",
             "cell_type": "markdown",
             "metadata": {},
             "source": f"**md** <script>console.log('{MARK}-md')</script>",
@@ -314,6 +324,28 @@ def test_cli_builds_into_out_and_refuses_a_folder_inside_the_archive(archive, tm
     assert inside.exit_code == 2
     assert "--out" in inside.output and "outside the archive" in inside.output
     assert not (archive / "pages").exists()
+
+
+def test_an_unreadable_record_is_listed_unlinked_and_the_build_says_so(
+    archive, tmp_path
+):
+    root = tmp_path / "records"
+    shutil.copytree(archive, root)
+    broken = _sidecars(root)[1]
+    (root / broken["record_path"]).write_text("{not a notebook")
+    out = tmp_path / "pages"
+
+    result = CliRunner().invoke(
+        main, ["site", "--records", str(root), "--out", str(out)]
+    )
+    assert result.exit_code == 1, result.output
+    assert f"could not render: {broken['id']}" in result.output
+    index = (out / "index.html").read_text()
+    assert f'id="r-{broken["id"]}"' in index
+    assert f"records/{page_name(broken['id'])}.html" not in index
+    assert not (out / "records" / f"{page_name(broken['id'])}.html").exists()
+    others = [s for s in _sidecars(root) if s["id"] != broken["id"]]
+    assert all(f"records/{page_name(s['id'])}.html" in index for s in others)
 
 
 def test_every_verdict_status_has_a_badge_word():
