@@ -354,10 +354,10 @@ def records(records_dir: str | None, limit: int, **filters: str | None) -> None:
         )
         return
     for row in rows:
+        shown = {key: row.get(key) or "-" for key in row}
         click.echo(
-            f"{row.get('id')}  {row.get('status'):<9} {row.get('environment'):<10} "
-            f"{row.get('verdict_status') or '-':<7} {row.get('cause') or '-':<20} "
-            f"{row.get('gate') or ''}"
+            f"{row.get('id')}  {shown['status']:<9} {shown['environment']:<10} "
+            f"{shown['verdict_status']:<7} {shown['cause']:<20} {row.get('gate') or ''}"
         )
 
 

@@ -339,3 +339,14 @@ def test_append_index_replaces_the_row_of_the_same_record(tmp_path: Path) -> Non
     append_index(tmp_path, {**sidecar, "status": "failed"})
 
     assert [(r["id"], r["status"]) for r in list_records(tmp_path)] == [("a", "failed")]
+
+
+def test_records_command_lists_a_record_without_status_or_environment(
+    tmp_path: Path,
+) -> None:
+    append_index(tmp_path, {"id": "bare", "started_at": "2026-12-01T00:00:00Z"})
+
+    result = CliRunner().invoke(main, ["records", "--records", str(tmp_path)])
+
+    assert result.exit_code == 0, result.output
+    assert result.output.split() == ["bare", "-", "-", "-", "-"]
