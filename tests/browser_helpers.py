@@ -128,8 +128,12 @@ class Browser:
                 return dict(message.get("result") or {})
             self.events.append(message)
 
-    def wait_for_event(self, method: str) -> dict[str, Any]:
-        """Read messages until the event ``method`` arrives (or the socket times out)."""
+    def wait_for_event(self, method: str, since: int = 0) -> dict[str, Any]:
+        """The first event ``method`` at or after ``self.events[since]``, read
+        from the socket if it has not come yet (bounded by the socket timeout)."""
+        for message in self.events[since:]:
+            if message.get("method") == method:
+                return message
         while True:
             message = json.loads(self.socket.recv())
             self.events.append(message)
@@ -138,8 +142,9 @@ class Browser:
 
     def open(self, path: Path) -> None:
         """Navigate to a local file and wait for its load event."""
+        start = len(self.events)
         self.send("Page.navigate", url=path.as_uri())
-        self.wait_for_event("Page.loadEventFired")
+        self.wait_for_event("Page.loadEventFired", since=start)
 
     def evaluate(self, expression: str) -> Any:
         """The value of a JavaScript expression in the page (returned by value)."""

@@ -186,8 +186,9 @@ def test_record_page_has_the_verdict_on_top_and_hostile_values_as_text(
     link = browser.evaluate(
         f"document.querySelector('#r-{planned['id']} a').getAttribute('href')"
     )
+    start = len(browser.events)
     browser.evaluate(f"document.querySelector('#r-{planned['id']} a').click()")
-    browser.wait_for_event("Page.loadEventFired")
+    browser.wait_for_event("Page.loadEventFired", since=start)
     assert browser.evaluate("location.href") == (site.out / link).as_uri()
     assert not _leaving(browser.requested_urls())
 
