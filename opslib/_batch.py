@@ -7,8 +7,9 @@ a batch only adds how they are chosen, checked and scheduled:
   value stops the whole batch with nothing run or written;
 - a ``-p`` parameter goes to every runbook that declares it; a name that none of
   them declares is refused as a typo would be;
-- no gate is passed in a batch (``apply`` and ``confirm`` are refused): a confirm
-  phrase names one target in one runbook;
+- no gate is passed in a batch (``apply`` true and a ``confirm`` phrase are
+  refused; false and empty are fine): a confirm phrase names one target in one
+  runbook;
 - a runbook that declares ``incident_id`` and is given none gets the batch's id,
   ``BATCH-<start time UTC>``: it names the batch, not an incident from the pager,
   and the records of one batch share it;
@@ -52,7 +53,7 @@ NOT_BLIND = {
     "post-incident-report": "needs record_ids, the records of one incident",
     "deploy-verify": "belongs to one deploy and watches it for 15 minutes",
 }
-# Parameters a batch refuses: a gate is passed one runbook at a time.
+# Parameters a batch refuses when set: a gate is passed one runbook at a time.
 GATE_PARAMETERS = ("apply", "confirm")
 BATCH_ID_PREFIX = "BATCH-"
 # Exit codes of single runs, from best to worst (see _cli): ok, verdict, gate, failed.
@@ -120,12 +121,6 @@ def plan_batch(
     specs = {path: read_parameters(path) for path in paths}
     names = [runbook_name(path) for path in paths]
     problems = [
-        f"{name}: given once for a batch run — expected no gate in a batch; run "
-        "the runbook alone to apply its action"
-        for name in GATE_PARAMETERS
-        if name in parameters
-    ]
-    problems += [
         f"runbooks: {name!r} named {names.count(name)} times — expected once"
         for name in dict.fromkeys(names)
         if names.count(name) > 1
@@ -135,7 +130,7 @@ def plan_batch(
         f"{name}: no runbook of this batch ({', '.join(names)}) declares it — "
         "expected a parameter of at least one of them"
         for name in parameters
-        if name not in declared and name not in GATE_PARAMETERS
+        if name not in declared
     ]
     planned: list[tuple[Path, dict[str, object]]] = []
     for path in paths:
@@ -145,13 +140,23 @@ def plan_batch(
             given["incident_id"] = batch_id(started)
         try:
             given = _parameters_with_environment(spec, given, environment)
-            coerce_parameters(spec, given, raw=raw)
+            problems += _gate_problems(coerce_parameters(spec, given, raw=raw))
         except ParameterError as error:
             problems += [f"{runbook_name(path)}: {p}" for p in error.problems]
         planned.append((path, given))
     if problems:
         raise ParameterError(list(dict.fromkeys(problems)))
     return planned
+
+
+def _gate_problems(values: Mapping[str, object]) -> list[str]:
+    """A gate asked for: apply true or a confirm phrase (false and empty are fine)."""
+    return [
+        f"{name}: got {values[name]!r} for a batch run — expected no gate in a "
+        "batch; run the runbook alone to apply its action"
+        for name in GATE_PARAMETERS
+        if values.get(name)
+    ]
 
 
 def run_batch(

@@ -138,8 +138,9 @@ def run(
     most --jobs at a time, each into a record of its own, and end with one table;
     the exit code is the worst of theirs. Every parameter is checked for every
     runbook first; -p and -f values go to each runbook that declares them; apply
-    and confirm are refused (gates are passed one runbook at a time); a runbook
-    given no incident_id gets the batch's own, BATCH-<start time>.
+    true and a confirm phrase are refused (gates are passed one runbook at a
+    time); a runbook given no incident_id gets the batch's own, BATCH-<start
+    time>.
     """
     from ._params import load_parameter_file
 

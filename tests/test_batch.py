@@ -80,8 +80,8 @@ def test_runs_without_incident_id_get_the_batch_id_and_a_given_one_is_kept():
 @pytest.mark.parametrize(
     ("parameters", "message"),
     [
-        ({"apply": "true"}, "apply: given once for a batch run"),
-        ({"confirm": "x"}, "confirm: given once for a batch run"),
+        ({"apply": "true"}, "apply: got True for a batch run"),
+        ({"confirm": "x"}, "confirm: got 'x' for a batch run"),
         ({"lookbak": "2h"}, "lookbak: no runbook of this batch"),
         ({"lookback": "6 hours"}, "api-down: lookback"),
     ],
@@ -89,6 +89,14 @@ def test_runs_without_incident_id_get_the_batch_id_and_a_given_one_is_kept():
 def test_bad_batch_parameters_are_refused_before_anything_runs(parameters, message):
     with pytest.raises(ParameterError, match=message):
         plan(["api-down", "queue-delays"], parameters)
+
+
+def test_an_example_file_with_the_gate_off_is_accepted():
+    values = {"apply": False, "confirm": "", "lookback": "6h"}  # as -f reads YAML
+    planned = plan(["api-down", "queue-delays"], values, raw=frozenset())
+    assert all(given["apply"] is False for _, given in planned)
+    with pytest.raises(ParameterError, match="apply: got True"):
+        plan(["api-down", "queue-delays"], {"apply": True}, raw=frozenset())
 
 
 def test_a_runbook_named_twice_is_refused():
