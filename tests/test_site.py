@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 from browser_helpers import Browser, chromium_path
@@ -27,6 +28,7 @@ from opslib._site import build_site, page_name, render_notebook
 from opslib._sitehtml import BADGES, index_page
 from opslib._notebook import parse_notebook
 
+FAILING = Path(__file__).parent / "notebooks" / "raises_in_second_cell.ipynb"
 MARK = "PWNED"
 HOSTILE_ROLE = f"<script>console.log('{MARK}-role');document.title='{MARK}'</script>"
 HOSTILE_ID = f"u-<img src=x onerror=\"console.log('{MARK}-img')\">"
@@ -57,6 +59,8 @@ def archive(sandbox, tmp_path_factory):
         (HOSTILE_ID, "hostile@example.com", HOSTILE_ROLE, newest + 1),
     )
     root = tmp_path_factory.mktemp("site") / "records"
+    failed = run_notebook(FAILING, environment="sandbox", records_dir=root)
+    assert failed.status == "failed" and failed.verdict is None
     runs = [
         {"incident_id": "CHG-101"},
         {"incident_id": "CHG-102", "sql": HOSTILE_SQL},
@@ -97,6 +101,16 @@ def _sidecars(root):
     return sorted(found, key=lambda s: s["started_at"], reverse=True)
 
 
+def _verdict(sidecar, key):
+    return (sidecar["verdict"] or {}).get(key)
+
+
+def _badge_word(sidecar):
+    return (
+        BADGES[_verdict(sidecar, "status")][0] if sidecar["verdict"] else "NO VERDICT"
+    )
+
+
 VISIBLE_ROWS = """
 Array.from(document.querySelectorAll('#records tbody tr'))
   .filter(row => row.offsetParent !== null)
@@ -119,10 +133,10 @@ def test_index_shows_every_record_newest_first_with_badge_words(
     sidecars = _sidecars(archive)
 
     assert [row[3] for row in rows] == [s["incident_id"] for s in sidecars]
-    assert [row[5] for row in rows] == [
-        BADGES[s["verdict"]["status"]][0] for s in sidecars
-    ]
-    assert [row[7] for row in rows] == [s["verdict"]["summary"] for s in sidecars]
+    assert [row[4] for row in rows] == [s["status"] for s in sidecars]
+    assert [row[5] for row in rows] == [_badge_word(s) for s in sidecars]
+    assert [row[7] for row in rows] == [_verdict(s, "summary") or "" for s in sidecars]
+    assert "NO VERDICT" in [row[5] for row in rows]
     assert browser.evaluate("document.getElementById('shown-count').innerText") == (
         f"{len(sidecars)} of {len(sidecars)} records shown"
     )
@@ -135,7 +149,7 @@ def test_index_shows_every_record_newest_first_with_badge_words(
 def test_typing_in_the_filter_hides_the_rows_without_the_words(archive, site, browser):
     browser.open(site.out / "index.html")
     sidecars = _sidecars(archive)
-    planned = [s for s in sidecars if s["verdict"]["cause"] == "write-planned"]
+    planned = [s for s in sidecars if _verdict(s, "cause") == "write-planned"]
     assert 0 < len(planned) < len(sidecars)
 
     browser.type_text("#filter-text", "write-planned")
@@ -159,8 +173,10 @@ def test_a_select_keeps_one_verdict(archive, site, browser):
         "Array.from(document.querySelector('select[data-column=verdict]').options)"
         ".map(o => [o.value, o.text])"
     )
-    statuses = sorted({s["verdict"]["status"] for s in sidecars})
-    assert options == [["", "all"]] + [[s, BADGES[s][0]] for s in statuses]
+    statuses = sorted({_verdict(s, "status") or "none" for s in sidecars})
+    assert options == [["", "all"]] + [
+        [s, BADGES[s][0] if s in BADGES else "NO VERDICT"] for s in statuses
+    ]
 
     browser.evaluate(
         "const s = document.querySelector('select[data-column=verdict]');"
@@ -168,7 +184,7 @@ def test_a_select_keeps_one_verdict(archive, site, browser):
     )
     rows = browser.evaluate(VISIBLE_ROWS)
     assert [row[3] for row in rows] == [
-        s["incident_id"] for s in sidecars if s["verdict"]["status"] == "ok"
+        s["incident_id"] for s in sidecars if _verdict(s, "status") == "ok"
     ]
 
 
@@ -180,7 +196,7 @@ def test_record_page_has_the_verdict_on_top_and_hostile_values_as_text(
     archive, site, browser, tmp_path
 ):
     sidecars = _sidecars(archive)
-    planned = next(s for s in sidecars if s["verdict"]["cause"] == "write-planned")
+    planned = next(s for s in sidecars if _verdict(s, "cause") == "write-planned")
     browser.open(site.out / "index.html")
     browser.events.clear()
     link = browser.evaluate(
@@ -212,6 +228,16 @@ def test_record_page_has_the_verdict_on_top_and_hostile_values_as_text(
     assert MARK not in browser.evaluate("document.title")
     assert not [text for text in browser.console_texts() if MARK in text]
     browser.screenshot(tmp_path / "record.png")
+
+
+def test_a_failed_run_shows_no_verdict_and_its_error_on_top(archive, site, browser):
+    failed = next(s for s in _sidecars(archive) if s["status"] == "failed")
+    browser.open(_record_page(site, failed))
+    shown = browser.evaluate("document.body.innerText")
+    head = shown[: shown.index("In [")]
+    assert "Verdict NO VERDICT" in head
+    assert "none: the run did not reach one" in head
+    assert f"{failed['error']['ename']}: {failed['error']['evalue']}" in head
 
 
 def test_record_page_runs_no_notebook_javascript(archive, site, browser, tmp_path):
