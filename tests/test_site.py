@@ -402,3 +402,14 @@ def test_index_escapes_every_value():
     assert "<script>x()" not in page and "<b onmouseover" not in page
     assert len(re.findall("<script>", page)) == 1
     assert page.count("&lt;script&gt;x()&lt;/script&gt;") >= 10
+
+
+def test_a_missing_chromium_fails_the_browser_tests_saying_how_to_install_it(
+    monkeypatch,
+):
+    import browser_helpers
+
+    monkeypatch.setattr(browser_helpers, "CHROMIUM", "/nonexistent/chromium")
+    monkeypatch.setattr(browser_helpers.shutil, "which", lambda name: None)
+    with pytest.raises(pytest.fail.Exception, match="apt-get install -y chromium"):
+        browser_helpers.chromium_path()
