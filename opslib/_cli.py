@@ -31,7 +31,8 @@ _records_option = click.option(
     default=None,
     type=click.Path(file_okay=False),
     help="Archive folder for records and the index "
-    "(default: records/ at the project root; drills: records/drills/).",
+    "(default: records/ at the project root; drills: records/drills/); for run, "
+    "records and show also s3://BUCKET/PREFIX.",
 )
 
 
@@ -43,6 +44,19 @@ def _archive(records_dir: str | None, *, drills: bool = False) -> str:
 
     folder = find_project_root() / "records"
     return str(folder / "drills" if drills else folder)
+
+
+def _local_archive(records_dir: str | None) -> Path:
+    """The archive folder, for commands that need it on this machine."""
+    archive = _archive(records_dir)
+    if "://" in archive:
+        _usage_exit(
+            RunError(
+                f"--records: got {archive!r}, expected a local folder for this "
+                "command (s3://BUCKET/PREFIX serves run, records and show)"
+            )
+        )
+    return Path(archive)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -332,21 +346,18 @@ def undo(
 )
 def records(records_dir: str | None, limit: int, **filters: str | None) -> None:
     """List records, newest first, filtered by any of the options."""
-    from ._recordquery import OPTION_LABELS, build_query
-    from ._records import archive_dir
-    from ._index import search
+    from ._objectrecords import is_object_archive
+    from ._recordquery import OPTION_LABELS
+    from ._records import archive_dir, search_records
 
-    root = archive_dir(_archive(records_dir))
+    archive = _archive(records_dir)
+    filters["runbook"] = filters.pop("runbook_name")
     filtered = any(value is not None for value in filters.values())
     try:
-        query = build_query(
-            root,
-            labels=OPTION_LABELS,
-            check_names=True,
-            runbook=filters.pop("runbook_name"),
-            **filters,
+        root = archive if is_object_archive(archive) else archive_dir(archive)
+        rows = search_records(
+            archive, limit, filters, labels=OPTION_LABELS, check_names=True
         )
-        rows = search(root, query, limit)
     except (ConfigError, RunError) as error:
         _usage_exit(error)
     if not rows:
@@ -696,7 +707,7 @@ def lab(
             state_dir=state_dir,
             scenario=scenario,
             any_ports=any_ports,
-            records_dir=Path(_archive(records_dir)),
+            records_dir=_local_archive(records_dir),
             port=port,
             open_browser=browser,
             allow_root=allow_root,
@@ -742,7 +753,11 @@ def _print_record(sidecar: dict[str, Any], records_dir: str) -> None:
     from ._records import format_verdict
 
     click.echo(format_verdict(sidecar))
-    click.echo(f"record file: {Path(records_dir) / str(sidecar.get('record_path'))}")
+    relative = str(sidecar.get("record_path"))
+    if records_dir.startswith("s3://"):
+        click.echo(f"record file: {records_dir.rstrip('/')}/{relative}")
+        return
+    click.echo(f"record file: {Path(records_dir) / relative}")
 
 
 def _exit_code(sidecar: dict[str, Any], fail_on_verdict: bool) -> int:

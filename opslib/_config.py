@@ -46,6 +46,10 @@ SECRET_VARIABLES = (
     # What `runbook serve-alerts` checks senders with.
     "RUNBOOK_ALERTS_SECRET",
     "RUNBOOK_ALERTS_STRIPE_SECRET",
+    # Object storage holding the records (--records s3://...).
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
     # The platform's own Worker secrets, in case an operator has them exported.
     "ANTHROPIC_API_KEY",
     "JWT_SECRET",

@@ -20,22 +20,27 @@ import json
 import logging
 import os
 import re
+import itertools
 import secrets
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ._errors import RunError
 from ._index import (
     INDEX_FIELDS as INDEX_FIELDS,
     INDEX_NAME as INDEX_NAME,
+    RecordQuery,
     add_row,
     index_row,
     search,
     sidecar_paths,
 )
+from ._objectrecords import is_object_archive
 from ._recordquery import Moment, build_query
+
+_Where = TypeVar("_Where")
 
 logger = logging.getLogger(__name__)
 
@@ -48,15 +53,16 @@ def archive_dir(records_dir: str | Path) -> Path:
     """Return the archive folder as an absolute local path.
 
     Raises:
-        RunError: for a URL such as ``s3://bucket/records``. Only local folders
-            are supported; sync a local archive to object storage with the
-            storage's own tools.
+        RunError: for a URL such as ``s3://bucket/records``: only running,
+            listing and showing records work with an archive in object storage
+            (``_objectrecords``); everything else reads a local folder.
     """
     text = str(records_dir)
     if "://" in text:
         raise RunError(
-            f"records_dir: got {text!r}, expected a local folder; write records "
-            "locally and copy them to object storage with its own tools"
+            f"records_dir: got {text!r}, expected a local folder here; an "
+            "s3://BUCKET/PREFIX archive serves runbook run, records and show, "
+            "and other uses need the records copied to a local folder"
         )
     return Path(text).expanduser().absolute()
 
@@ -82,8 +88,12 @@ def is_record_id(text: str) -> bool:
 
 def record_folder(records_dir: str | Path, started: datetime.datetime) -> Path:
     """Return the folder a record started at this time goes to: ``YYYY/MM``."""
-    started = started.astimezone(datetime.UTC)
-    return archive_dir(records_dir) / f"{started:%Y}" / f"{started:%m}"
+    return archive_dir(records_dir) / month_folder(started)
+
+
+def month_folder(started: datetime.datetime) -> str:
+    """The archive's subfolder for a record started at this time: ``YYYY/MM``."""
+    return f"{started.astimezone(datetime.UTC):%Y/%m}"
 
 
 def write_once(path: Path, text: str) -> None:
@@ -167,22 +177,76 @@ def list_records(
     Returns:
         Rows with the keys of ``INDEX_FIELDS``; none when the archive is empty.
 
+    An archive in object storage (``s3://``) has no index of its own: see
+    ``search_records``.
+
     Raises:
         ParameterError: naming each wrong filter and the form expected.
+        RunError: when an archive in object storage cannot be read.
     """
+    filters: dict[str, Any] = {
+        "runbook": runbook,
+        "environment": environment,
+        "status": status,
+        "cause": cause,
+        "incident_id": incident_id,
+        "since": since,
+        "until": until,
+        "words": words,
+    }
+    return search_records(records_dir, limit, filters)
+
+
+def search_records(
+    records_dir: str | Path,
+    limit: int,
+    filters: Mapping[str, Any],
+    labels: Mapping[str, str] | None = None,
+    check_names: bool = False,
+) -> list[dict[str, Any]]:
+    """The rows ``list_records`` returns, the filters given by keyword.
+
+    An archive in object storage is searched through its sidecars: with no
+    filter, the newest ``limit`` sidecars are read; with any, every sidecar is
+    copied into a temporary folder and indexed there as ``runbook reindex``
+    would, then searched the same way as a local archive.
+
+    Args:
+        records_dir: the archive: a local folder or ``s3://bucket/prefix``.
+        limit: the most rows to return.
+        filters: ``list_records``'s filters; None keeps everything.
+        labels: how to name each filter in messages (the command's options).
+        check_names: refuse names neither the archive nor the project knows
+            (``build_query``), for names a person typed.
+    """
+
+    def query(root: Path) -> RecordQuery:
+        return build_query(root, labels=labels, check_names=check_names, **filters)
+
+    if is_object_archive(records_dir):
+        return _object_rows(str(records_dir), limit, filters, query)
     root = archive_dir(records_dir)
-    query = build_query(
-        root,
-        runbook=runbook,
-        environment=environment,
-        status=status,
-        cause=cause,
-        incident_id=incident_id,
-        since=since,
-        until=until,
-        words=words,
-    )
-    return search(root, query, limit)
+    return search(root, query(root), limit)
+
+
+def _object_rows(
+    url: str,
+    limit: int,
+    filters: Mapping[str, Any],
+    query: Callable[[Path], RecordQuery],
+) -> list[dict[str, Any]]:
+    from ._index import rebuild
+    from ._objectrecords import iter_sidecars, parse_archive
+
+    sidecars = iter_sidecars(parse_archive(url))
+    if all(value is None for value in filters.values()):
+        return [index_row(sidecar) for _, sidecar in itertools.islice(sidecars, limit)]
+    with tempfile.TemporaryDirectory(prefix="opslib-object-index-") as folder:
+        root = Path(folder)
+        for relative, sidecar in sidecars:
+            write_once(root / relative, json.dumps(sidecar))
+        rebuild(root)
+        return search(root, query(root), limit)
 
 
 def load_record(records_dir: str | Path, record_id: str) -> dict[str, Any]:
@@ -196,6 +260,8 @@ def load_record(records_dir: str | Path, record_id: str) -> dict[str, Any]:
         RunError: when no record or several records match, or the sidecar is not
             valid JSON.
     """
+    if is_object_archive(records_dir):
+        return _load_object_record(str(records_dir), record_id)
     sidecars = {path.stem: path for path in sidecar_paths(archive_dir(records_dir))}
     path = sidecars.get(record_id) or _unique_prefix(sidecars, record_id, records_dir)
     try:
@@ -211,9 +277,20 @@ def load_record(records_dir: str | Path, record_id: str) -> dict[str, Any]:
     return data
 
 
+def _load_object_record(url: str, record_id: str) -> dict[str, Any]:
+    from ._objectrecords import parse_archive, read_sidecar, sidecar_keys
+
+    archive = parse_archive(url)
+    sidecars = sidecar_keys(archive, record_id)
+    if not any(name.startswith(record_id) for name in sidecars):
+        sidecars = sidecar_keys(archive)  # to name the most recent ones
+    relative = sidecars.get(record_id) or _unique_prefix(sidecars, record_id, url)
+    return read_sidecar(archive, relative)
+
+
 def _unique_prefix(
-    sidecars: Mapping[str, Path], record_id: str, records_dir: str | Path
-) -> Path:
+    sidecars: Mapping[str, _Where], record_id: str, records_dir: str | Path
+) -> _Where:
     matches = sorted(
         name for name in sidecars if record_id and name.startswith(record_id)
     )

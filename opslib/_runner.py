@@ -31,6 +31,13 @@ from ._beforeimage import RECORDS_VARIABLE
 from ._config import NAMED_ENVIRONMENT_VARIABLE, Environment, load_environment
 from ._errors import ParameterError, RunError
 from ._kernel import KernelWarmer
+from ._objectrecords import (
+    ObjectArchive,
+    check_archive,
+    is_object_archive,
+    parse_archive,
+    write_record,
+)
 from ._notebook import (
     ACTION_MIME,
     RECORD_ID_VARIABLE,
@@ -54,6 +61,7 @@ from ._records import (
     append_index,
     archive_dir,
     is_record_id,
+    month_folder,
     new_record_id,
     record_folder,
     write_once,
@@ -82,7 +90,8 @@ class RunRecord:
             verdict found), ``aborted`` when the person running it interrupted
             it (Ctrl-C, SIGINT), else ``failed`` (a cell raised, the kernel
             died, a timeout).
-        record_path: the executed, scrubbed notebook.
+        record_path: the executed, scrubbed notebook (its ``s3://`` URL for
+            an archive in object storage).
         sidecar_path: the JSON sidecar beside it.
         verdict: the notebook's last verdict, or None.
         error: ``{kind, ename, evalue, cell_index}`` for a failed run, else None.
@@ -92,8 +101,8 @@ class RunRecord:
 
     id: str
     status: str
-    record_path: Path
-    sidecar_path: Path
+    record_path: Path | str
+    sidecar_path: Path | str
     verdict: dict[str, Any] | None
     error: dict[str, Any] | None
     duration_s: float
@@ -162,7 +171,8 @@ def run_notebook(
         raw: the names in ``parameters`` whose values are command-line text.
         environment: the environment to run against; injected as the
             ``environment`` parameter when the notebook declares one.
-        records_dir: the local archive folder; relative to the current directory.
+        records_dir: the archive: a local folder, relative to the current
+            directory, or ``s3://bucket/prefix`` (see ``_objectrecords``).
         operator: who runs it; default ``$RUNBOOK_OPERATOR``, else user@host. It
             is stored as given, so prefer a login name to an email address.
         timeout: seconds one cell may run (papermill's per-cell execution
@@ -201,7 +211,7 @@ def run_notebook(
     effective = defaults | values
     if record_id is None:
         record_id = new_record_id(started, runbook_name(path), _incident_id(effective))
-    folder = prepare_folder(records_dir, started)
+    target = prepare_target(records_dir, started)
     scrubber = _scrubber(env)
     logger.info(
         "run started record_id=%s notebook=%s environment=%s", record_id, path, env.name
@@ -209,14 +219,14 @@ def run_notebook(
 
     named = env.name if named_environment else None
     with (
-        _kernel_environment(named, archive_dir(records_dir).absolute(), record_id),
+        _kernel_environment(named, _kernel_archive(records_dir), record_id),
         run_scratch_root(),
     ):
         nb, error, interrupted = _execute(path, values, cell_timeout, kernel_name)
     nb = _finish_notebook(nb, error, scrubber)
     name = runbook_name(path)
     run = _Run(record_id, path, name, env.name, started, effective, operator, error)
-    record = _archive(run, nb, scrubber, folder, archive_dir(records_dir))
+    record = _archive(run, nb, scrubber, target)
     if interrupted:
         raise KeyboardInterrupt
     return record
@@ -268,11 +278,35 @@ def check_run_request(
     """
     path = resolve_notebook(str(notebook))
     specs = read_parameters(path)
+    _check_object_archive(specs, records_dir)
     given = _parameters_with_environment(specs, dict(parameters or {}), environment)
     values = coerce_parameters(specs, given, raw=raw)
     env = load_environment(environment)
     _check_record_ids(values, records_dir, env.name)
     return RunRequest(path, specs, values, env)
+
+
+def _check_object_archive(
+    specs: Mapping[str, ParameterSpec], records_dir: str | Path
+) -> None:
+    """Refuse an object-storage archive to a runbook that reads records.
+
+    ``undo`` and ``post-incident-report`` read records (and before-images)
+    from a local archive inside the kernel.
+
+    Raises:
+        RunError: naming ``--records`` and what to do instead.
+    """
+    if not is_object_archive(records_dir):
+        return
+    parse_archive(str(records_dir))
+    readers = sorted({"record_id", "record_ids"} & set(specs))
+    if readers:
+        raise RunError(
+            f"--records: got {str(records_dir)!r}, but this runbook reads records "
+            f"({readers[0]}) from a local archive; expected a local folder: copy "
+            "the records it needs from the bucket into one and give that folder"
+        )
 
 
 @contextlib.contextmanager
@@ -364,6 +398,34 @@ def _cell_timeout(timeout: float | None) -> int | None:
             "cell, or None for no limit"
         )
     return math.ceil(timeout)
+
+
+def prepare_target(
+    records_dir: str | Path, started: datetime.datetime
+) -> Path | ObjectArchive:
+    """The local folder a record goes to, created; or the bucket, checked.
+
+    Raises:
+        RunError: when the folder cannot be created, or the bucket is not
+            reachable or missing.
+    """
+    if not is_object_archive(records_dir):
+        return prepare_folder(records_dir, started)
+    archive = parse_archive(str(records_dir))
+    check_archive(archive)
+    return archive
+
+
+def _kernel_archive(records_dir: str | Path) -> Path:
+    """The local archive the kernel is told about (``RUNBOOK_RECORDS``).
+
+    With an archive in object storage the kernel still gets a local one, the
+    project's ``records/``: before-images hold live rows, unscrubbed, and stay
+    on this machine rather than going to the bucket.
+    """
+    if is_object_archive(records_dir):
+        return find_project_root().absolute() / "records"
+    return archive_dir(records_dir).absolute()
 
 
 def prepare_folder(records_dir: str | Path, started: datetime.datetime) -> Path:
@@ -538,8 +600,7 @@ def archive_notebook(
         error,
         source,
     )
-    folder = prepare_folder(records_dir, started)
-    return _archive(run, nb, scrubber, folder, archive_dir(records_dir))
+    return _archive(run, nb, scrubber, prepare_target(records_dir, started))
 
 
 def _scrubber(environment: Environment) -> Scrubber:
@@ -548,16 +609,33 @@ def _scrubber(environment: Environment) -> Scrubber:
 
 
 def _archive(
-    run: _Run, nb: nbformat.NotebookNode, scrubber: Scrubber, folder: Path, root: Path
+    run: _Run,
+    nb: nbformat.NotebookNode,
+    scrubber: Scrubber,
+    target: Path | ObjectArchive,
 ) -> RunRecord:
-    record_path = folder / f"{run.id}.ipynb"
-    sidecar_path = folder / f"{run.id}.json"
-    sidecar = _sidecar(run, nb, scrubber, record_path.relative_to(root).as_posix())
+    """Write the record into a folder ``prepare_target`` made, or a bucket."""
+    relative = f"{month_folder(run.started)}/{run.id}"
+    sidecar = _sidecar(run, nb, scrubber, f"{relative}.ipynb")
     _stamp(nb, sidecar)
+    sidecar_text = json.dumps(sidecar, indent=2, ensure_ascii=False) + "\n"
 
-    write_once(record_path, dump_notebook(nb))
-    write_once(sidecar_path, json.dumps(sidecar, indent=2, ensure_ascii=False) + "\n")
-    _add_to_index(root, sidecar)
+    record_path: Path | str
+    sidecar_path: Path | str
+    if isinstance(target, ObjectArchive):
+        record_path = target.url_of(f"{relative}.ipynb")
+        sidecar_path = target.url_of(f"{relative}.json")
+        write_record(
+            target,
+            (f"{relative}.ipynb", dump_notebook(nb)),
+            (f"{relative}.json", sidecar_text),
+        )
+    else:
+        record_path = target / f"{run.id}.ipynb"
+        sidecar_path = target / f"{run.id}.json"
+        write_once(record_path, dump_notebook(nb))
+        write_once(sidecar_path, sidecar_text)
+        _add_to_index(target.parent.parent, sidecar)
     _log_outcome(run)
     return RunRecord(
         id=run.id,

@@ -276,7 +276,7 @@ def _must_not_run(*args: Any, **kwargs: Any) -> None:
     [
         ({"notebook": "no-such-runbook"}, RunError, r"notebook: got 'no-such-runbook'"),
         ({"timeout": 0}, RunError, r"timeout: got 0, expected a positive number"),
-        ({"records_dir": "s3://bucket/records"}, RunError, r"expected a local folder"),
+        ({"records_dir": "gs://bucket/records"}, RunError, r"expected a local folder"),
         ({"record_id": "../../x"}, RunError, r"record_id: got '\.\./\.\./x'"),
         (
             {"environment": "broken"},
