@@ -198,19 +198,39 @@ def test_records_lists_and_show_reads_the_bucket(
     runner = CliRunner()
 
     listed = runner.invoke(main, ["records", "--records", url])
+    filtered = runner.invoke(main, ["records", "--records", url, "--status", "warn"])
     shown = runner.invoke(main, ["show", record.id[:22], "--records", url])
 
     assert listed.exit_code == 0, listed.output
     assert record.id in listed.output and "fixture-cause" in listed.output
+    assert filtered.exit_code == 0 and record.id in filtered.output
     assert shown.exit_code == 0, shown.output
     assert f"record:      {record.id}" in shown.output
     assert "verdict:     warn — cause: fixture-cause" in shown.output
-    assert [row["id"] for row in list_records(url, runbook="prints_storage_keys")] == [
-        record.id
-    ]
-    assert list_records(url, runbook="api-down") == []
-    assert list_records(f"s3://{BUCKET}/other-team") == []
     assert load_record(url, record.id)["incident_id"] == "INC-77"
+    assert list_records(f"s3://{BUCKET}/other-team") == []
+
+
+@pytest.mark.parametrize(
+    ("filters", "found"),
+    [
+        ({"runbook": "prints_storage_keys"}, True),
+        ({"status": "warn", "cause": "fixture-cause"}, True),
+        ({"status": "failed"}, False),
+        ({"incident_id": "INC-77", "words": "stored"}, True),
+        ({"incident_id": "INC-78"}, False),
+        ({"until": "2020-01-01"}, False),
+    ],
+)
+def test_records_in_the_bucket_are_searched_like_a_local_archive(
+    stored: tuple[RunRecord, list[str], Path],
+    storage: str,
+    filters: dict[str, str],
+    found: bool,
+) -> None:
+    rows = list_records(f"s3://{BUCKET}/team/records", **filters)
+
+    assert [row["id"] for row in rows] == ([stored[0].id] if found else [])
 
 
 def test_show_names_the_bucket_when_no_record_matches(
