@@ -384,7 +384,7 @@ def reindex(records_dir: str | None) -> None:
     from ._index import rebuild
     from ._records import archive_dir
 
-    root = archive_dir(_archive(records_dir))
+    root = archive_dir(_local_archive(records_dir))
     if not root.is_dir():
         _usage_exit(
             RunError(f"--records: got {str(root)!r}, expected an archive folder")

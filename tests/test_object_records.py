@@ -330,3 +330,16 @@ def test_runbooks_reading_records_need_a_local_archive(
 
     with pytest.raises(RunError, match=r"reads records \(record_ids?\) from a local"):
         check_run_request(notebook, {}, records_dir=f"s3://{BUCKET}/records")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["reindex"], ["prune", "--keep", "3"], ["site"], ["lab", "--no-browser"]],
+)
+def test_commands_for_local_archives_refuse_a_bucket_by_name(
+    command: list[str],
+) -> None:
+    result = CliRunner().invoke(main, [*command, "--records", f"s3://{BUCKET}/x"])
+
+    assert result.exit_code == 2, result.output
+    assert f"got 's3://{BUCKET}/x', expected a local folder" in result.output
