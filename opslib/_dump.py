@@ -56,6 +56,14 @@ _VALUES_HEAD = re.compile(
 _ONE_ROW = re.compile(
     r"""\((?:'[^']*+(?:''[^']*+)*+'|(?:[^'()"`\[/;-]|-(?!-))++)*+\)\s*;\s*"""
 )
+# The start of an INSERT as the export writes it, up to its values: one name of
+# the main schema (no dot after it), a column list of plain or quoted names.
+PLAIN_NAME = r"""(?:"(?:[^"]|"")+"|`(?:[^`]|``)+`|\[[^\]]+\]|[A-Za-z_][\w$]*)"""
+EXPORT_INSERT_HEAD = re.compile(
+    rf"\s*INSERT\s+INTO\s+({PLAIN_NAME})\s*"
+    rf"(?:\(\s*{PLAIN_NAME}(?:\s*,\s*{PLAIN_NAME})*\s*\)\s*)?VALUES\s*(?=\()",
+    re.IGNORECASE,
+)
 _LINE_ENDS = (";\n", ";\r\n", ";")
 RUN_LENGTH = 5_000
 ROWS_PER_INSERT = 50
@@ -137,16 +145,31 @@ def iter_statements(
             yield Statement(kind, name, sql.strip())
 
 
+@dataclass
+class ReadPosition:
+    """Where :func:`iter_runs` is in a script.
+
+    Attributes:
+        line: the line (from 1) on which the last statement that was not part
+            of a run of one-line INSERTs starts.
+    """
+
+    line: int = 0
+
+
 def iter_runs(
     lines: Iterable[str],
     header: DumpHeader | None = None,
     *,
     run_length: int = RUN_LENGTH,
+    position: ReadPosition | None = None,
 ) -> Iterator[tuple[str, str, list[str]]]:
     """Yield the statements of an SQL script in runs of one kind and name.
 
-    Consecutive one-line INSERTs into the same table come as one run of up to
-    ``run_length`` statements; every other statement is a run of its own. Each
+    Consecutive one-line INSERTs that start as the previous INSERT did, up to
+    its values (same table, same columns), come as one run of up to
+    ``run_length`` statements; every other statement is a run of its own, and
+    ``position`` (when given) says on which line it starts. Each
     item is (kind, name, statements), as in :class:`Statement`, and every
     statement's text ends with a line end. A caller may keep the list.
 
@@ -158,8 +181,9 @@ def iter_runs(
     run: list[str] = []
     pending: list[str] = []
     started = False
+    first_line = 0
     complete = sqlite3.complete_statement
-    for line in lines:
+    for number, line in enumerate(lines, 1):
         if not pending:
             if (
                 line.startswith(insert_prefix)
@@ -180,18 +204,28 @@ def iter_runs(
         if run:
             yield "insert", insert_table, run
             run = []
+        if not pending:
+            first_line = number
         pending.append(line)
         if ";" not in line:
             continue
-        pieces, rest = _split("".join(pending))
+        text = "".join(pending)
+        pieces, rest = _split(text)
         pending = [rest] if _has_code(rest) else []
+        rest_line = first_line + text.count("\n", 0, len(text) - len(rest))
+        offset = 0
         for piece in pieces:
             statement = classify(piece)
             started = True
+            if position is not None:
+                found = max(text.find(piece, offset), offset)
+                position.line = first_line + text.count("\n", 0, found)
+                offset = found + len(piece)
             if statement.kind == "insert":
                 insert_table = statement.name
                 insert_prefix = _insert_prefix(piece)
             yield statement.kind, statement.name, [piece + "\n"]
+        first_line = rest_line
     if run:
         yield "insert", insert_table, run
     leftover = "".join(pending)
@@ -250,9 +284,14 @@ def merge_inserts(
 
 
 def _insert_prefix(statement: str) -> str:
-    """The text up to the table name and the character after it."""
-    match = _INSERT.match(statement)
-    return statement[: match.end() + 1] if match else "\0"
+    """The text up to its values of a one-row INSERT with a plain column list.
+
+    A line that starts with the very same text inserts into the same table and
+    columns; other INSERTs get a prefix no line starts with, so each is read
+    and classified on its own.
+    """
+    match = EXPORT_INSERT_HEAD.match(statement)
+    return statement[: match.end()] if match else "\0"
 
 
 def _note_header(header: DumpHeader, comment: str) -> None:

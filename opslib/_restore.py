@@ -13,6 +13,17 @@ not run (D1 refuses explicit transactions; foreign keys are checked after the lo
 by the integrity checks instead). The platform's export drops views and triggers:
 the restore recreates the views of the project's schema (``opslib/views.sql``)
 that the dump lacks, and says which.
+
+A backup is data from a bucket, not a script to trust: the restore runs only the
+statements the platform's export writes (``DROP TABLE IF EXISTS`` of a table not
+yet created, ``CREATE TABLE``, ``CREATE INDEX`` on a table of the dump, and
+``INSERT INTO ... VALUES`` into a table of the dump, none of them naming another
+schema). Any other statement (``ATTACH``, ``DELETE``, ``UPDATE``, ``DROP`` of a
+table already loaded, a view, a trigger, ...) stops the restore with
+:class:`DumpRejected` before it is sent to SQLite, and the scratch file is
+removed. Besides, the scratch connection refuses, through an authorizer, to
+attach or detach databases, to touch any database but ``main`` and ``temp``, to
+run a PRAGMA once set up, and to call ``load_extension``.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ import io
 import logging
 import os
 import queue
+import re
 import sqlite3
 import threading
 import time
@@ -33,7 +45,17 @@ from importlib import resources
 from pathlib import Path
 from typing import IO, Self, cast
 
-from ._dump import DumpHeader, iter_runs, iter_statements, merge_inserts, quote_name
+from ._dump import (
+    EXPORT_INSERT_HEAD,
+    PLAIN_NAME,
+    DumpHeader,
+    ReadPosition,
+    iter_runs,
+    iter_statements,
+    merge_inserts,
+    quote_name,
+    unquote_name,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +65,53 @@ BATCH_STATEMENTS = 20_000
 CACHE_KIB = 256 * 1024
 _Position = Callable[[], int]
 _Tick = Callable[..., None]
-_RUN_KINDS = frozenset(
-    {"insert", "create-table", "create-index", "create-view", "create-trigger", "drop"}
+_NAME = f"({PLAIN_NAME})"
+# The statements of the platform's export, each naming one table or index of
+# the main schema (a name followed by a dot would name a schema).
+_FORMAT = {
+    "drop": re.compile(
+        r"\s*DROP\s+TABLE\s+IF\s+EXISTS\s+" + _NAME + r"\s*;\s*\Z", re.I
+    ),
+    "create-table": re.compile(
+        r"\s*CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?" + _NAME + r"\s*\(", re.I
+    ),
+    "create-index": re.compile(
+        r"\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+(?:IF\s+NOT\s+EXISTS\s+)?"
+        + _NAME
+        + r"\s+ON\s+"
+        + _NAME
+        + r"\s*\(",
+        re.I,
+    ),
+    "insert": EXPORT_INSERT_HEAD,
+}
+_FIRST_WORDS = re.compile(r"\s*([A-Za-z]+)(?:\s+([A-Za-z]+))?")
+# Authorizer action codes the scratch connection refuses outright.
+_REFUSED_ACTIONS = frozenset(
+    {sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH, sqlite3.SQLITE_PRAGMA}
 )
+_REFUSED_FUNCTIONS = frozenset({"load_extension"})
+_SCHEMAS = frozenset({"main", "temp"})
+
+
+class DumpRejected(ValueError):
+    """A dump holds a statement the platform's export never writes.
+
+    Attributes:
+        statement: what the statement is ("ATTACH", "DELETE FROM", "DROP TABLE
+            of a table already loaded", "INSERT into another schema", ...).
+        line: the line of the dump it starts on.
+        text: the statement's first characters.
+    """
+
+    def __init__(self, statement: str, line: int, text: str) -> None:
+        self.statement = statement
+        self.line = line
+        self.text = text
+        super().__init__(
+            f"line {line}: {statement} is not part of the platform's dump format "
+            f"({text!r}); the restore stopped before running it"
+        )
 
 
 def read_views() -> str:
@@ -63,13 +129,14 @@ class RestoreReport:
         inserts: INSERT statements per table, as the dump holds them.
         tables: tables the dump creates.
         indexes: indexes the dump creates.
-        views: views the dump creates.
-        triggers: triggers the dump creates.
+        views: views the dump creates (none: a dump with one is refused).
+        triggers: triggers the dump creates (none, as for views).
         recreated: views taken from the project's schema because the dump
             lacks them.
         skipped: statements not run, by what they were ("BEGIN", "COMMIT",
             "pragma foreign_keys", ...).
-        other: statements of other kinds that were run (an export has none).
+        other: statements of other kinds that were run (none: a dump with
+            one is refused).
         bytes_read: size of the dump as stored (compressed, if it was).
         seconds: time the restore took.
     """
@@ -125,6 +192,8 @@ def restore_dump(
         views: view definitions to recreate when missing; default the project's.
 
     Raises:
+        DumpRejected: when the dump holds a statement its format does not
+            have; that statement was not run and the target is left as it was.
         ValueError: when the dump is truncated, not gzip or UTF-8 as it claims,
             or a statement fails; the target is left as it was.
     """
@@ -139,6 +208,10 @@ def restore_dump(
             report.bytes_read = size
             _load(connection, lines, report, _progress(progress, size, position))
         _recreate_views(connection, read_views() if views is None else views, report)
+    except DumpRejected:
+        connection.close()
+        partial.unlink(missing_ok=True)
+        raise
     except (sqlite3.Error, ValueError, EOFError, OSError, zlib.error) as error:
         connection.close()
         partial.unlink(missing_ok=True)
@@ -161,7 +234,22 @@ def _scratch_connection(path: Path) -> sqlite3.Connection:
     connection.execute("PRAGMA synchronous = OFF")
     connection.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
     connection.execute("PRAGMA foreign_keys = OFF")
+    connection.set_authorizer(_authorize)
     return connection
+
+
+def _authorize(
+    action: int, first: str | None, second: str | None, schema: str | None, _: object
+) -> int:
+    """Refuse what a dump has no business doing on this machine."""
+    if action in _REFUSED_ACTIONS or (schema is not None and schema not in _SCHEMAS):
+        return sqlite3.SQLITE_DENY
+    if (
+        action == sqlite3.SQLITE_FUNCTION
+        and (second or "").lower() in _REFUSED_FUNCTIONS
+    ):
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
 
 
 def _load(
@@ -171,10 +259,14 @@ def _load(
     tick: _Tick,
 ) -> None:
     header = DumpHeader()
+    position = ReadPosition()
     batch: list[str] = []
     inserts = report.inserts
+    tables: set[str] = set()
     with _BatchWriter(connection) as writer:
-        for kind, name, run in iter_runs(lines, header):
+        for kind, name, run in iter_runs(lines, header, position=position):
+            if kind not in _SKIPPED_KINDS:
+                _admit(kind, run[0], tables, position.line)
             if kind == "insert":
                 inserts[name] = inserts.get(name, 0) + len(run)
                 batch += run
@@ -182,7 +274,9 @@ def _load(
                     writer.send(merge_inserts(batch))
                     batch = []
                     tick()
-            elif kind in _RUN_KINDS or kind == "other":
+            elif kind == "drop":
+                continue  # of a table not created yet: nothing to drop
+            elif kind not in _SKIPPED_KINDS:
                 _note(report, kind, name)
                 batch += run
             else:
@@ -234,17 +328,56 @@ class _BatchWriter:
                     self.error = error
 
 
+_SKIPPED_KINDS = frozenset({"transaction", "pragma"})
+
+
+def _admit(kind: str, sql: str, tables: set[str], line: int) -> None:
+    """Let a statement of the export's kinds through; raise DumpRejected otherwise.
+
+    ``tables`` holds the tables the dump created so far (lower-cased, as SQLite
+    compares names); a CREATE TABLE adds to it. An INSERT is checked on the
+    first statement of each run: the others start with the same text up to
+    their values.
+    """
+    pattern = _FORMAT.get(kind)
+    match = pattern.match(sql) if pattern else None
+    if match is None:
+        raise DumpRejected(_statement_kind(kind, sql), line, sql.strip()[:80])
+    name = unquote_name(match[1]).lower()
+    if kind == "create-table":
+        problem = "CREATE TABLE of a table already created" if name in tables else ""
+        tables.add(name)
+    elif kind == "drop":
+        problem = "DROP TABLE of a table already loaded" if name in tables else ""
+    elif kind == "create-index":
+        on = unquote_name(match[2]).lower()
+        problem = "" if on in tables else "CREATE INDEX on a table the dump lacks"
+    else:
+        problem = "" if name in tables else "INSERT into a table the dump lacks"
+    if problem:
+        raise DumpRejected(problem, line, sql.strip()[:80])
+
+
+def _statement_kind(kind: str, sql: str) -> str:
+    """Name a statement for a person: its first words, or what is wrong with it."""
+    if kind == "insert":
+        return "INSERT other than INTO a table of the dump with VALUES"
+    if kind in ("create-table", "create-index"):
+        return f"{kind.replace('-', ' ').upper()} in a form the export never writes"
+    match = _FIRST_WORDS.match(sql)
+    if match is None:
+        return "a statement"
+    first, second = match[1].upper(), (match[2] or "").upper()
+    if first in ("CREATE", "DROP", "DELETE", "INSERT", "REPLACE") and second:
+        return f"{first} {second}"
+    return first
+
+
 def _note(report: RestoreReport, kind: str, name: str) -> None:
-    lists = {
-        "create-table": report.tables,
-        "create-index": report.indexes,
-        "create-view": report.views,
-        "create-trigger": report.triggers,
-    }
-    if kind in lists:
-        lists[kind].append(name)
-    elif kind == "other":
-        report.other += 1
+    if kind == "create-table":
+        report.tables.append(name)
+    elif kind == "create-index":
+        report.indexes.append(name)
 
 
 def _run(connection: sqlite3.Connection, batch: list[str]) -> None:

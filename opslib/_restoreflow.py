@@ -22,7 +22,7 @@ from ._config import Environment
 from ._finding import Finding, Status, check, unknown
 from ._kernel import HEADLESS_VARIABLE
 from ._r2 import R2Client
-from ._restore import RestoreReport, restore_dump
+from ._restore import DumpRejected, RestoreReport, restore_dump
 from ._scratch import discard_scratch, make_scratch
 from ._restorecheck import (
     check_backup_log_copy,
@@ -37,6 +37,10 @@ from ._verdict import Verdict
 _SUMMARY = {
     "backup-missing": "No backup in the bucket fits the request.",
     "backup-unreadable": "The backup could not be read back: it is truncated or damaged.",
+    "backup-unsafe": (
+        "The backup holds a statement the platform's export never writes; it was "
+        "refused and nothing of it ran."
+    ),
     "counts-mismatch": (
         "The restored copy's row counts differ from what the backup logged."
     ),
@@ -56,6 +60,11 @@ _NEXT = {
     "backup-unreadable": (
         "Try the next older backup, and find why this one is damaged (the worker's "
         "log line and the object's size against backup_logs)."
+    ),
+    "backup-unsafe": (
+        "Do not load this object anywhere. Compare it with the worker's log row "
+        "(size, time) and find who could write to the backups bucket; restore the "
+        "newest backup that passes instead."
     ),
     "counts-mismatch": (
         "Compare the tables named in step 'restore-counts' with the backup_logs "
@@ -111,13 +120,7 @@ def restore_backup(
         target = scratch.add("restored.sqlite")
         report = restore_dump(download, target, progress=shown)
     except ValueError as error:
-        return Finding(
-            "restore",
-            Status.FAIL,
-            f"{key} ({size:,} bytes) cannot be restored: {error}"
-            + scratch.finish(keep_files=[download]),
-            facts={"unreadable": True, "key": key},
-        )
+        return _not_restored(key, size, error, scratch.finish(keep_files=[download]))
     except BaseException:
         scratch.finish()
         raise
@@ -138,6 +141,25 @@ def restore_backup(
             }
         ],
         {"report": report, "key": key, "scratch": scratch},
+    )
+
+
+def _not_restored(key: str, size: int, error: ValueError, note: str) -> Finding:
+    """The failing restore finding: a refused statement, or a damaged dump."""
+    if isinstance(error, DumpRejected):
+        where = {"line": error.line, "statement": error.statement}
+        return Finding(
+            "restore",
+            Status.FAIL,
+            f"{key} ({size:,} bytes) refused: {error}{note}",
+            [{"key": key, **where}],
+            {"unsafe": True, "key": key, **where},
+        )
+    return Finding(
+        "restore",
+        Status.FAIL,
+        f"{key} ({size:,} bytes) cannot be restored: {error}{note}",
+        facts={"unreadable": True, "key": key},
     )
 
 
@@ -314,6 +336,8 @@ def _cause(found: Mapping[str, Finding]) -> str:
         return "inconclusive"
     if restored.facts.get("missing"):
         return "backup-missing"
+    if restored.facts.get("unsafe"):
+        return "backup-unsafe"
     if restored.facts.get("unreadable"):
         return "backup-unreadable"
     counts = found.get("restore-counts")

@@ -21,6 +21,7 @@ VERDICT_MIME = "application/vnd.opslib.verdict+json"
 _RESTORE_CAUSES = (
     "backup-missing",
     "backup-unreadable",
+    "backup-unsafe",
     "counts-mismatch",
     "integrity-problems",
     "healthy",
