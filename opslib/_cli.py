@@ -726,9 +726,13 @@ def _add_sandbox_commands() -> None:
 
 def _check_archive(records_dir: str) -> None:
     """Refuse an archive no run of a batch could write to, before any run starts."""
+    from ._objectrecords import check_archive, is_object_archive, parse_archive
     from ._records import archive_dir
 
-    archive_dir(records_dir)  # a URL is refused; click refuses a file
+    if is_object_archive(records_dir):
+        check_archive(parse_archive(records_dir))
+        return
+    archive_dir(records_dir)  # another URL is refused; click refuses a file
 
 
 def _check_command_line(

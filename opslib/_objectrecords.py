@@ -6,9 +6,9 @@ The layout is the local archive's, under the prefix::
     s3://bucket/prefix/2026/12/<id>.json     its sidecar
 
 The notebook goes through papermill's own S3 I/O (``papermill.iorw``'s handler
-for ``s3://``, which uses boto3), and every other call uses the same boto3
-session papermill keeps, so the endpoint and the credentials come from the
-standard AWS environment only: ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``
+for ``s3://``, which uses boto3), other reads and writes use the boto3 session
+papermill keeps, and the check before a run a client made the same way, so the
+endpoint and the credentials come from the standard AWS environment only: ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``
 (required here, so a record never goes to a default host by accident),
 ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``. papermill builds that session
 once per process, from the environment it finds then.
@@ -100,16 +100,23 @@ def parse_archive(text: str) -> ObjectArchive:
     return ObjectArchive(bucket, "/".join(segments))
 
 
-def _session_parts() -> tuple[Any, Any]:
-    """papermill's boto3 client and resource, built once per process."""
+def _client() -> Any:
+    """papermill's boto3 client, made once per process."""
     from papermill.s3 import S3  # type: ignore[import-untyped]
 
-    storage = S3()
-    return storage.client, storage.s3
+    return S3().client
 
 
-def _client() -> Any:
-    return _session_parts()[0]
+def _checking_client() -> Any:
+    """A client of its own, made as papermill makes its session's.
+
+    The check may run in a process that forks workers afterwards (a batch);
+    papermill's session, with its open connections, is made by whichever
+    process reads or writes records, never handed down to forked children.
+    """
+    import boto3  # type: ignore[import-untyped]
+
+    return boto3.session.Session().client("s3")
 
 
 def _endpoint_shown(url: str | None) -> str:
@@ -141,9 +148,9 @@ def check_archive(archive: ObjectArchive) -> None:
             "of the storage holding the bucket in one of them, with the "
             "credentials in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
         )
-    client, resource = _session_parts()
+    client = _checking_client()
     endpoint = client.meta.endpoint_url
-    if resource.meta.client.meta.endpoint_url != endpoint:
+    if os.environ.get("BOTO3_ENDPOINT_URL", endpoint) != endpoint:
         raise RunError(
             f"--records: got {archive.url!r}, but BOTO3_ENDPOINT_URL names another "
             f"endpoint than {_endpoint_shown(endpoint)}; expected one endpoint, "

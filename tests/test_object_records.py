@@ -343,3 +343,44 @@ def test_commands_for_local_archives_refuse_a_bucket_by_name(
 
     assert result.exit_code == 2, result.output
     assert f"got 's3://{BUCKET}/x', expected a local folder" in result.output
+
+
+def test_a_batch_writes_each_record_to_the_bucket(storage: str) -> None:
+    _bucket_client(storage).create_bucket(Bucket=BUCKET)
+    notebooks = [
+        str(NOTEBOOKS / name) for name in ("ok.ipynb", "prints_storage_keys.ipynb")
+    ]
+    runbook = str(Path(sys.executable).parent / "runbook")
+
+    refused = subprocess.run(
+        [runbook, "run", *notebooks, "--records", "s3://no-such-bucket/batch"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    ran = subprocess.run(
+        [
+            runbook,
+            "run",
+            *notebooks,
+            "--jobs",
+            "2",
+            "--records",
+            f"s3://{BUCKET}/batch",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert refused.returncode == 2 and "no bucket 'no-such-bucket'" in refused.stderr
+    assert "running" not in refused.stdout
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    sidecars = [
+        json.loads(text)
+        for key, text in _objects(storage, "batch/").items()
+        if key.endswith(".json")
+    ]
+    assert sorted(s["runbook"] for s in sidecars) == ["ok", "prints_storage_keys"]
+    assert {s["status"] for s in sidecars} == {"succeeded"}
+    assert len(_objects(storage, "batch/")) == 4
