@@ -112,11 +112,11 @@ def test_exit_code_is_the_worst_outcome(codes, worst):
     assert batch_exit_code(codes) == worst
 
 
-def test_batch_into_object_storage_exits_2_before_running():
-    args = ["run", "api-down", "queue-delays", "--records", "s3://bucket/records"]
+def test_batch_into_an_unknown_kind_of_storage_exits_2_before_running():
+    args = ["run", "api-down", "queue-delays", "--records", "gs://bucket/records"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2, result.output
-    assert "records_dir: got 's3://bucket/records'" in result.output
+    assert "records_dir: got 'gs://bucket/records'" in result.output
     assert "running" not in result.output
 
 
