@@ -29,6 +29,7 @@ from typing import Any
 from ._actions import ActionPlan, ActionResult, register_applier
 from ._breach import list_session_keys
 from ._cloudflare import CloudflareClient
+from ._command import incident_parameter
 from ._config import Environment
 from ._counters import SESSIONS
 from ._errors import ParameterError
@@ -236,9 +237,12 @@ def check_purged(environment: Environment) -> Finding:
 def breach_parameters(params: Any) -> dict[str, object]:
     """The parameters that plan the same step again (for the printed command)."""
     step = params.get("step")
+    parts = incident_parameter(params)
+    if step:
+        parts["step"] = step
     if step == ROTATE_ACTION:
-        return {"step": step, "secret_name": params["secret_name"]}
-    return {"step": step} if step else {}
+        parts["secret_name"] = params["secret_name"]
+    return parts
 
 
 register_applier(ROTATE_ACTION, _apply_rotation)

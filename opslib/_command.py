@@ -40,6 +40,14 @@ def parameter_options(parameters: Mapping[str, object]) -> str:
     )
 
 
+def incident_parameter(params: Mapping[str, object]) -> dict[str, object]:
+    """``{"incident_id": ...}`` of a run's parameters, to lead a printed command,
+    so the run it starts is filed under the same incident or change; empty when
+    the run has none."""
+    incident_id = params.get("incident_id")
+    return {"incident_id": incident_id} if incident_id else {}
+
+
 def runbook_command(
     runbook: str,
     environment: str,

@@ -14,7 +14,7 @@ from typing import Any
 from ._actions import ActionPlan, ActionResult
 from ._beforeimage import records_archive
 from ._cloudflare import CloudflareClient
-from ._command import runbook_command
+from ._command import incident_parameter, runbook_command
 from ._config import Environment
 from ._dbwrite import plan_d1_write, run_select
 from ._errors import RunError
@@ -161,7 +161,7 @@ def _lines(findings: Sequence[Finding]) -> list[str]:
 
 def write_parameters(params: Mapping[str, Any]) -> dict[str, object]:
     """The parameters that plan the same write again (for the printed command)."""
-    parts: dict[str, object] = {}
+    parts = incident_parameter(params)
     if params.get("sql"):
         parts["sql"] = str(params["sql"])
     elif params.get("cleanup_test_accounts"):

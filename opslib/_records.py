@@ -330,11 +330,38 @@ def format_verdict(sidecar: Mapping[str, Any]) -> str:
     evidence = verdict.get("evidence") or []
     if evidence:
         lines += ["evidence:", *(f"  - {_one_line(item)}" for item in evidence)]
-    lines.append(f"next action: {verdict.get('next_action') or '-'}")
     actions = sidecar.get("actions") or []
-    lines.append(f"gated step:  {_gated_step(verdict.get('gated_step'), actions)}")
+    lines += hidden_value_note(
+        [
+            f"next action: {verdict.get('next_action') or '-'}",
+            f"gated step:  {_gated_step(verdict.get('gated_step'), actions)}",
+        ],
+        "note:        ",
+    )
     lines += _gate_lines(actions)
     return "\n".join(lines)
+
+
+def hidden_value_note(lines: Sequence[str], lead: str) -> list[str]:
+    """The lines, with a warning above the first that holds a value records hide.
+
+    A command printed from a record carries the scrubber's tokens (such as
+    ``<email:1f3a9c2e>``) where the run saw real values; pasted as it is, it
+    would write or look for the token itself.
+    """
+    from ._scrub import scrub_tokens
+
+    out = list(lines)
+    for at, line in enumerate(out):
+        tokens = sorted(set(scrub_tokens(line)))
+        if tokens:
+            note = (
+                f"{lead}the line below holds {', '.join(tokens)}: values hidden in "
+                "records; replace them with the real values before running it"
+            )
+            out.insert(at, note)
+            break
+    return out
 
 
 _GATE_WORDS = {

@@ -67,7 +67,7 @@ from ._records import (
     write_once,
 )
 from ._scratch import run_scratch_root
-from ._scrub import Scrubber
+from ._scrub import Scrubber, scrub_tokens
 
 if TYPE_CHECKING:  # nbformat costs ~1 s to import; runs import it lazily
     import nbformat
@@ -281,6 +281,8 @@ def check_run_request(
     _check_object_archive(specs, records_dir)
     given = _parameters_with_environment(specs, dict(parameters or {}), environment)
     values = coerce_parameters(specs, given, raw=raw)
+    _check_scrubbed_values(values)
+    _check_paired_parameters(runbook_name(path), specs, values)
     env = load_environment(environment)
     _check_record_ids(values, records_dir, env.name)
     return RunRequest(path, specs, values, env)
@@ -366,6 +368,67 @@ def _check_record_ids(
         load_report_records(
             ids, records_dir=archive_dir(records_dir), environment=environment
         )
+
+
+PAIRED_PARAMETERS: Mapping[str, Mapping[tuple[str, str], Mapping[str, str]]] = {
+    "stripe": {
+        ("operation", "refund"): {
+            "charge": "a charge id (ch_...) or PaymentIntent id (pi_...)"
+        },
+        ("operation", "cancel"): {"subscription": "a subscription id (sub_...)"},
+    },
+    "security-breach": {
+        ("step", "rotate-secret"): {
+            "secret_name": "a Worker secret name such as JWT_SECRET"
+        }
+    },
+}
+"""Per runbook: (parameter, value) -> each parameter that value needs given, with
+the form expected."""
+
+EXCLUSIVE_PARAMETERS: Mapping[str, tuple[tuple[str, str], ...]] = {
+    "database": (("sql", "cleanup_test_accounts"),),
+}
+"""Per runbook: pairs of parameters of which at most one may be given."""
+
+
+def _check_scrubbed_values(values: Mapping[str, object]) -> None:
+    """Refuse values holding a token the record scrubber writes, such as
+    ``<email:1f3a9c2e>``: pasted from a record, it would be written as it is."""
+    problems = [
+        f"{name}: holds {', '.join(sorted(set(tokens)))}, a value the records hide "
+        "(an email pseudonym or a redacted secret); expected the real value: put "
+        "it back in place of the token"
+        for name, value in values.items()
+        if (tokens := scrub_tokens(value))
+    ]
+    if problems:
+        raise ParameterError(problems)
+
+
+def _check_paired_parameters(
+    runbook: str, specs: Mapping[str, ParameterSpec], values: Mapping[str, object]
+) -> None:
+    """Refuse an operation without the parameters it needs, or two that exclude
+    each other, before any kernel starts."""
+    effective = {name: spec.default for name, spec in specs.items()} | dict(values)
+    problems = []
+    for (name, choice), needed in PAIRED_PARAMETERS.get(runbook, {}).items():
+        if effective.get(name) != choice:
+            continue
+        problems += [
+            f"{need}: empty, but {name} {choice!r} needs it; expected {form}"
+            for need, form in needed.items()
+            if need in specs and not effective.get(need)
+        ]
+    for first, second in EXCLUSIVE_PARAMETERS.get(runbook, ()):
+        if effective.get(first) and effective.get(second):
+            problems.append(
+                f"{first}, {second}: both given, expected one of them: a run "
+                "plans one write"
+            )
+    if problems:
+        raise ParameterError(problems)
 
 
 def _parameters_with_environment(

@@ -57,6 +57,12 @@ _EMAIL = re.compile(
     r"(?<![\w.%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
     r"\.[A-Za-z]{2,}(?![\w-])"
 )
+SCRUB_TOKEN = re.compile(
+    r"<email:[0-9a-f]{8}>|&lt;email:[0-9a-f]{8}&gt;|\[redacted:[^\]\s]+\]"
+)
+"""Any token a ``Scrubber`` writes in place of a value: an email pseudonym (also
+HTML-escaped) or a ``[redacted:NAME]`` mark. Such a token in a value an operator
+pastes back (a parameter, a printed command) stands for a value the record hides."""
 _BASE64_SKIP = (0, 2, 3)
 _HTML_KEYS = frozenset({"text/html", "image/svg+xml"})
 _SENSITIVE_KEYS = frozenset(
@@ -216,6 +222,17 @@ class Scrubber:
 
     def _redact_secret(self, match: re.Match[str]) -> str:
         return f"[redacted:{self._names_by_form[match[0]]}]"
+
+
+def scrub_tokens(value: object) -> list[str]:
+    """The scrubber's tokens found in a value (text, or lists and dicts of it)."""
+    if isinstance(value, str):
+        return SCRUB_TOKEN.findall(value)
+    if isinstance(value, Mapping):
+        return [t for k, v in value.items() for t in scrub_tokens([k, v])]
+    if isinstance(value, (list, tuple)):
+        return [t for item in value for t in scrub_tokens(item)]
+    return []
 
 
 def _redact_field(label: str) -> Callable[[re.Match[str]], str]:

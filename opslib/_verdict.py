@@ -186,11 +186,12 @@ class Verdict:
             f"  {self.summary}",
         ]
         lines += [f"  - {line}" for line in self.evidence]
-        if self.next_action:
-            lines.append(f"  next: {self.next_action}")
+        steps = [f"  next: {self.next_action}"] if self.next_action else []
         if self.gated_step:
-            lines.append(f"  gated step: {self.gated_step.get('command', '')}")
-        return "\n".join(lines)
+            steps.append(f"  gated step: {self.gated_step.get('command', '')}")
+        from ._records import hidden_value_note
+
+        return "\n".join(lines + hidden_value_note(steps, "  note: "))
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         return {

@@ -176,12 +176,14 @@ def test_bad_parameters_stop_before_the_kernel(env, tmp_path, parameters, messag
         )
 
 
-def test_rotation_without_a_name_fails_in_the_first_cell(env, tmp_path):
-    record = run_notebook(
-        "security-breach",
-        parameters={"step": "rotate-secret"},
-        environment="sandbox",
-        records_dir=tmp_path,
-    )
-    assert record.status == "failed"
-    assert "secret_name: '' is empty" in record.error["evalue"]
+def test_rotation_without_a_name_is_refused_before_a_kernel(env, tmp_path):
+    with pytest.raises(opslib.ParameterError, match="secret_name: empty"):
+        run_notebook(
+            "security-breach",
+            parameters={"step": "rotate-secret"},
+            environment="sandbox",
+            records_dir=tmp_path,
+        )
+    assert not any(tmp_path.rglob("*.json"))
+    with pytest.raises(opslib.ParameterError, match="secret_name: '' is empty"):
+        opslib.require_breach_target({"step": "rotate-secret", "secret_name": ""})
