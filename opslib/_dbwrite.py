@@ -22,6 +22,7 @@ and reads the touched rows again as the after-image.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -54,12 +55,65 @@ _SYSTEM_TABLES = (
 
 
 def write_phrase(
-    environment: Environment, verb: str, count: int, table: str, index: str = ""
+    environment: Environment,
+    verb: str,
+    count: int,
+    table: str,
+    index: str = "",
+    *,
+    digest: str = "",
+    cascade: Sequence[Mapping[str, Any]] = (),
 ) -> str:
-    """The confirm phrase that authorises one gated write to D1."""
+    """The confirm phrase that authorises one gated write to D1.
+
+    It names the verb, the rows, the table, every row a foreign key takes or
+    nulls with a delete, and ``digest`` (``plan_digest``: the statement and the
+    keys of the rows previewed) in brackets, so the phrase of one write never
+    authorises another write of as many rows of the same table.
+    """
     if verb == "create-index":
         return f"create index {index} on {table} in {environment.name}"
-    return f"{verb} {count} rows of {table} in {environment.name}"
+    words = [f"{verb} {_rows(count)} of {table}", cascade_words(cascade)]
+    words.append(f"[{digest}]" if digest else "")
+    words.append(f"in {environment.name}")
+    return " ".join(word for word in words if word)
+
+
+def _rows(count: int) -> str:
+    return f"{count} row" if count == 1 else f"{count} rows"
+
+
+def cascade_words(cascade: Sequence[Mapping[str, Any]]) -> str:
+    """The rows a delete's foreign keys also change, such as ``and 3 cascaded
+    rows (manuscripts 2, reviews 1 set null)``; empty without any."""
+    if not cascade:
+        return ""
+    total = sum(len(group["rows"]) for group in cascade)
+    parts = [
+        f"{group['table']} {len(group['rows'])}"
+        + (" set null" if group.get("effect") == "nulled" else "")
+        for group in cascade
+    ]
+    return (
+        f"and {total} cascaded {'row' if total == 1 else 'rows'} ({', '.join(parts)})"
+    )
+
+
+def plan_digest(
+    sql: str,
+    rows: Sequence[Mapping[str, Any]],
+    key: Sequence[str],
+    cascade: Sequence[Mapping[str, Any]] = (),
+) -> str:
+    """Eight hex digits of sha256 over the statement that runs, the primary keys
+    of the rows it touches and of every row its cascade touches."""
+    keyed = [[row[k] for k in key] for row in rows]
+    groups = [
+        [g["table"], g["effect"], [[r[k] for k in g["key"]] for r in g["rows"]]]
+        for g in cascade
+    ]
+    text = json.dumps([sql, keyed, groups], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def quote_name(name: str) -> str:
@@ -254,8 +308,17 @@ class _Planner:
             "to": verb,
             "sql": guarded,
         }
-        summary = f"{verb} {count} rows of {self.table}" + _cascade_text(image)
-        phrase = write_phrase(self.environment, verb, count, self.table)
+        summary = f"{verb} {_rows(count)} of {self.table}" + _cascade_text(image)
+        cascade = image.get("cascade") or []
+        touched = (
+            image["rows"]
+            if verb != "insert"
+            else [{image["key"][0]: value} for value in self.inserted_keys]
+        )
+        digest = plan_digest(guarded, touched, image["key"], cascade)
+        phrase = write_phrase(
+            self.environment, verb, count, self.table, digest=digest, cascade=cascade
+        )
         return self._make_plan(image, extra, summary, change, phrase)
 
     def _make_plan(

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from procedure_helpers import live_version
 
 import opslib._errors as opslib_errors
-from opslib import VERDICT_MIME, CloudflareClient, load_environment
+from opslib import VERDICT_MIME, CloudflareClient, load_environment, plan_d1_write
 from opslib._cli import main
 
 BIN = Path(sys.executable).parent
@@ -297,7 +297,7 @@ def test_undo_from_the_command_line_restores_a_write(sandbox, tmp_path):
         "true",
         "-p",
         "confirm",
-        "update 1 rows of users in sandbox",
+        plan_d1_write(load_environment("sandbox"), sql).confirm_phrase,
         "--records",
         str(tmp_path),
         check_code=0,

@@ -9,7 +9,7 @@ import pytest
 import opslib
 from opslib import apply_action, load_environment
 from opslib._beforeimage import REDACTED, image_digest, load_before_image
-from opslib._dbwrite import check_d1_write, guarded_sql, plan_d1_write
+from opslib._dbwrite import check_d1_write, guarded_sql, plan_d1_write, plan_digest
 from opslib._sqlguard import classify_sql
 
 TEST_USERS = "email LIKE 'prodtest%@example.com'"
@@ -53,7 +53,8 @@ def test_update_plan_previews_whole_rows_and_guards_the_count(env):
     assert {"id", "email", "password_hash", "created_at"} <= set(rows[0])
     assert "(SELECT COUNT(*) FROM" in plan.changes[0]["sql"]
     assert plan.changes[0]["sql"].endswith(") = 2")
-    assert plan.confirm_phrase == "update 2 rows of users in sandbox"
+    assert plan.confirm_phrase.startswith("update 2 rows of users [")
+    assert plan.confirm_phrase.endswith("] in sandbox")
     assert plan.before["digest"] == image_digest(plan.private["image"])
 
 
@@ -181,3 +182,57 @@ def test_create_index_is_planned_with_the_index_list_as_before_image(env):
     result = _apply(plan, env, apply=True, confirm=plan.confirm_phrase)
     assert result.outcome == "applied" and result.after.is_ok
     assert json.dumps(result.to_dict())
+
+
+def test_the_phrase_of_one_update_does_not_apply_another_of_as_many_rows(env):
+    first = plan_d1_write(
+        env, "UPDATE users SET role = 'publisher' WHERE email = 'prodtest2@example.com'"
+    )
+    other = plan_d1_write(
+        env, "UPDATE users SET role = 'admin' WHERE email = 'prodtest2@example.com'"
+    )
+    assert first.confirm_phrase.startswith("update 1 row of users [")
+    assert first.confirm_phrase != other.confirm_phrase
+    before = dump(env, "users")
+    result = _apply(other, env, apply=True, confirm=first.confirm_phrase)
+    assert result.outcome == "refused"
+    assert dump(env, "users") == before
+
+
+def test_the_phrase_changes_when_other_rows_match_in_as_many(env):
+    sql = f"UPDATE users SET email_verified = 0 WHERE {TEST_USERS}"
+    planned = plan_d1_write(env, sql)
+    gone = planned.before["rows"][0]["id"]
+    query(env, "UPDATE users SET email = 'left@example.org' WHERE id = ?", [gone])
+    query(
+        env,
+        "INSERT INTO users (id, email, password_hash, created_at) "
+        "VALUES ('u-extra', 'prodtest8@example.com', 'x', 1)",
+    )
+    again = plan_d1_write(env, sql)
+    assert again.before["expected_rows"] == planned.before["expected_rows"] == 2
+    assert again.confirm_phrase != planned.confirm_phrase
+    result = _apply(again, env, apply=True, confirm=planned.confirm_phrase)
+    assert result.outcome == "refused"
+
+
+def test_a_delete_phrase_names_every_cascaded_row(env):
+    plan = plan_d1_write(env, f"DELETE FROM users WHERE {TEST_USERS}")
+    cascade = plan.before["cascade"]
+    total = sum(len(group["rows"]) for group in cascade)
+    assert total > 0
+    phrase = plan.confirm_phrase
+    assert phrase.startswith(f"delete 2 rows of users and {total} cascaded rows (")
+    for group in cascade:
+        assert f"{group['table']} {len(group['rows'])}" in phrase
+    assert phrase.endswith("] in sandbox")
+
+
+def test_the_digest_covers_the_statement_and_the_keys():
+    rows = [{"id": "u-1"}, {"id": "u-2"}]
+    base = plan_digest("DELETE FROM users WHERE x = 1", rows, ["id"])
+    assert len(base) == 8 and int(base, 16) >= 0
+    assert plan_digest("DELETE FROM users WHERE x = 2", rows, ["id"]) != base
+    assert plan_digest("DELETE FROM users WHERE x = 1", rows[:1], ["id"]) != base
+    cascade = [{"table": "m", "effect": "deleted", "key": ["id"], "rows": rows}]
+    assert plan_digest("DELETE FROM users WHERE x = 1", rows, ["id"], cascade) != base

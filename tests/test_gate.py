@@ -101,7 +101,8 @@ def test_a_phrase_without_the_environment_is_refused(production):
 
 def test_production_apply_is_refused_unless_named_on_the_command_line(production):
     plan = plan_d1_write(production, SQL)
-    assert plan.confirm_phrase == "update 1 rows of users in production"
+    assert plan.confirm_phrase.startswith("update 1 row of users [")
+    assert plan.confirm_phrase.endswith("] in production")
     result = apply_action(
         plan, environment=production, apply=True, confirm=plan.confirm_phrase
     )

@@ -26,7 +26,7 @@ import pytest
 import websocket
 from test_widgets import SQL, user
 
-from opslib import load_environment
+from opslib import load_environment, plan_d1_write
 from opslib._lab import LabSettings, lab_command, lab_environment
 from opslib._records import load_record
 from opslib.sandbox import Sandbox
@@ -359,7 +359,7 @@ def test_the_gate_widget_through_its_states_in_a_lab_kernel(lab, sandbox):
         assert refused["incident_id"] == "CHG-LAB"
         assert user(env) == before
 
-        kernel.type_into(phrase, "update 1 rows of users in sandbox")
+        kernel.type_into(phrase, plan_d1_write(env, SQL).confirm_phrase)
         kernel.click(button)
         applied = shown_record(kernel, line, lab)
         assert applied["id"] != refused["id"]

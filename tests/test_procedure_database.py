@@ -131,7 +131,8 @@ def test_applied_cleanup_then_undo_restores_every_row_exactly(env, tmp_path):
 
 def test_undo_is_refused_when_the_rows_changed_since(env, tmp_path):
     sql = "UPDATE users SET role = 'publisher' WHERE email = 'prodtest2@example.com'"
-    phrase = "update 1 rows of users in sandbox"
+    phrase = opslib.plan_d1_write(env, sql).confirm_phrase
+    assert phrase.startswith("update 1 row of users [")
     applied = run(
         "database", tmp_path, incident_id="CHG-2", sql=sql, apply=True, confirm=phrase
     )
