@@ -155,13 +155,27 @@ class StripeReader:
         """One PaymentIntent (with ``latest_charge``), or None when Stripe has none."""
         return self._maybe(lambda: self._client.v1.payment_intents.retrieve(intent_id))
 
-    def create_refund(self, charge_id: str, amount: int) -> dict[str, Any]:
-        """Refund ``amount`` cents of a charge (a write that cannot be undone)."""
+    def create_refund(
+        self, charge_id: str, amount: int, *, idempotency_key: str = ""
+    ) -> dict[str, Any]:
+        """Refund ``amount`` cents of a charge (a write that cannot be undone).
+
+        ``idempotency_key``, given, is sent as Stripe's ``Idempotency-Key``:
+        Stripe answers a second request with the same key with the first refund
+        instead of making another. Without it the SDK picks a random key.
+        """
         params: stripe.params.RefundCreateParams = {
             "charge": charge_id,
             "amount": amount,
         }
-        return _plain(self._call(lambda: self._client.v1.refunds.create(params=params)))
+        options: stripe.RequestOptions = (
+            {"idempotency_key": idempotency_key} if idempotency_key else {}
+        )
+        return _plain(
+            self._call(
+                lambda: self._client.v1.refunds.create(params=params, options=options)
+            )
+        )
 
     def cancel_subscription(self, subscription_id: str) -> dict[str, Any]:
         """Cancel a subscription now (a write; Stripe cannot reactivate it)."""

@@ -23,10 +23,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from ._actions import ActionPlan, ActionResult, register_applier
 from ._cloudflare import CloudflareClient
+from ._command import incident_parameter
 from ._config import Environment
 from ._errors import ParameterError
 from ._finding import Finding, Status
@@ -44,9 +46,26 @@ OTHER_PAID_SQL = (
 )
 
 
-def refund_phrase(environment: Environment, charge: str, amount: int) -> str:
-    """The confirm phrase that authorises refunding ``amount`` cents of ``charge``."""
-    return f"refund {amount} cents of {charge} in {environment.name}"
+def refund_phrase(
+    environment: Environment, charge: str, amount: int, refundable: int
+) -> str:
+    """The confirm phrase that authorises refunding ``amount`` cents of ``charge``
+    while ``refundable`` cents of it are left unrefunded.
+
+    Naming what is left binds the phrase to the charge as planned: once any
+    refund goes through, the same command (from shell history, say) plans
+    another phrase and is refused.
+    """
+    return (
+        f"refund {amount} of {refundable} refundable cents of {charge} "
+        f"in {environment.name}"
+    )
+
+
+def refund_idempotency_key(charge: Mapping[str, Any], amount: int) -> str:
+    """The key Stripe keeps a refund under: the charge, the amount and what was
+    refunded before, so a retried or repeated request of one plan refunds once."""
+    return f"refund:{charge['id']}:{amount}:{int(charge['amount_refunded'])}"
 
 
 def cancel_phrase(
@@ -104,7 +123,7 @@ def plan_refund(environment: Environment, charge: str, amount: int = 0) -> Actio
             "a refund cannot be undone: Stripe returns the money and offers no "
             "reversal; charging the customer again needs their consent"
         ),
-        confirm_phrase=refund_phrase(environment, found["id"], amount),
+        confirm_phrase=refund_phrase(environment, found["id"], amount, left),
     )
 
 
@@ -137,7 +156,8 @@ def _apply_refund(
             )
             return ActionResult(plan, "refused", detail, operator)
         logger.info("applying action=refund charge=%s amount=%s", plan.target, amount)
-        refund = reader.create_refund(plan.target, amount)
+        key = refund_idempotency_key(plan.before, amount)
+        refund = reader.create_refund(plan.target, amount, idempotency_key=key)
         after = _read_charge(reader, plan.target) or {}
     finally:
         reader.close()
@@ -443,7 +463,9 @@ def _plan_resend(
 def stripe_parameters(params: Any) -> dict[str, object]:
     """The parameters that plan the same change again (for the printed command)."""
     operation = params.get("operation")
-    parts: dict[str, object] = {"operation": operation} if operation else {}
+    parts = incident_parameter(params)
+    if operation:
+        parts["operation"] = operation
     if operation == "refund":
         parts["charge"] = params["charge"]
         if params.get("amount_cents"):

@@ -7,6 +7,7 @@ from procedure_helpers import result_of, run
 
 import opslib
 from opslib import load_environment, run_notebook
+from opslib._stripeaction import refund_idempotency_key
 
 D1_TABLES = ("subscriptions", "users", "payment_history")
 
@@ -121,7 +122,7 @@ def test_refund_dry_run_changes_nothing_and_prints_the_phrase(env, tmp_path):
         "stripe", tmp_path, operation="refund", charge=charge["id"], amount_cents=500
     )
     assert result_of(record)["outcome"] == "dry-run"
-    phrase = f"refund 500 cents of {charge['id']} in sandbox"
+    phrase = f"refund 500 of {charge['amount']} refundable cents of {charge['id']} in sandbox"
     assert record.verdict["gated_step"]["confirm"] == phrase
     assert "-p amount_cents 500" in record.verdict["gated_step"]["command"]
     assert stripe_state(env) == stripe_before
@@ -146,7 +147,7 @@ def test_partial_refund_applied_keeps_the_charge_before_and_cannot_be_undone(
     env, tmp_path
 ):
     charge = paid_charge(env)
-    phrase = f"refund 700 cents of {charge['id']} in sandbox"
+    phrase = f"refund 700 of {charge['amount']} refundable cents of {charge['id']} in sandbox"
     record = run(
         "stripe",
         tmp_path,
@@ -177,7 +178,8 @@ def test_full_refund_takes_what_is_left(env, tmp_path):
     opslib.apply_action(plan, environment=env, apply=True, confirm=plan.confirm_phrase)
     rest = opslib.plan_refund(env, charge["id"])
     assert rest.changes[0]["to"] == charge["amount"]
-    assert rest.confirm_phrase.startswith(f"refund {charge['amount'] - 900} cents")
+    left = charge["amount"] - 900
+    assert rest.confirm_phrase.startswith(f"refund {left} of {left} refundable cents")
 
 
 def test_refund_above_what_is_left_plans_nothing(env, tmp_path):
@@ -191,7 +193,8 @@ def test_refund_above_what_is_left_plans_nothing(env, tmp_path):
         charge=charge["id"],
         amount_cents=too_much,
         apply=True,
-        confirm=f"refund {too_much} cents of {charge['id']} in sandbox",
+        confirm=f"refund {too_much} of {too_much} refundable cents of {charge['id']} "
+        "in sandbox",
     )
     assert record.verdict["cause"] == "inconclusive"
     assert (
@@ -326,20 +329,20 @@ def test_bad_parameters_stop_before_the_kernel(env, tmp_path, parameters, messag
         )
 
 
-def test_refund_without_a_charge_fails_in_the_first_cell(env, tmp_path):
+def test_refund_without_a_charge_is_refused_before_a_kernel(env, tmp_path):
     stripe_before = stripe_state(env)
-    record = run_notebook(
-        "stripe",
-        parameters={"operation": "refund"},
-        environment="sandbox",
-        records_dir=tmp_path,
-    )
-    assert record.status == "failed"
-    assert (
-        "charge: '' is empty, but operation 'refund' needs one"
-        in record.error["evalue"]
-    )
+    with pytest.raises(opslib.ParameterError, match="charge: empty, but operation"):
+        run_notebook(
+            "stripe",
+            parameters={"operation": "refund"},
+            environment="sandbox",
+            records_dir=tmp_path,
+        )
+    assert not any(tmp_path.rglob("*.json"))
     assert stripe_state(env) == stripe_before
+    # A notebook run without the runner (papermill, JupyterLab) checks it itself.
+    with pytest.raises(opslib.ParameterError, match="charge: '' is empty"):
+        opslib.require_stripe_target({"operation": "refund", "charge": ""})
 
 
 def test_cancel_now_keeps_the_tier_of_a_user_with_another_paid_plan(env):
@@ -375,3 +378,71 @@ def test_customer_view_shows_a_cancelled_subscription_too(env):
     assert {"kind": "subscription", "id": sub["sub"], "status": "canceled"}.items() <= {
         k: v for r in rows if r["id"] == sub["sub"] for k, v in r.items()
     }.items()
+
+
+def test_the_same_refund_command_run_again_is_refused(env, tmp_path):
+    charge = paid_charge(env)
+    dry = run(
+        "stripe",
+        tmp_path,
+        incident_id="CHG-9",
+        operation="refund",
+        charge=charge["id"],
+        amount_cents=600,
+    )
+    step = dry.verdict["gated_step"]
+    assert "-p incident_id CHG-9" in step["command"]
+    assert step["confirm"] == (
+        f"refund 600 of {charge['amount']} refundable cents of {charge['id']} "
+        "in sandbox"
+    )
+    again = {
+        "incident_id": "CHG-9",
+        "operation": "refund",
+        "charge": charge["id"],
+        "amount_cents": 600,
+        "apply": True,
+        "confirm": step["confirm"],
+    }
+    first = run("stripe", tmp_path, **again)
+    assert result_of(first)["outcome"] == "applied"
+    assert "-CHG-9-" in first.id
+    second = run("stripe", tmp_path, **again)
+    assert result_of(second)["outcome"] == "refused"
+    assert stripe_state(env)["refunded"][charge["id"]] == 600
+
+
+def test_a_refund_request_repeated_with_its_key_refunds_once(env):
+    charge = paid_charge(env)
+    plan = opslib.plan_refund(env, charge["id"], 300)
+    key = refund_idempotency_key(plan.before, 300)
+    assert key == f"refund:{charge['id']}:300:0"
+    reader = opslib.StripeReader(env)
+    try:
+        first = reader.create_refund(charge["id"], 300, idempotency_key=key)
+        second = reader.create_refund(charge["id"], 300, idempotency_key=key)
+        with pytest.raises(opslib.ServiceError, match="idempotent"):
+            reader.create_refund(charge["id"], 200, idempotency_key=key)
+        refunded = reader.charge(charge["id"])["amount_refunded"]
+    finally:
+        reader.close()
+    assert first["id"] == second["id"]
+    assert refunded == 300
+
+
+def test_applying_a_refund_sends_the_plan_key(env, monkeypatch):
+    charge = paid_charge(env)
+    plan = opslib.plan_refund(env, charge["id"], 400)
+    sent = []
+    original = opslib.StripeReader.create_refund
+
+    def spy(self, charge_id, amount, **kwargs):
+        sent.append(kwargs.get("idempotency_key"))
+        return original(self, charge_id, amount, **kwargs)
+
+    monkeypatch.setattr(opslib.StripeReader, "create_refund", spy)
+    result = opslib.apply_action(
+        plan, environment=env, apply=True, confirm=plan.confirm_phrase
+    )
+    assert result.outcome == "applied"
+    assert sent == [f"refund:{charge['id']}:400:0"]

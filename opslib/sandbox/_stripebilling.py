@@ -10,7 +10,10 @@ invoices, though; this module serves them in Stripe's shape (STRIPE-AND-FRIENDS.
   newest first; ``limit``) and ``GET /v1/invoices/{id}``;
 - ``POST /v1/refunds`` is checked first as Stripe checks it: an ``amount``
   above what is left unrefunded on the charge is refused with 400, before
-  localstripe (which would accept it) sees it.
+  localstripe (which would accept it) sees it; and, as Stripe does, a request
+  with an ``Idempotency-Key`` already seen gets the first answer again (same
+  parameters) or a 400 ``idempotency_error`` (other parameters), where
+  localstripe would ignore the header and refund twice.
 
 A paid invoice is paid by a real localstripe PaymentIntent of the customer, so
 its ``charge`` can be refunded, fully or in part, through localstripe's own
@@ -34,12 +37,15 @@ logger = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 3 * 86_400
 _INVOICES: dict[str, dict[str, Any]] = {}
+_REFUND_KEYS: dict[str, tuple[dict[str, Any], int, bytes]] = {}
+"""Idempotency-Key -> (the request's parameters, status, body) of refunds."""
 Handler = Callable[..., Awaitable[web.StreamResponse]]
 
 
 def seed_invoices(invoices: list[dict[str, Any]], pay: Callable[..., Any]) -> None:
     """Replace the invoices; ``pay(data)`` makes the PaymentIntent of a paid one."""
     _INVOICES.clear()
+    _REFUND_KEYS.clear()
     for data in invoices:
         invoice = _invoice(data)
         if data["paid"]:
@@ -144,5 +150,27 @@ async def routes(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.method == method and found:
             return await route(request, **found.groupdict())
     if request.method == "POST" and request.path.rstrip("/") == "/v1/refunds":
-        await check_refund(request)
+        return await _idempotent_refund(request, handler)
     return await handler(request)
+
+
+async def _idempotent_refund(
+    request: web.Request, handler: Handler
+) -> web.StreamResponse:
+    """Create a refund once per ``Idempotency-Key``, as Stripe does."""
+    key = request.headers.get("Idempotency-Key", "")
+    params = await get_post_data(request) or {}
+    if key in _REFUND_KEYS:
+        seen, status, body = _REFUND_KEYS[key]
+        if seen != params:
+            raise UserError(
+                400,
+                f"Keys for idempotent requests can only be used with the same "
+                f"parameters they were first used with ({key})",
+            )
+        return web.Response(status=status, body=body, content_type="application/json")
+    await check_refund(request)
+    response = await handler(request)
+    if key and isinstance(response, web.Response) and isinstance(response.body, bytes):
+        _REFUND_KEYS[key] = (params, response.status, response.body)
+    return response
