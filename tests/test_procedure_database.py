@@ -65,8 +65,15 @@ def test_cleanup_dry_run_changes_nothing_and_prints_the_phrase(env, tmp_path):
     record = run("database", tmp_path, **CLEANUP)
     assert record.verdict["cause"] == "write-planned"
     assert result_of(record)["outcome"] == "dry-run"
-    assert record.verdict["gated_step"]["confirm"].startswith("delete 1 rows of users")
-    assert "-p cleanup_test_accounts true" in record.verdict["gated_step"]["command"]
+    plan = result_of(record)["plan"]
+    cascade = plan["before"]["cascade"]
+    total = sum(len(group["rows"]) for group in cascade)
+    phrase = record.verdict["gated_step"]["confirm"]
+    assert phrase.startswith(f"delete 1 row of users and {total} cascaded rows (")
+    assert all(f"{g['table']} {len(g['rows'])}" in phrase for g in cascade)
+    assert phrase == plan["confirm_phrase"]
+    command = record.verdict["gated_step"]["command"]
+    assert "-p incident_id CHG-1 -p cleanup_test_accounts true" in command
     assert dump(env) == before
 
 
