@@ -44,8 +44,10 @@ def test_rollback_skips_a_version_whose_answers_fail(sandbox):
 def test_rollback_dry_run_changes_nothing_and_prints_the_phrase(
     bad_deployment, tmp_path
 ):
-    record = run("rollback", tmp_path)
+    record = run("rollback", tmp_path, incident_id="INC-77")
     assert record.verdict["cause"] == "rollback-planned"
+    command = record.verdict["gated_step"]["command"]
+    assert "-p incident_id INC-77 -p version " in command
     assert result_of(record)["outcome"] == "dry-run"
     good = bad_deployment["good_version"]
     assert record.verdict["gated_step"]["confirm"] == (
