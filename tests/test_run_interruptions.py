@@ -76,9 +76,12 @@ def test_a_kernel_killed_by_sigkill_leaves_a_failed_record(
     assert "about to be killed" in _outputs_of(nb, 'print("about to be killed"')
 
 
+@pytest.mark.parametrize("to_group", [False, True], ids=["process", "ctrl-c-group"])
 def test_sigint_to_runbook_run_mid_cell_leaves_an_aborted_record(
-    environments: Path, tmp_path: Path
+    environments: Path, tmp_path: Path, to_group: bool
 ) -> None:
+    """SIGINT to the runbook process alone, or to its whole process group as a
+    terminal's Ctrl-C sends it."""
     records = tmp_path / "records"
     started = tmp_path / "started"
     process = subprocess.Popen(
@@ -96,6 +99,7 @@ def test_sigint_to_runbook_run_mid_cell_leaves_an_aborted_record(
         stderr=subprocess.PIPE,
         text=True,
         env=dict(os.environ),
+        start_new_session=True,  # its own group, so the test can signal all of it
     )
     try:
         deadline = time.monotonic() + 60
@@ -103,7 +107,10 @@ def test_sigint_to_runbook_run_mid_cell_leaves_an_aborted_record(
             assert time.monotonic() < deadline, "the long cell never started"
             time.sleep(0.1)
         assert process.poll() is None, process.communicate()
-        process.send_signal(signal.SIGINT)
+        if to_group:
+            os.killpg(process.pid, signal.SIGINT)
+        else:
+            process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
