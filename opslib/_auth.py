@@ -93,6 +93,7 @@ def _kv_round_trip(
     try:
         client.kv_put(namespace_id, key, value, ttl=PROBE_TTL_S)
     except APIError as error:
+        _raise_unless_kv_alone(client, namespace_id, error)
         return {"write": str(error)}
     steps["write"] = "ok"
     steps["read"] = _read_until(client, namespace_id, key, value, deadline)
@@ -102,6 +103,22 @@ def _kv_round_trip(
     except APIError as error:
         steps["delete"] = f"{error} (the key expires by itself in {PROBE_TTL_S} s)"
     return steps
+
+
+def _raise_unless_kv_alone(
+    client: CloudflareClient, namespace_id: str, error: APIError
+) -> None:
+    """Re-raise a refused write that says nothing about the namespace itself.
+
+    An answer that could not be read (a 2xx whose body is not JSON), or a 5xx
+    while the same API fails a read of the namespace too, is the Cloudflare API
+    failing, not KV refusing writes: the check cannot tell, so it is unknown.
+    """
+    status = error.status_code
+    if status is not None and 200 <= status < 300:
+        raise error
+    if status is None or status >= 500:
+        client.kv_list_keys(namespace_id, prefix=PROBE_PREFIX, limit=1)
 
 
 def _read_until(

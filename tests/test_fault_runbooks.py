@@ -3,7 +3,9 @@
 Each incident notebook runs headless through the runner against the session
 sandbox with one transport fault (timeout, 429, 5xx, refused, truncated) laid
 over a system it reads, for the whole run. The run must complete, end with a
-verdict, and show the system as the reason of an ``unknown`` finding. The
+verdict that names no cause (the scenario is healthy: what failed in transit is
+no diagnosis) and is not ok, and show the system as the reason of an
+``unknown`` finding. The
 system faulted rotates through those the runbook reads, so every kind meets
 every runbook once (40 runs) and every system meets several kinds.
 
@@ -90,8 +92,9 @@ def test_runbook_reaches_a_verdict_with_the_faulted_system_unknown(
     assert faulted.transport_faults()[system]["kind"] == kind  # held the whole run
     assert record.status == "succeeded", record.error
     verdict = record.verdict or {}
-    assert verdict.get("status") in ("ok", "warn", "fail", "unknown")
-    assert verdict.get("cause")
+    assert verdict.get("status") in ("warn", "unknown"), verdict
+    # The scenario is healthy: a fault in transit must never read as a cause.
+    assert verdict.get("cause") in ("healthy", "inconclusive"), verdict
     nb = nbformat.read(record.record_path, as_version=4)
     unknown = [
         str(finding.get("summary", ""))
