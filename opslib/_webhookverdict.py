@@ -34,7 +34,7 @@ from ._command import INCIDENT_PLACEHOLDER, runbook_command
 from ._config import Environment
 from ._finding import Finding, Status
 from ._unreached import unreached_verdict
-from ._verdict import Verdict
+from ._verdict import Verdict, not_ok
 
 RUNBOOK = "stripe-webhooks"
 RESEND_ACTION = "resend-webhook-events"
@@ -305,12 +305,15 @@ def _quiet_verdict(
             None,
             list(found.values()),
         )
-    warned = any(f.status is Status.WARN for f in found.values())
+    _, unknowns, unchecked = not_ok(found)
+    # A check that could not look is no pass: the verdict says so and is no ok.
+    warned = unknowns or any(f.status is Status.WARN for f in found.values())
     return Verdict(
         RUNBOOK,
         Status.WARN if warned else Status.OK,
         "healthy",
-        "Stripe delivers to the platform and the handler accepts signed events.",
+        "Stripe delivers to the platform and the handler accepts signed events."
+        + unchecked,
         evidence,
         "Nothing to resend. Keep the endpoint on /webhooks/stripe (the "
         "/payments/webhook alias is rate-limited).",
