@@ -58,6 +58,10 @@ _SUMMARY = {
         "The newest backup is over twice the average size: the data grew fast."
     ),
     "backup-slow": "The newest backup took over ten minutes (expected under five).",
+    "unlogged-objects": (
+        "The bucket holds objects named like backups that the backup log does not "
+        "know (or of 0 bytes); they are not counted as backups."
+    ),
     "healthy": (
         "The last backup succeeded within 24 hours, its object is in the bucket, "
         "sizes and durations are usual."
@@ -80,6 +84,11 @@ _NEXT = {
         "Watch the next runs; a dump that keeps growing risks the Worker's time "
         "limit. Consider trimming audit_log and old tokens."
     ),
+    "unlogged-objects": (
+        "Do not restore them. Find who wrote them (bucket access, the object's "
+        "upload time against the worker's runs); keep them aside for the "
+        "investigation rather than deleting them."
+    ),
     "healthy": "No repair needed.",
 }
 
@@ -99,6 +108,7 @@ def diagnose_backups(
         "inconclusive": Status.UNKNOWN,
         "backup-oversized": Status.WARN,
         "backup-slow": Status.WARN,
+        "unlogged-objects": Status.WARN,
     }.get(cause, Status.FAIL)
     step = None
     if cause in ("backup-failed", "backups-stale"):
@@ -133,6 +143,8 @@ def _cause(log: Finding | None, bucket: Finding | None) -> str:
         return "backups-stale"
     if bucket is None or bucket.status is Status.UNKNOWN:
         return "inconclusive"
+    if bucket.facts.get("unlogged"):
+        return "unlogged-objects"
     return "healthy"
 
 

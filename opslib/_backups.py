@@ -103,6 +103,8 @@ def _log_facts(rows: list[dict[str, Any]], moment: float) -> dict[str, Any]:
             r.get("status") != "success" for r in rows if _age_h(r, moment) <= 7 * 24
         ),
         "last_success_age_h": _age_h(successes[0], moment) if successes else None,
+        # rows older than this were not read: objects before it cannot be matched
+        "read_from": 0.0 if len(rows) < HISTORY_ROWS else _row_time(rows[-1]),
         "successes": [
             {
                 "filename": r.get("filename"),
@@ -205,8 +207,12 @@ def check_backup_bucket(
     """List the backups bucket and hold it against the log.
 
     Every logged success of the last 30 days (retention keeps them all) must have
-    its object with the logged compressed size; the newest object should be under
-    36 hours old.
+    its object with the logged compressed size; the newest backup should be under
+    36 hours old. When the log could be read, only objects it logs as successes
+    count as backups: an object named like a backup that the log does not know
+    (within the stretch of the log that was read) is listed as unlogged, warns,
+    and is never taken as the newest backup; so is an object of 0 bytes, which
+    no gzip dump can be.
     """
     bucket = backup_bucket(environment)
     client = R2Client(environment)
@@ -215,16 +221,18 @@ def check_backup_bucket(
     finally:
         client.close()
     moment = (now or utcnow()).timestamp()
-    backups = sorted(
+    named = sorted(
         (_object_row(o, moment) for o in objects if KEY_PATTERN.fullmatch(o["key"])),
         key=lambda o: o["taken_at"],
         reverse=True,
     )
-    problems = _log_problems(backups, log, moment)
+    backups, unlogged = _split_unlogged(named, log)
+    problems = _log_problems(backups, log, moment) + unlogged
     facts = {
         "bucket": bucket,
         "count": len(backups),
-        "other_objects": len(objects) - len(backups),
+        "other_objects": len(objects) - len(named),
+        "unlogged": [row["key"] for row in unlogged],
         "newest": backups[0] if backups else None,
         "objects": backups,
         "problems": problems,
@@ -236,6 +244,36 @@ def check_backup_bucket(
         problems or [_public(b) for b in backups[:10]],
         facts,
     )
+
+
+def _split_unlogged(
+    named: list[dict[str, Any]], log: Finding | None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Part the objects into backups and objects that are no backup.
+
+    Without a readable log only 0-byte objects are set apart. With one, an
+    object is a backup when the log has its success row, or when it is older
+    than the oldest log row read (retention keeps monthly and yearly objects
+    far beyond it).
+    """
+    known = log is not None and log.status is not Status.UNKNOWN and "rows" in log.facts
+    logged = (
+        {row["filename"] for row in (log.facts.get("successes") or [])}
+        if log
+        else set()
+    )
+    read_from = float(log.facts.get("read_from") or 0.0) if log else 0.0
+    backups, unlogged = [], []
+    for row in named:
+        if row["size"] == 0:
+            problem = "0 bytes: not a gzip dump"
+        elif known and row["key"] not in logged and row["taken_at"] >= read_from:
+            problem = "not in the backup log: not written by the backup worker"
+        else:
+            backups.append(row)
+            continue
+        unlogged.append({"key": row["key"], "problem": problem, "size": row["size"]})
+    return backups, unlogged
 
 
 def _object_row(item: Mapping[str, Any], moment: float) -> dict[str, Any]:
@@ -285,15 +323,24 @@ def _bucket_status(backups: Sequence[Mapping[str, Any]], problems: list[Any]) ->
 def _bucket_summary(
     bucket: str, backups: Sequence[Mapping[str, Any]], problems: list[Any]
 ) -> str:
+    strays = [p for p in problems if "size" in p]
+    disagree = [p for p in problems if "size" not in p]
     if not backups:
-        return f"{bucket} holds no backups"
-    text = (
-        f"{len(backups)} backups in {bucket}, the newest {backups[0]['age_h']:.1f} h "
-        f"old ({backups[0]['key']}); retention keeps about 30-40"
-    )
-    if problems:
+        text = f"{bucket} holds no backups"
+    else:
+        text = (
+            f"{len(backups)} backups in {bucket}, the newest "
+            f"{backups[0]['age_h']:.1f} h old ({backups[0]['key']}); retention keeps "
+            "about 30-40"
+        )
+    if disagree:
         text += (
-            f"; {len(problems)} disagree with the log, first: {problems[0]['problem']}"
+            f"; {len(disagree)} disagree with the log, first: {disagree[0]['problem']}"
+        )
+    if strays:
+        text += (
+            f"; {len(strays)} objects named like backups are not counted, first "
+            f"{strays[0]['key']}: {strays[0]['problem']}"
         )
     return text
 
@@ -301,11 +348,15 @@ def _bucket_summary(
 def pick_backup(bucket: Finding, *, key: str = "", age_days: float = 0.0) -> str:
     """Choose a backup: the given key, or the newest at least ``age_days`` old.
 
+    A key given by name may be an object the log does not know (its restore
+    then says the log has no counts for it); the newest is always a logged one.
+
     Returns:
         The key, or "" when the bucket holds none that fits.
     """
     objects = bucket.facts.get("objects") or []
     if key:
-        return key if any(o["key"] == key for o in objects) else ""
+        named = [o["key"] for o in objects] + list(bucket.facts.get("unlogged") or [])
+        return key if key in named else ""
     old_enough = [o for o in objects if o["age_h"] >= age_days * 24]
     return str(old_enough[0]["key"]) if old_enough else ""

@@ -31,6 +31,11 @@ def check_restore_counts(
 ) -> Finding:
     """Compare the restored rows with the dump's INSERTs and the logged stats.
 
+    Fails when the counts differ, and when the dump holds no tables or no rows
+    at all (the platform's database never is empty). Only logged counts that
+    are numbers are compared; when there are none the finding warns that the
+    log has no counts, rather than claiming the counts match it.
+
     Args:
         report: what the restore read.
         logged_stats: the ``stats`` JSON of the backup's ``backup_logs`` row
@@ -38,9 +43,22 @@ def check_restore_counts(
     """
     rows = table_rows(report.target)
     logged = {
-        str(t.get("name")): int(t.get("rows") or 0)
+        str(t.get("name")): int(t["rows"])
         for t in (logged_stats or {}).get("tables") or []
+        if isinstance(t, Mapping) and isinstance(t.get("rows"), int)
     }
+    if not report.tables or not sum(rows.values()):
+        what = "no tables" if not report.tables else "no rows"
+        return Finding(
+            "restore-counts",
+            Status.FAIL,
+            f"the dump holds {what}: the platform's database always has its tables "
+            "and rows (the seeded admin, earlier backup_logs), so this is no backup "
+            "of it"
+            + (f"; the log counts {sum(logged.values()):,} rows" if logged else ""),
+            [{"tables": len(report.tables), "rows": sum(rows.values())}],
+            {"mismatched": sorted(logged), "rows": rows, "empty": True},
+        )
     evidence = []
     mismatched = []
     for table in sorted(set(rows) | set(report.inserts) | set(logged)):
@@ -64,13 +82,23 @@ def check_restore_counts(
             _mismatches_first(evidence, mismatched),
             {"mismatched": mismatched, "rows": rows},
         )
-    source = "the dump's INSERTs and the logged stats" if logged else "the dump"
+    if not logged:
+        return Finding(
+            "restore-counts",
+            Status.WARN,
+            f"{sum(rows.values()):,} rows in {len(rows)} tables, as in the dump's "
+            "INSERTs; the backup log has no counts for this backup, so they are "
+            "not checked against the log",
+            evidence,
+            {"mismatched": [], "rows": rows, "logged": False},
+        )
     return Finding(
         "restore-counts",
         Status.OK,
-        f"{sum(rows.values()):,} rows in {len(rows)} tables, as in {source}",
+        f"{sum(rows.values()):,} rows in {len(rows)} tables, as in the dump's "
+        "INSERTs and the logged stats",
         evidence,
-        {"mismatched": [], "rows": rows},
+        {"mismatched": [], "rows": rows, "logged": True},
     )
 
 

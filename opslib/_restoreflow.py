@@ -22,7 +22,7 @@ from ._config import Environment
 from ._finding import Finding, Status, check, unknown
 from ._kernel import HEADLESS_VARIABLE
 from ._r2 import R2Client
-from ._restore import DumpRejected, RestoreReport, restore_dump
+from ._restore import GZIP_MAGIC, DumpRejected, RestoreReport, restore_dump
 from ._scratch import discard_scratch, make_scratch
 from ._restorecheck import (
     check_backup_log_copy,
@@ -41,6 +41,10 @@ _SUMMARY = {
         "The backup holds a statement the platform's export never writes; it was "
         "refused and nothing of it ran."
     ),
+    "backup-empty": (
+        "The backup holds no tables or no rows: it is not a backup of the "
+        "platform's database."
+    ),
     "counts-mismatch": (
         "The restored copy's row counts differ from what the backup logged."
     ),
@@ -52,6 +56,11 @@ _SUMMARY = {
         "indexes and views in place."
     ),
 }
+_UNLOGGED_HEALTHY = (
+    "The backup restores completely: its rows match its own INSERTs, no orphans, "
+    "indexes and views in place; the backup log has no counts for it, so nothing "
+    "was held against the log."
+)
 _NEXT = {
     "backup-missing": (
         "Read the backups runbook's verdict (failed or stale backups); take a "
@@ -65,6 +74,11 @@ _NEXT = {
         "Do not load this object anywhere. Compare it with the worker's log row "
         "(size, time) and find who could write to the backups bucket; restore the "
         "newest backup that passes instead."
+    ),
+    "backup-empty": (
+        "Compare the object with its backup_logs row (size, stats); an object the "
+        "log does not know was not written by the worker. Restore the newest "
+        "backup that passes instead."
     ),
     "counts-mismatch": (
         "Compare the tables named in step 'restore-counts' with the backup_logs "
@@ -116,6 +130,7 @@ def restore_backup(
             size = client.download(backup_bucket(environment), key, download)
         finally:
             client.close()
+        _check_gzip(download, size)
         shown = is_interactive() if progress is None else progress
         target = scratch.add("restored.sqlite")
         report = restore_dump(download, target, progress=shown)
@@ -142,6 +157,18 @@ def restore_backup(
         ],
         {"report": report, "key": key, "scratch": scratch},
     )
+
+
+def _check_gzip(download: Path, size: int) -> None:
+    """Refuse an object that is not the worker's gzip stream (0 bytes, plain text)."""
+    with download.open("rb") as stream:
+        start = stream.read(2)
+    if size == 0 or start != GZIP_MAGIC:
+        what = "0 bytes" if size == 0 else f"starts {start!r}"
+        raise ValueError(
+            f"the object is not gzip ({what}); the backup worker stores every "
+            "dump gzip-compressed"
+        )
 
 
 def _not_restored(key: str, size: int, error: ValueError, note: str) -> Finding:
@@ -318,11 +345,17 @@ def diagnose_restore(
     status = {"healthy": Status.OK, "inconclusive": Status.UNKNOWN}.get(
         cause, Status.FAIL
     )
+    summary = _SUMMARY.get(
+        cause, "The checks could not tell whether the backup is sound."
+    )
+    counts = found.get("restore-counts")
+    if cause == "healthy" and (counts is None or not counts.facts.get("logged")):
+        summary = _UNLOGGED_HEALTHY
     return Verdict(
         runbook,
         status,
         cause,
-        _SUMMARY.get(cause, "The checks could not tell whether the backup is sound."),
+        summary,
         evidence,
         _NEXT.get(cause, "Re-run when the bucket and D1 can be read."),
         None,
@@ -342,7 +375,7 @@ def _cause(found: Mapping[str, Finding]) -> str:
         return "backup-unreadable"
     counts = found.get("restore-counts")
     if counts is not None and counts.status is Status.FAIL:
-        return "counts-mismatch"
+        return "backup-empty" if counts.facts.get("empty") else "counts-mismatch"
     if any(
         found.get(name) is not None and found[name].status is Status.FAIL
         for name in ("integrity", "schema-objects")

@@ -43,6 +43,10 @@ BACKUPS_SWITCH = "r2.backups"
 BACKUP_BUCKET = "manuscript-platform-backups"
 # Epoch seconds: backups taken before it are stored cut in half (a broken upload).
 DAMAGED_SWITCH = "backups.damaged_before"
+# Statements put into the newest logged backup before its COMMIT (a doctored object).
+DOCTORED_SWITCH = "backups.doctored_with"
+# Objects put into the bucket without a log row: (key, body, uploaded) triples.
+PLANTED_SWITCH = "backups.planted"
 _TIME_COLUMNS = {
     "audit_log": "timestamp",
     "backup_logs": "created_at",
@@ -106,6 +110,12 @@ def publish_backups(world: World) -> None:
     damaged_before = world.scenario.switches.get(DAMAGED_SWITCH)
     if damaged_before is not None:
         objects = [_cut(o) if o.uploaded < damaged_before else o for o in objects]
+    injected = world.scenario.switches.get(DOCTORED_SWITCH)
+    if injected and objects:
+        newest = max(objects, key=lambda o: o.uploaded)
+        objects = [_doctored(o, injected) if o is newest else o for o in objects]
+    for key, body, uploaded in world.scenario.switches.get(PLANTED_SWITCH) or []:
+        objects.append(BackupObject(key, body, {}, uploaded))
     world.scenario.switches[BACKUPS_SWITCH] = objects
     logger.info(
         "backups published scenario=%s objects=%s", world.scenario.name, len(objects)
@@ -231,6 +241,14 @@ def _cut(item: BackupObject) -> BackupObject:
     return BackupObject(
         item.key, item.body[: len(item.body) // 2], item.metadata, item.uploaded
     )
+
+
+def _doctored(item: BackupObject, injected: str) -> BackupObject:
+    """The object with statements put in just before the dump's COMMIT."""
+    text = gzip.decompress(item.body).decode("utf-8")
+    text = text.replace("\nCOMMIT;\n", f"\n{injected}COMMIT;\n", 1)
+    body = gzip.compress(text.encode("utf-8"), compresslevel=1)
+    return BackupObject(item.key, body, item.metadata, item.uploaded)
 
 
 def _seconds(value: Any) -> float:

@@ -15,6 +15,12 @@ Scenarios of the restore procedures:
 - ``orphaned-rows``: an author's row is gone while their manuscripts and usage
   rows stayed (a manual import with foreign keys deferred); every backup carries
   the orphans, and the restore's integrity check finds them.
+- ``backup-doctored``: someone with write access to the bucket rewrote the newest
+  backup: before its COMMIT it attaches a file of the restoring machine and
+  deletes its rows. The restore must refuse it and run none of it.
+- ``backup-planted`` (backups runbook): two objects named like backups that the
+  log does not know sit in the bucket, newer than the newest backup: one of 0
+  bytes, one a gzip dump. Neither may pass for the newest backup.
 
 All of them are states of the D1 log and the data; the bucket follows, since the
 sandbox dumps D1 for every logged success after these hooks ran.
@@ -22,12 +28,14 @@ sandbox dumps D1 for every logged success after these hooks ran.
 
 from __future__ import annotations
 
+import datetime
+import gzip
 import json
 import random
 import sqlite3
 import uuid
 
-from ._backups import DAMAGED_SWITCH
+from ._backups import DAMAGED_SWITCH, DOCTORED_SWITCH, PLANTED_SWITCH
 from ._scenarios import Scenario, register_scenario
 from ._state import World
 
@@ -175,4 +183,53 @@ register_scenario(
         "An author's row is gone but their manuscripts stayed; every backup has the orphans.",
     ),
     after_reset=_orphans,
+)
+
+
+def _doctor_newest(world: World, now: float) -> None:
+    outside = world.database.parent / "outside-of-the-restore.db"
+    injected = f"ATTACH DATABASE '{outside}' AS v;\nDELETE FROM v.notes;\n"
+    world.scenario.switches[DOCTORED_SWITCH] = injected
+    world.scenario.details = {"statement": "ATTACH", "target": str(outside)}
+
+
+def _plant_objects(world: World, now: float) -> None:
+    connection = sqlite3.connect(world.database, isolation_level=None)
+    try:
+        _, newest = _newest_log(connection)
+    finally:
+        connection.close()
+    keys = [_backup_key(newest + hours * HOUR) for hours in (1.0, 2.0)]
+    body = gzip.compress(
+        b"-- Manuscript Platform D1 Backup\nPRAGMA foreign_keys = OFF;\n"
+    )
+    world.scenario.switches[PLANTED_SWITCH] = [
+        (keys[0], b"", newest + HOUR),
+        (keys[1], body, newest + 2 * HOUR),
+    ]
+    world.scenario.details = {"planted": keys}
+
+
+def _backup_key(moment: float) -> str:
+    day = datetime.datetime.fromtimestamp(moment, datetime.UTC).strftime("%Y-%m-%d")
+    return f"backup-{day}-{int(moment * 1000)}.sql.gz"
+
+
+register_scenario(
+    Scenario(
+        "backup-doctored",
+        "restore",
+        "backup-unsafe",
+        "The newest backup was rewritten to attach a local file and delete its rows.",
+    ),
+    after_reset=_doctor_newest,
+)
+register_scenario(
+    Scenario(
+        "backup-planted",
+        RUNBOOK,
+        "unlogged-objects",
+        "Two objects named like backups, unknown to the log, sit in the bucket.",
+    ),
+    after_reset=_plant_objects,
 )
