@@ -356,8 +356,8 @@ def hidden_value_note(lines: Sequence[str], lead: str) -> list[str]:
         tokens = sorted(set(scrub_tokens(line)))
         if tokens:
             note = (
-                f"{lead}the line below holds {', '.join(tokens)}: values hidden in "
-                "records; replace them with the real values before running it"
+                f"{lead}what follows holds {', '.join(tokens)}: values the records "
+                "hide; put the real values in before running the command"
             )
             out.insert(at, note)
             break

@@ -146,7 +146,7 @@ def test_a_command_holding_hidden_values_is_flagged_on_the_line_above():
     assert lines[at].startswith("next action: to apply: runbook run")
     assert lines[at - 1].startswith("note:")
     assert "<email:e6cebab1>" in lines[at - 1]
-    assert "replace them" in lines[at - 1]
+    assert "put the real values in" in lines[at - 1]
     assert sum(line.startswith("note:") for line in lines) == 1
 
 
