@@ -27,7 +27,9 @@ leaves the secret in the shell history.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ._command import INCIDENT_PLACEHOLDER, runbook_command
@@ -123,7 +125,7 @@ def diagnose_stripe_webhooks(
         endpoint = _disabled_that_matter(found, api_version)[0]
     if cause in _SUMMARY:
         fix = _fix(cause, environment, endpoint or "the endpoint", api_version)
-        step = _gated_step(cause, environment, endpoint, incident_id)
+        step = _gated_step(cause, environment, endpoint, incident_id, pending)
         next_action = fix + _gated_text(cause, pending, step)
         if step is not None:
             step = {**step, "fix": fix}
@@ -137,7 +139,11 @@ def diagnose_stripe_webhooks(
             step,
             list(found.values()),
         )
-    step = resend_step(environment, endpoint, incident_id) if endpoint else None
+    step = (
+        resend_step(environment, endpoint, incident_id, _event_ids(pending))
+        if endpoint
+        else None
+    )
     return _quiet_verdict(found, evidence, pending, step)
 
 
@@ -167,13 +173,21 @@ def classify(found: Mapping[str, Finding]) -> str:
 
 
 def _gated_step(
-    cause: str, environment: Environment, endpoint: str, incident_id: str
+    cause: str,
+    environment: Environment,
+    endpoint: str,
+    incident_id: str,
+    pending: Sequence[Mapping[str, Any]],
 ) -> dict[str, Any] | None:
     if not endpoint:
         return None
     if cause == "endpoint-disabled":
         return enable_step(environment, endpoint, incident_id)
-    return resend_step(environment, endpoint, incident_id)
+    return resend_step(environment, endpoint, incident_id, _event_ids(pending))
+
+
+def _event_ids(pending: Sequence[Mapping[str, Any]]) -> list[str]:
+    return [str(p["id"]) for p in pending if p.get("id")]
 
 
 def enable_phrase(environment: Environment, endpoint: str) -> str:
@@ -181,9 +195,24 @@ def enable_phrase(environment: Environment, endpoint: str) -> str:
     return f"enable webhook endpoint {endpoint} in {environment.name}"
 
 
-def resend_phrase(environment: Environment, endpoint: str) -> str:
-    """The confirm phrase that authorises resending pending events to ``endpoint``."""
-    return f"resend pending webhook events to {endpoint} in {environment.name}"
+def resend_phrase(
+    environment: Environment, endpoint: str, event_ids: Sequence[str] = ()
+) -> str:
+    """The confirm phrase that authorises resending pending events to ``endpoint``.
+
+    Given the ids of the events pending when the run looked, it names how many
+    and eight hex digits of sha256 over the sorted ids, so a phrase kept from an
+    earlier run does not resend events nobody has seen.
+    """
+    if not event_ids:
+        return f"resend pending webhook events to {endpoint} in {environment.name}"
+    ids = sorted(event_ids)
+    digest = hashlib.sha256(json.dumps(ids).encode()).hexdigest()[:8]
+    events = "event" if len(ids) == 1 else "events"
+    return (
+        f"resend {len(ids)} pending webhook {events} [{digest}] to {endpoint} "
+        f"in {environment.name}"
+    )
 
 
 def enable_step(
@@ -196,11 +225,14 @@ def enable_step(
 
 
 def resend_step(
-    environment: Environment, endpoint: str, incident_id: str
+    environment: Environment,
+    endpoint: str,
+    incident_id: str,
+    event_ids: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The gated step: resend the pending events to the platform's endpoint."""
     summary = f"resend the pending events to {endpoint} (after the fix)"
-    phrase = resend_phrase(environment, endpoint)
+    phrase = resend_phrase(environment, endpoint, event_ids)
     return _step(RESEND_ACTION, environment, endpoint, incident_id, phrase, summary)
 
 

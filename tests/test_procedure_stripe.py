@@ -308,9 +308,10 @@ def test_resend_plans_the_stripe_webhooks_action(sandbox, tmp_path):
     assert result["action"] == "resend-webhook-events"
     assert result["outcome"] == "dry-run"
     assert result["plan"]["before"]["events"]
-    assert record.verdict["gated_step"]["confirm"].startswith(
-        "resend pending webhook events to we_"
-    )
+    events = result["plan"]["before"]["events"] + result["plan"]["before"]["excluded"]
+    phrase = record.verdict["gated_step"]["confirm"]
+    assert phrase.startswith(f"resend {len(events)} pending webhook event")
+    assert "] to we_" in phrase
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from opslib import (
     load_environment,
     validate_params,
 )
+from opslib._webhookverdict import resend_phrase
 
 PENDING = [
     {
@@ -130,13 +131,16 @@ def test_each_sign_names_its_cause(changes, cause):
     assert verdict.cause == cause
     if cause == "endpoint-disabled":
         action, phrase = "enable-webhook-endpoint", "enable webhook endpoint we_1"
+    elif "pending-events" in changes:
+        action, phrase = "resend-webhook-events", "resend 1 pending webhook event ["
     else:
         action, phrase = (
             "resend-webhook-events",
             "resend pending webhook events to we_1",
         )
     assert verdict.gated_step["action"] == action
-    assert verdict.gated_step["confirm"] == phrase + " in sandbox"
+    assert verdict.gated_step["confirm"].startswith(phrase)
+    assert verdict.gated_step["confirm"].endswith("we_1 in sandbox")
 
 
 def test_sync_crypto_text_wins_over_a_failing_probe():
@@ -262,3 +266,25 @@ def test_disabled_endpoint_on_the_right_version_is_still_re_enabled():
     )
     assert verdict.cause == "endpoint-disabled"
     assert verdict.gated_step["endpoint"] == "we_old"
+
+
+def test_the_resend_phrase_is_bound_to_the_events_pending():
+    env = load_environment("sandbox")
+    one = resend_phrase(env, "we_1", ["evt_1"])
+    assert one.startswith("resend 1 pending webhook event [")
+    assert one == resend_phrase(env, "we_1", ["evt_1"])
+    two = resend_phrase(env, "we_1", ["evt_2", "evt_1"])
+    assert two.startswith("resend 2 pending webhook events [")
+    assert two == resend_phrase(env, "we_1", ["evt_1", "evt_2"])
+    assert resend_phrase(env, "we_1", ["evt_3"]) != one
+    later = verdict_of(
+        **{
+            "webhook-logs": finding("webhook-logs", Status.FAIL, slow=4),
+            "pending-events": finding(
+                "pending-events",
+                Status.FAIL,
+                pending=[*PENDING, {**PENDING[0], "id": "evt_9"}],
+            ),
+        }
+    )
+    assert later.gated_step["confirm"] == resend_phrase(env, "we_1", ["evt_1", "evt_9"])
