@@ -99,7 +99,8 @@ class DumpRejected(ValueError):
 
     Attributes:
         statement: what the statement is ("ATTACH", "DELETE FROM", "DROP TABLE
-            of a table already loaded", "INSERT into another schema", ...).
+            of a table already loaded", "INSERT into a table the dump lacks",
+            ...).
         line: the line of the dump it starts on.
         text: the statement's first characters.
     """
