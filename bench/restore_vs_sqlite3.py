@@ -67,9 +67,26 @@ MANUSCRIPTS_TABLE = (
 )
 
 
+def user_rows(rows: int) -> int:
+    """How many of the dump's rows are users (the rest are manuscripts)."""
+    return max(1, rows * USERS_PER_THOUSAND // 1000)
+
+
+def logged_stats(rows: int) -> dict[str, object]:
+    """The backup log's stats for the dump, as the worker logs them."""
+    users = user_rows(rows)
+    return {
+        "tables": [
+            {"name": "manuscripts", "rows": rows - users},
+            {"name": "users", "rows": users},
+        ],
+        "totalRows": rows,
+    }
+
+
 def write_dump(path: Path, rows: int) -> None:
     """Write a dump of ``rows`` rows in the worker's layout."""
-    users = max(1, rows * USERS_PER_THOUSAND // 1000)
+    users = user_rows(rows)
     taken = datetime.datetime(2026, 11, 27, 3, tzinfo=datetime.UTC)
     with open(path, "w", encoding="utf-8") as out:
         out.write(dump_header(taken, "manuscript-platform"))
@@ -114,11 +131,11 @@ def check_queries() -> tuple[list[str], list[str]]:
     return counts, integrity
 
 
-def run_opslib(dump: Path, target: Path) -> float:
-    """Restore and check with opslib; return the wall time."""
+def run_opslib(dump: Path, target: Path, logged: dict[str, object]) -> float:
+    """Restore and check with opslib (counts against the log); return the wall time."""
     started = time.perf_counter()
     report = restore_dump(dump, target, views="")
-    counts = check_restore_counts(report)
+    counts = check_restore_counts(report, logged_stats=logged)
     integrity = check_integrity(target)
     elapsed = time.perf_counter() - started
     if not (counts.is_ok and integrity.is_ok):
@@ -178,7 +195,7 @@ def main() -> None:
         write_dump(dump, args.rows)
         print(f"dump: {args.rows:,} rows, {dump.stat().st_size / 1e6:.1f} MB")
         sides = {
-            "opslib": lambda target: run_opslib(dump, target),
+            "opslib": lambda target: run_opslib(dump, target, logged_stats(args.rows)),
             "sqlite3": lambda target: run_shell(
                 dump, target, args.rows, counts, integrity
             ),
