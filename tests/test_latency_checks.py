@@ -116,7 +116,7 @@ def test_the_list_route_is_slow_only_while_its_query_scans(sandbox):
     fast = _signed_in_list_seconds(sandbox)
     sandbox.reset("missing-index")
     slow = _signed_in_list_seconds(sandbox)
-    assert fast < 0.5
+    # Compared within one test, so a loaded machine slows both sides alike.
     assert slow > fast + 1.0
 
 
