@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import resource
 import shutil
 import sqlite3
 import statistics
@@ -131,6 +132,14 @@ def check_queries() -> tuple[list[str], list[str]]:
     return counts, integrity
 
 
+def cpu_seconds(side: str) -> float:
+    """CPU time used so far by this process (opslib, all its threads) or by its
+    finished children (the sqlite3 shell): shows the work apart from the load."""
+    who = resource.RUSAGE_SELF if side == "opslib" else resource.RUSAGE_CHILDREN
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_opslib(dump: Path, target: Path, logged: dict[str, object]) -> float:
     """Restore and check with opslib (counts against the log); return the wall time."""
     started = time.perf_counter()
@@ -201,17 +210,21 @@ def main() -> None:
             ),
         }
         times: dict[str, list[float]] = {name: [] for name in sides}
+        cpu: dict[str, float] = {}
         ratios = []
         for number in range(args.rounds):
             order = list(sides) if number % 2 == 0 else list(reversed(sides))
             for name in order:
                 target = Path(folder) / f"{name}-{number}.sqlite"
+                before = cpu_seconds(name)
                 times[name].append(sides[name](target))
+                cpu[name] = cpu_seconds(name) - before
                 target.unlink()
             ratios.append(times["sqlite3"][-1] / times["opslib"][-1])
             print(
-                f"  round {number + 1}: opslib {times['opslib'][-1]:.2f} s, "
-                f"sqlite3 {times['sqlite3'][-1]:.2f} s, ratio {ratios[-1]:.2f} "
+                f"  round {number + 1}: opslib {times['opslib'][-1]:.2f} s "
+                f"(CPU {cpu['opslib']:.2f} s), sqlite3 {times['sqlite3'][-1]:.2f} s "
+                f"(CPU {cpu['sqlite3']:.2f} s), ratio {ratios[-1]:.2f} "
                 f"({' first, '.join(order)} second)"
             )
     for name, taken in times.items():

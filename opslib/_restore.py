@@ -4,7 +4,10 @@ The dump is read line by line (through gzip when it is compressed), so a dump of
 millions of rows never sits in memory at once. Statements go to SQLite in large
 batches through ``executescript``, which parses them in C as the ``sqlite3`` shell
 does, in a thread of its own while the next batch is read; each batch is one
-transaction. The scratch file is built beside its target
+transaction. Within a batch, runs of one-row INSERTs into the same table are
+joined into INSERTs of up to 50 rows (:func:`opslib._dump.merge_inserts`): the
+same rows in the same order, with SQLite preparing one statement where the dump
+has fifty. The scratch file is built beside its target
 with the journal switched off and moved into place only when the whole dump went
 in, so a failed restore leaves no half-filled database behind.
 
