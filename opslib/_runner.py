@@ -282,7 +282,7 @@ def check_run_request(
     given = _parameters_with_environment(specs, dict(parameters or {}), environment)
     values = coerce_parameters(specs, given, raw=raw)
     _check_scrubbed_values(values)
-    _check_paired_parameters(runbook_name(path), specs, values)
+    check_paired_parameters(runbook_name(path), specs, values)
     env = load_environment(environment)
     _check_record_ids(values, records_dir, env.name)
     return RunRequest(path, specs, values, env)
@@ -406,11 +406,15 @@ def _check_scrubbed_values(values: Mapping[str, object]) -> None:
         raise ParameterError(problems)
 
 
-def _check_paired_parameters(
+def check_paired_parameters(
     runbook: str, specs: Mapping[str, ParameterSpec], values: Mapping[str, object]
 ) -> None:
     """Refuse an operation without the parameters it needs, or two that exclude
-    each other, before any kernel starts."""
+    each other (``PAIRED_PARAMETERS``, ``EXCLUSIVE_PARAMETERS``).
+
+    Raises:
+        ParameterError: naming each missing or clashing parameter.
+    """
     effective = {name: spec.default for name, spec in specs.items()} | dict(values)
     problems = []
     for (name, choice), needed in PAIRED_PARAMETERS.get(runbook, {}).items():

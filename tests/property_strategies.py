@@ -12,8 +12,10 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -761,3 +763,21 @@ def near_misses(draw: st.DrawFn, phrase: str) -> Miss:
         )
         text = phrase.rsplit(" in ", 1)[0] + f" in {other}"
     return Miss(text, kind, hostile or len(text) > MAX_TEXT)
+
+
+def go_together(runbook: str, specs: Mapping[str, Any], givens: list[Given]) -> bool:
+    """Whether the valid values among ``givens`` also meet the runbook's rules
+    across parameters (an operation with its target, one write at a time), which
+    the runner checks after each value's own rules."""
+    from opslib._errors import ParameterError
+    from opslib._params import coerce_parameters
+    from opslib._runner import check_paired_parameters
+
+    valid = [g for g in givens if g.valid and g.name in specs]
+    raw = frozenset(g.name for g in valid if g.raw)
+    try:
+        values = coerce_parameters(specs, {g.name: g.value for g in valid}, raw=raw)
+        check_paired_parameters(runbook, specs, values)
+    except ParameterError:
+        return False
+    return True

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from property_strategies import (
     BOOL_WORDS,
     PROPERTY_SETTINGS,
     Given,
+    go_together,
     Miss,
     near_misses,
     phrase_for,
@@ -156,6 +157,7 @@ def attempts(draw: st.DrawFn, notebook: Path, world: World) -> Attempt:
     others = [name for name in specs if name not in ("apply", "confirm")]
     chosen = draw(st.lists(st.sampled_from(others), unique=True)) if others else []
     givens = [draw(valid_given(n, specs[n], world, seeds.get(n, []))) for n in chosen]
+    assume(go_together(runbook_name(notebook), specs, givens))
     if draw(st.booleans()):
         word = draw(st.sampled_from(BOOL_WORDS[True]))
         givens.append(Given("apply", word, raw=True, valid=True))

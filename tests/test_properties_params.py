@@ -16,13 +16,14 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from property_strategies import (
     HOSTILE_CHARS,
     PROPERTY_SETTINGS,
     RECORD_ID,
     Given,
+    go_together,
     broken_by_type,
     broken_raw,
     free_text,
@@ -242,6 +243,7 @@ def test_parameters_are_judged_before_any_kernel_starts(
     @PROPERTY_SETTINGS
     @given(run_requests(specs, world, seeds_of(notebook, specs)))
     def check(givens: list[Given]) -> None:
+        assume(go_together(runbook_name(notebook), specs, givens))
         STARTS.clear()
         broken = [item for item in givens if not item.valid]
         examples.append(not broken)
