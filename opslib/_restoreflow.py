@@ -38,8 +38,8 @@ _SUMMARY = {
     "backup-missing": "No backup in the bucket fits the request.",
     "backup-unreadable": "The backup could not be read back: it is truncated or damaged.",
     "backup-unsafe": (
-        "The backup holds a statement the platform's export never writes; it was "
-        "refused and nothing of it ran."
+        "The backup holds a statement the platform's export never writes; the "
+        "restore stopped before running it and removed the scratch copy."
     ),
     "backup-empty": (
         "The backup holds no tables or no rows: it is not a backup of the "
@@ -350,7 +350,8 @@ def diagnose_restore(
     )
     counts = found.get("restore-counts")
     if cause == "healthy" and (counts is None or not counts.facts.get("logged")):
-        summary = _UNLOGGED_HEALTHY
+        # sound as far as it goes, but not vouched for by the backup log
+        summary, status = _UNLOGGED_HEALTHY, Status.WARN
     return Verdict(
         runbook,
         status,

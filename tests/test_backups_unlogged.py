@@ -94,8 +94,12 @@ def test_null_logged_counts_are_not_called_a_match(tmp_path):
     assert "has no counts" in counts.summary
     assert unlogged.status is Status.WARN
     assert logged.status is Status.OK and "logged stats" in logged.summary
-    assert "has no counts" in diagnose_restore([restored, counts]).summary
-    assert "counts match the log" in diagnose_restore([restored, logged]).summary
+    unvouched = diagnose_restore([restored, counts])
+    vouched = diagnose_restore([restored, logged])
+    assert "has no counts" in unvouched.summary
+    assert unvouched.status is Status.WARN
+    assert "counts match the log" in vouched.summary
+    assert vouched.status is Status.OK
 
 
 def test_planted_objects_are_not_backups_nor_the_newest(sandbox):
