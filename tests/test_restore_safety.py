@@ -240,3 +240,35 @@ def test_restore_notebook_on_a_doctored_backup_is_not_ok(sandbox, tmp_path):
     restore = next(f for f in record.verdict["findings"] if f["name"] == "restore")
     assert "ATTACH" in restore["summary"]
     assert _outside_rows(outside) == 2
+
+
+FIRST_NOTE = "INSERT INTO notes (id, body) VALUES (1, 'one');\n"
+
+
+@pytest.mark.parametrize(
+    ("injected", "kind"),
+    [
+        ("INSERT INTO notes (id, body) SELECT id, email FROM users;\n", "INSERT other"),
+        (
+            "INSERT INTO users (id, email, \"created at\") VALUES ('u3', 'x', 3);\n",
+            "INSERT into a table the dump lacks",
+        ),
+    ],
+)
+def test_a_foreign_line_inside_a_run_of_inserts_is_refused(tmp_path, injected, kind):
+    text = _dump_text().replace(FIRST_NOTE, FIRST_NOTE + injected, 1)
+
+    with pytest.raises(DumpRejected) as caught:
+        restore_dump(text.encode(), tmp_path / "copy.sqlite", views="")
+
+    assert caught.value.statement.startswith(kind)
+    assert caught.value.line == _line_of(text, injected.strip())
+
+
+def test_an_insert_with_other_columns_inside_a_run_is_loaded(tmp_path):
+    injected = "INSERT INTO notes (id) VALUES (9);\n"
+    text = _dump_text().replace(FIRST_NOTE, FIRST_NOTE + injected, 1)
+
+    report = restore_dump(text.encode(), tmp_path / "copy.sqlite", views="")
+
+    assert report.inserts["notes"] == 3
