@@ -17,7 +17,7 @@ from ._cloudflare import CloudflareClient
 from ._command import incident_parameter, runbook_command
 from ._config import Environment
 from ._dbwrite import plan_d1_write, run_select
-from ._errors import RunError
+from ._errors import ParameterError, RunError
 from ._finding import Finding, Status, check
 from ._records import load_record
 from ._sqlguard import require_read
@@ -33,6 +33,10 @@ RECENT_USERS_SQL = (
     "ORDER BY created_at DESC LIMIT 10"
 )
 TEST_ACCOUNT_PREFIX = "prodtest"
+ONE_WRITE_PROBLEM = (
+    "sql, cleanup_test_accounts: both given, expected one of them: a run plans "
+    "one write"
+)
 
 
 def test_accounts_condition(environment: Environment) -> str:
@@ -85,7 +89,13 @@ def plan_database_write(
     cleanup_test_accounts: bool = False,
     max_rows: int = 100,
 ) -> ActionPlan:
-    """Plan the run's one write: the ad-hoc ``sql``, else the test-account clean-up."""
+    """Plan the run's one write: the ad-hoc ``sql`` or the test-account clean-up.
+
+    Raises:
+        ParameterError: both asked for (a run plans one write).
+    """
+    if sql and cleanup_test_accounts:
+        raise ParameterError([ONE_WRITE_PROBLEM])
     if sql:
         return plan_d1_write(environment, sql, max_rows=max_rows, reason="ad-hoc write")
     if cleanup_test_accounts:

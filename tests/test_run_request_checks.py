@@ -161,3 +161,20 @@ def test_the_verdict_text_flags_hidden_values_too():
     lines = str(verdict).splitlines()
     assert lines[-2].startswith("  note: ") and "[redacted:password]" in lines[-2]
     assert lines[-1].startswith("  gated step: ")
+
+
+def test_a_notebook_run_without_the_runner_refuses_two_writes_too():
+    from opslib import load_environment
+    from opslib._procedure import plan_database_write
+
+    with pytest.raises(ParameterError) as caught:
+        plan_database_write(
+            load_environment("sandbox"),
+            sql="DELETE FROM users WHERE id = 'u-1'",
+            cleanup_test_accounts=True,
+        )
+    assert caught.value.problems == problems_of(
+        "database",
+        sql="DELETE FROM users WHERE id = 'u-1'",
+        cleanup_test_accounts="true",
+    )
