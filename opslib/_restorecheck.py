@@ -150,7 +150,9 @@ def integrity_queries(connection: sqlite3.Connection) -> list[dict[str, str]]:
                     "table": table,
                     "sql": f"SELECT COUNT(*) FROM {name} WHERE {child} IS NOT NULL "
                     f"AND {child} NOT IN (SELECT {quote_name(parent_column)} "
-                    f"FROM {quote_name(parent)})",
+                    f"FROM {quote_name(parent)} "
+                    # One NULL in the parent would make NOT IN match nothing.
+                    f"WHERE {quote_name(parent_column)} IS NOT NULL)",
                 }
             )
         info = connection.execute(f"PRAGMA table_info({name})").fetchall()

@@ -164,6 +164,24 @@ def test_integrity_check_counts_orphans_by_the_real_column(tmp_path):
     assert finding.evidence[0]["rows"] == len(HARD_TEXTS) // 2
 
 
+def test_integrity_check_finds_orphans_when_a_parent_key_is_null(tmp_path):
+    original = _hard_database()
+    original.execute("DELETE FROM users WHERE id = 'u1'")
+    # SQLite lets a TEXT primary key hold NULL; a broken backup may carry one.
+    original.execute("UPDATE users SET id = NULL WHERE id = 'u;2'")
+    data, _ = _dump_bytes(original)
+    report = restore_dump(data, tmp_path / "copy.sqlite", views="")
+
+    finding = check_integrity(report.target)
+
+    orphans = [
+        e for e in finding.evidence if e["rule"] == "manuscripts.user_id -> users.id"
+    ]
+    assert finding.status is Status.FAIL
+    assert orphans and orphans[0]["rows"] == len(HARD_TEXTS)
+    assert any(e["rule"] == "users.id IS NULL" for e in finding.evidence)
+
+
 def test_schema_check_names_views_recreated_from_the_project_schema(tmp_path):
     db = sqlite3.connect(":memory:")
     db.executescript(
