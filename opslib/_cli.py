@@ -775,6 +775,11 @@ def _exit_code(sidecar: dict[str, Any], fail_on_verdict: bool) -> int:
     if any(o in ("refused", "failed") for o in outcomes):
         return EXIT_GATE
     verdict = sidecar.get("verdict") or {}
+    asked = (sidecar.get("parameters") or {}).get("apply") is True
+    if asked and "applied" not in outcomes and verdict.get("status") != "ok":
+        # Apply was asked, nothing was applied, and the runbook does not call
+        # that fine (no plan could be made, a guard stopped it).
+        return EXIT_GATE
     if fail_on_verdict and verdict.get("status") != "ok":
         return EXIT_VERDICT
     return 0

@@ -190,7 +190,7 @@ def decide_deploy(
         next_action = (
             f"roll back: {step['command']}"
             if step
-            else "roll back by hand: no earlier healthy version was found"
+            else f"roll back by hand: {choice.summary}"
         )
         summary = "the deploy fails: " + "; ".join(f.summary for f in failed)
         return Verdict(

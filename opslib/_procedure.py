@@ -20,9 +20,10 @@ from ._dbwrite import plan_d1_write, run_select
 from ._errors import ParameterError, RunError
 from ._finding import Finding, Status, check
 from ._records import load_record
+from ._rollbackchoice import secrets_changed_advice
 from ._sqlguard import require_read
 from ._undo import find_applied_action
-from ._verdict import CAUSES, Verdict
+from ._verdict import CAUSES, Verdict, worst_status
 
 USER_COUNT_SQL = (
     "SELECT COUNT(*) AS total, SUM(CASE WHEN role = 'admin' THEN 1 ELSE 0 END) "
@@ -113,8 +114,15 @@ def conclude_procedure(
     findings: Sequence[Finding] = (),
     *,
     parameters: Mapping[str, object] | None = None,
+    apply: bool = False,
 ) -> Verdict:
     """The verdict of a procedure: what was planned, what the gate did, the check.
+
+    The verdict is never ``ok`` beside a finding that failed, and a finding that
+    warns makes it at least ``warn``. When ``apply`` was asked and nothing was
+    applied (no plan could be made, a guard refused it, the gate refused it or
+    applying failed), the verdict is not ``ok`` either and says so, so that
+    ``runbook run`` exits with the gate's code.
 
     Args:
         runbook: the procedure's name (``database``, ``undo``).
@@ -123,6 +131,7 @@ def conclude_procedure(
         findings: the reads and follow-up checks of the run.
         parameters: the parameters that plan the same change again, repeated as
             ``-p`` options (shell-quoted) in the printed command.
+        apply: whether the run was asked to apply its plan.
     """
     planned, nothing, inconclusive = CAUSES[runbook][:3]
     found = [*findings, *([result.after] if result.after else [])]
@@ -130,8 +139,24 @@ def conclude_procedure(
     if plan.is_noop:
         cause = inconclusive if unknown or "cannot" in plan.summary else nothing
         status = Status.UNKNOWN if cause == inconclusive else Status.OK
+        summary, next_action = plan.summary, "-"
+        if apply:
+            # The operator asked for a change and none was made: never ok.
+            status = Status.FAIL if cause == nothing else status
+            summary = f"apply was asked but nothing was applied: {plan.summary}"
+            next_action = (
+                "nothing changed: no change could be planned (the summary and "
+                "findings say why); run again without apply to see a plan"
+            )
         return Verdict(
-            runbook, status, cause, plan.summary, _lines(found), "-", None, tuple(found)
+            runbook,
+            worst_status([status, *(f.status for f in found)]),
+            cause,
+            summary,
+            _lines(found),
+            next_action,
+            None,
+            tuple(found),
         )
     status = {
         "applied": Status.OK if not result.after or result.after.is_ok else Status.FAIL,
@@ -142,11 +167,11 @@ def conclude_procedure(
     next_action = (
         f"to undo: {plan.undo.replace('RECORD_ID', '<this record id>')}"
         if result.outcome == "applied"
-        else f"to apply: {step['command']}"
+        else secrets_changed_advice(result.detail) or f"to apply: {step['command']}"
     )
     return Verdict(
         runbook,
-        status,
+        worst_status([status, *(f.status for f in found)]),
         planned,
         summary,
         _lines(found),

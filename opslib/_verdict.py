@@ -9,7 +9,7 @@ anything.
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -231,3 +231,13 @@ def not_ok(found: Mapping[str, Finding]) -> tuple[list[str], list[str], str]:
     unknowns = [n for n, f in found.items() if f.status is Status.UNKNOWN]
     blind = f" Could not check: {', '.join(unknowns)}." if unknowns else ""
     return evidence, unknowns, blind
+
+
+# From best to worst: a failure outweighs what could not be checked, which
+# outweighs a warning (the order the checklists name their causes in).
+_STATUS_ORDER = (Status.OK, Status.MANUAL, Status.WARN, Status.UNKNOWN, Status.FAIL)
+
+
+def worst_status(statuses: Iterable[Status]) -> Status:
+    """The worst of some statuses (``ok`` for none): fail, unknown, warn, ok."""
+    return max(statuses, key=_STATUS_ORDER.index, default=Status.OK)
