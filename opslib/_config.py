@@ -212,13 +212,19 @@ def list_environments(*, environ: Mapping[str, str] | None = None) -> list[str]:
 
 
 def load_environment(
-    name: str = DEFAULT_ENVIRONMENT, *, environ: Mapping[str, str] | None = None
+    name: str = DEFAULT_ENVIRONMENT,
+    *,
+    environ: Mapping[str, str] | None = None,
+    with_secrets: bool = True,
 ) -> Environment:
     """Load an environment definition and the secrets that go with it.
 
     Args:
         name: environment name; the file ``<name>.yaml`` must exist.
         environ: mapping to read variables from (defaults to ``os.environ``).
+        with_secrets: False to read the definition alone (no secret is read,
+            nothing is said about a missing secrets file), as starting a sandbox
+            does: it writes secrets of its own.
 
     Returns:
         The environment, with the secrets found attached.
@@ -244,7 +250,7 @@ def load_environment(
     data = _read_yaml(path)
     _check_keys(data, path, name)
     secrets_file = _secrets_file(data.get("secrets_file"), folder)
-    secrets = _collect_secrets(secrets_file, folder, environ)
+    secrets = _collect_secrets(secrets_file, folder, environ) if with_secrets else {}
     return Environment(
         name=name,
         platform_url=data["platform_url"].rstrip("/"),

@@ -49,8 +49,16 @@ def check_smoke(environment: Environment) -> Finding:
         client.close()
     if probe.status_code is None:
         return Finding("smoke", Status.UNKNOWN, f"no answer: {probe.body}")
-    rows = _smoke_rows(probe, origin)
-    failed = [r["check"] for r in rows if not r["ok"]]
+    return smoke_finding(_smoke_rows(probe, origin))
+
+
+def smoke_finding(rows: list[dict[str, Any]]) -> Finding:
+    """The smoke finding of its rows: each failed check says what it got and wanted."""
+    failed = [
+        f"{r['check']}: answered {r['seen'] or 'nothing'}, expected {r['expected']}"
+        for r in rows
+        if not r["ok"]
+    ]
     if failed:
         return Finding("smoke", Status.FAIL, "failed: " + "; ".join(failed), rows)
     return Finding("smoke", Status.OK, f"{len(rows)} smoke checks pass", rows)
@@ -60,16 +68,27 @@ def _smoke_rows(probe: Probe, origin: str | None) -> list[dict[str, Any]]:
     hsts = probe.headers.get("strict-transport-security", "")
     rows = [
         {
-            "check": f"GET {PROBE_PATH} answers 401",
+            "check": f"GET {PROBE_PATH} status",
             "ok": probe.status_code == 401,
             "seen": probe.status_code,
+            "expected": 401,
         },
-        {"check": "Strict-Transport-Security", "ok": "max-age=" in hsts, "seen": hsts},
+        {
+            "check": "Strict-Transport-Security",
+            "ok": "max-age=" in hsts,
+            "seen": hsts,
+            "expected": "max-age=...",
+        },
     ]
     if origin:
         allow = probe.headers.get("access-control-allow-origin", "")
         rows.append(
-            {"check": f"CORS allows {origin}", "ok": allow == origin, "seen": allow}
+            {
+                "check": "CORS Access-Control-Allow-Origin",
+                "ok": allow == origin,
+                "seen": allow,
+                "expected": origin,
+            }
         )
     return rows
 

@@ -8,7 +8,10 @@ allows, shown as small tables.
 
 from __future__ import annotations
 
+import logging
+
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from ._actions import ActionPlan, ActionResult
@@ -17,12 +20,12 @@ from ._cloudflare import CloudflareClient
 from ._command import incident_parameter, runbook_command
 from ._config import Environment
 from ._dbwrite import plan_d1_write, run_select
-from ._errors import ParameterError, RunError
+from ._errors import OpslibError, ParameterError, RunError
 from ._finding import Finding, Status, check
-from ._records import load_record
+from ._records import list_records, load_record
 from ._rollbackchoice import secrets_changed_advice
 from ._sqlguard import require_read
-from ._undo import find_applied_action
+from ._undo import find_applied_action, undo_records_of
 from ._verdict import CAUSES, Verdict, worst_status
 
 USER_COUNT_SQL = (
@@ -38,6 +41,10 @@ ONE_WRITE_PROBLEM = (
     "sql, cleanup_test_accounts: both given, expected one of them: a run plans "
     "one write"
 )
+# How many of the newest undo runs are read to tell whether a record was undone.
+UNDO_LOOKBACK = 500
+
+logger = logging.getLogger(__name__)
 
 
 def test_accounts_condition(environment: Environment) -> str:
@@ -210,13 +217,32 @@ def find_record(record_id: str) -> dict[str, Any]:
     """Read a record's sidecar from this run's archive.
 
     Returns:
-        The sidecar; or ``{"id": record_id, "missing": reason}`` when no single
-        record matches, so the plan can say so instead of the run failing.
+        The sidecar, with ``undone_by`` naming the newest record that applied an
+        undo of it, if the archive holds one; or ``{"id": record_id, "missing":
+        reason}`` when no single record matches, so the plan can say so instead
+        of the run failing.
     """
+    archive = records_archive()
     try:
-        return load_record(records_archive(), record_id)
+        sidecar = load_record(archive, record_id)
     except RunError as error:
         return {"id": record_id, "missing": str(error)}
+    undone = undo_records_of(_undo_sidecars(archive), str(sidecar.get("id")))
+    return {**sidecar, "undone_by": undone[0]} if undone else sidecar
+
+
+def _undo_sidecars(archive: Path) -> list[dict[str, Any]]:
+    """The undo runs the archive holds that applied something, newest first."""
+    try:
+        rows = list_records(archive, runbook="undo", limit=UNDO_LOOKBACK)
+        return [
+            load_record(archive, str(row["id"]))
+            for row in rows
+            if "applied" in str(row.get("gate"))
+        ]
+    except OpslibError as error:
+        logger.warning("undo records unreadable error=%s", error)
+        return []
 
 
 def describe_record(sidecar: Mapping[str, Any]) -> Finding:
@@ -234,5 +260,9 @@ def describe_record(sidecar: Mapping[str, Any]) -> Finding:
             "by": applied.get("operator") if applied else None,
         }
     ]
-    what = f"applied {applied.get('action')}" if applied else "applied nothing"
+    what = (
+        f"applied {applied.get('action')} (by {applied.get('operator') or 'unknown'})"
+        if applied
+        else "applied nothing"
+    )
     return Finding("record", Status.OK, f"{sidecar.get('id')} {what}", rows)

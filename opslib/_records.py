@@ -333,7 +333,7 @@ def format_verdict(sidecar: Mapping[str, Any]) -> str:
     actions = sidecar.get("actions") or []
     lines += hidden_value_note(
         [
-            f"next action: {verdict.get('next_action') or '-'}",
+            f"next action: {_next_action(verdict, actions)}",
             f"gated step:  {_gated_step(verdict.get('gated_step'), actions)}",
         ],
         "note:        ",
@@ -403,17 +403,38 @@ def _error_lines(error: object) -> list[str]:
     return [f"error:       {error.get('kind')}{where}: {what}"]
 
 
-def _gated_step(step: object, actions: Sequence[Any] = ()) -> str:
-    if not step:
-        return "-"
-    applied = [
+def _applied(actions: Sequence[Any]) -> list[Mapping[str, Any]]:
+    return [
         a
         for a in actions
         if isinstance(a, Mapping)
         and a.get("kind") == "result"
         and a.get("outcome") == "applied"
     ]
-    if applied:
+
+
+def _next_action(verdict: Mapping[str, Any], actions: Sequence[Any]) -> str:
+    """The verdict's next action, unless it is the gated step this run applied.
+
+    A verdict reached before its gate still advises the step; once the step was
+    applied in the same run, repeating its command would be wrong.
+    """
+    text = str(verdict.get("next_action") or "-")
+    step = verdict.get("gated_step")
+    command = step.get("command") if isinstance(step, Mapping) else None
+    if command and command in text and _applied(actions):
+        return (
+            "the advised step was applied in this run (see the gate line below); "
+            f"run {verdict.get('runbook') or 'the runbook'} again to check what is "
+            "live now"
+        )
+    return text
+
+
+def _gated_step(step: object, actions: Sequence[Any] = ()) -> str:
+    if not step:
+        return "-"
+    if _applied(actions):
         return "applied in this run (see the gate line below); not to be run again"
     if isinstance(step, Mapping) and step.get("command"):
         return str(step["command"])

@@ -36,7 +36,7 @@ messages (they were delivered) and refunds (Stripe offers no reversal).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ._actions import ActionPlan, ActionResult, register_applier
@@ -95,6 +95,9 @@ def plan_undo(environment: Environment, sidecar: Mapping[str, Any]) -> ActionPla
     if result is None:
         why = "the record holds no applied action, so there is nothing to undo"
         return ActionPlan("none", environment.name, target, why)
+    if sidecar.get("undone_by"):
+        why = f"already undone by record {sidecar['undone_by']}; nothing to undo"
+        return ActionPlan("none", environment.name, target, why)
     action = str(result.get("action"))
     if action == "rollback":
         return _plan_rollback_back(environment, result, record_id)
@@ -110,7 +113,7 @@ def plan_undo(environment: Environment, sidecar: Mapping[str, Any]) -> ActionPla
         action=RESTORE_ACTION,
         environment=environment.name,
         target=target,
-        summary=f"undo {action} of {record_id}: {steps['summary']}",
+        summary=f"undo {action} of {record_id}{_by(result)}: {steps['summary']}",
         changes=tuple(
             {
                 "what": s["what"],
@@ -125,6 +128,25 @@ def plan_undo(environment: Environment, sidecar: Mapping[str, Any]) -> ActionPla
         confirm_phrase=undo_phrase(environment, action, record_id),
         private={"record_id": record_id, **steps},
     )
+
+
+def _by(result: Mapping[str, Any]) -> str:
+    """Who applied the action being undone, as the plan names them."""
+    operator = result.get("operator")
+    return f" (applied by {operator})" if operator else ""
+
+
+def undo_records_of(sidecars: Iterable[Mapping[str, Any]], record_id: str) -> list[str]:
+    """The ids of the records that applied an undo of ``record_id``."""
+    return [
+        str(s.get("id"))
+        for s in sidecars
+        if s.get("runbook") == "undo"
+        and ((find_applied_action(s) or {}).get("plan") or {})
+        .get("before", {})
+        .get("record_id")
+        == record_id
+    ]
 
 
 def _recorded(steps: Steps) -> dict[str, Any]:
@@ -152,8 +174,8 @@ def _plan_rollback_back(
         action="rollback",
         environment=environment.name,
         target=environment.worker_name,
-        summary=f"undo the rollback of {record_id}: deploy version {replaced} "
-        "at 100 % again",
+        summary=f"undo the rollback of {record_id}{_by(result)}: deploy version "
+        f"{replaced} at 100 % again",
         changes=({"what": "live version", "from": restored, "to": replaced},),
         before={"live_version": restored, "percentage": 100, "record_id": record_id},
         undo=f"deploy version {restored} at 100 % again",

@@ -18,6 +18,7 @@ from opslib import (
     load_environment,
 )
 from opslib._cli import EXIT_GATE, _exit_code
+from opslib._config import find_environments_dir
 from opslib._rollbackchoice import _choose, last_secret_change
 from opslib._verdict import worst_status
 
@@ -274,3 +275,109 @@ def test_rollback_after_a_secret_edit_offers_no_older_version(sandbox, tmp_path)
     assert record.verdict["status"] == "fail"
     assert result_of(record)["outcome"] == "not-needed"
     assert live_version() == details["version"]
+
+
+# What the printed record says ---------------------------------------------------------
+
+
+def test_smoke_says_what_the_api_answered_and_what_was_expected():
+    from opslib._deployverify import _smoke_rows, smoke_finding
+    from opslib._platform import Probe
+
+    probe = Probe("/manuscripts", 500, 12.0, 401, "", {})
+    smoke = smoke_finding(_smoke_rows(probe, "https://app.example.com"))
+    assert smoke.status is Status.FAIL
+    assert "GET /manuscripts status: answered 500, expected 401" in smoke.summary
+    assert "expected https://app.example.com" in smoke.summary
+    assert "answers 401" not in smoke.summary
+
+
+def test_an_advised_step_applied_in_the_run_is_not_advised_again():
+    from opslib._records import format_verdict
+
+    command = "runbook run rollback --env sandbox -p version v-old -p apply true"
+    sidecar = {
+        "id": "20261204T2300-deploy-verify",
+        "status": "succeeded",
+        "verdict": {
+            "runbook": "deploy-verify",
+            "status": "fail",
+            "cause": "roll-back",
+            "summary": "the deploy fails",
+            "next_action": f"roll back: {command}",
+            "gated_step": {"command": command},
+        },
+        "actions": [{"kind": "result", "outcome": "applied", "detail": "v-old live"}],
+    }
+    text = format_verdict(sidecar)
+    next_line = next(line for line in text.splitlines() if line.startswith("next"))
+    assert command not in next_line
+    assert "applied in this run" in next_line and "deploy-verify again" in next_line
+    sidecar["actions"] = [{"kind": "result", "outcome": "dry-run", "detail": "-"}]
+    assert command in format_verdict(sidecar)
+
+
+def test_a_record_with_an_applied_undo_is_planned_as_already_undone():
+    from opslib._undo import plan_undo, undo_records_of
+
+    applied = {
+        "kind": "result",
+        "outcome": "applied",
+        "action": "d1-write",
+        "operator": "alice@ops",
+        "plan": {"before": {}},
+    }
+    original = {"id": "R1", "environment": "sandbox", "actions": [applied]}
+    undo = {
+        "id": "R2",
+        "runbook": "undo",
+        "actions": [
+            {**applied, "action": "restore", "plan": {"before": {"record_id": "R1"}}}
+        ],
+    }
+    dry_undo = {
+        **undo,
+        "id": "R3",
+        "actions": [{**undo["actions"][0], "outcome": "dry-run"}],
+    }
+    assert undo_records_of([dry_undo, undo, original], "R1") == ["R2"]
+    env = load_environment("sandbox", with_secrets=False)
+    plan = plan_undo(env, {**original, "undone_by": "R2"})
+    assert plan.is_noop
+    assert plan.summary.startswith("already undone by record R2")
+
+
+def test_loading_the_sandbox_template_without_secrets_says_nothing_of_them(
+    tmp_path, caplog
+):
+    folder = tmp_path / "parameters" / "environments"
+    folder.mkdir(parents=True)
+    source = find_environments_dir() / "sandbox.yaml"
+    folder.joinpath("sandbox.yaml").write_text(source.read_text())
+    environ = {"RUNBOOK_ENVIRONMENTS": str(folder)}
+    caplog.set_level("WARNING")
+    env = load_environment("sandbox", environ=environ, with_secrets=False)
+    assert env.secrets == {}
+    assert "secrets file missing" not in caplog.text
+    load_environment("sandbox", environ=environ)
+    assert "secrets file missing" in caplog.text
+
+
+def test_undo_twice_says_already_undone_and_names_the_operator(sandbox, tmp_path):
+    sandbox.reset("healthy")
+    cleanup = {"incident_id": "CHG-1", "cleanup_test_accounts": True}
+    phrase = run("database", tmp_path, **cleanup).verdict["gated_step"]["confirm"]
+    applied = run("database", tmp_path, **cleanup, apply=True, confirm=phrase)
+    operator = result_of(applied)["operator"]
+    dry = run("undo", tmp_path, record_id=applied.id)
+    assert f"(applied by {operator})" in dry.verdict["summary"]
+    undo_phrase = dry.verdict["gated_step"]["confirm"]
+    undone = run(
+        "undo", tmp_path, record_id=applied.id, apply=True, confirm=undo_phrase
+    )
+    assert result_of(undone)["outcome"] == "applied"
+    again = run("undo", tmp_path, record_id=applied.id, apply=True, confirm=undo_phrase)
+    assert f"already undone by record {undone.id}" in again.verdict["summary"]
+    assert again.verdict["status"] == "fail"
+    assert "to apply" not in again.verdict["next_action"]
+    assert _exit_code(again.sidecar, False) == EXIT_GATE

@@ -31,7 +31,7 @@ def _sandbox(
     try:
         return Sandbox(
             state_dir or default_state_dir(),
-            load_environment("sandbox") if to_start else None,
+            load_environment("sandbox", with_secrets=False) if to_start else None,
             ephemeral_ports=any_ports,
         )
     except ConfigError as error:
