@@ -126,7 +126,8 @@ def conclude_procedure(
     """The verdict of a procedure: what was planned, what the gate did, the check.
 
     The verdict is never ``ok`` beside a finding that failed, and a finding that
-    warns makes it at least ``warn``. When ``apply`` was asked and nothing was
+    warns makes it at least ``warn`` (after an applied change with a check after
+    it, that check stands for the state; the reads before it are why). When ``apply`` was asked and nothing was
     applied (no plan could be made, a guard refused it, the gate refused it or
     applying failed), the verdict is not ``ok`` either and says so, so that
     ``runbook run`` exits with the gate's code.
@@ -169,6 +170,9 @@ def conclude_procedure(
         "applied": Status.OK if not result.after or result.after.is_ok else Status.FAIL,
         "dry-run": Status.WARN,
     }.get(result.outcome, Status.FAIL)
+    # Once a change is applied and checked, the check after it tells the state;
+    # the reads before it showed what the change was for.
+    judged = [result.after] if result.outcome == "applied" and result.after else found
     step = _step(runbook, plan, parameters)
     summary = f"{plan.summary}: {result.outcome}"
     next_action = (
@@ -178,7 +182,7 @@ def conclude_procedure(
     )
     return Verdict(
         runbook,
-        worst_status([status, *(f.status for f in found)]),
+        worst_status([status, *(f.status for f in judged)]),
         planned,
         summary,
         _lines(found),

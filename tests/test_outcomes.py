@@ -98,6 +98,27 @@ def test_a_procedure_verdict_is_as_bad_as_its_worst_finding(finding, expected):
     assert done.cause == "rollback-planned"
 
 
+def test_after_an_applied_change_its_check_stands_for_the_state():
+    plan = rollback_plan()
+    healed = ActionResult(
+        plan,
+        "applied",
+        "version v-old is live",
+        "ops@example.com",
+        after=Finding("rollback-check", Status.OK, "v-old live; probe ok"),
+    )
+    before = reads(Status.FAIL, "deployments")
+    assert conclude_procedure("rollback", plan, healed, before).status is Status.OK
+    still = ActionResult(
+        plan,
+        "applied",
+        "version v-old is live",
+        "ops@example.com",
+        after=Finding("rollback-check", Status.WARN, "v-old live; probe slow"),
+    )
+    assert conclude_procedure("rollback", plan, still, before).status is Status.FAIL
+
+
 def test_worst_status_orders_fail_unknown_warn_ok():
     assert worst_status([Status.OK, Status.WARN, Status.UNKNOWN]) is Status.UNKNOWN
     assert worst_status([Status.FAIL, Status.UNKNOWN]) is Status.FAIL
