@@ -9,7 +9,6 @@ allows, shown as small tables.
 from __future__ import annotations
 
 import logging
-
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -127,10 +126,10 @@ def conclude_procedure(
 
     The verdict is never ``ok`` beside a finding that failed, and a finding that
     warns makes it at least ``warn`` (after an applied change with a check after
-    it, that check stands for the state; the reads before it are why). When ``apply`` was asked and nothing was
-    applied (no plan could be made, a guard refused it, the gate refused it or
-    applying failed), the verdict is not ``ok`` either and says so, so that
-    ``runbook run`` exits with the gate's code.
+    it, that check stands for the state; the reads before it are why). When
+    ``apply`` was asked and nothing was applied (no plan could be made, a guard
+    refused it, the gate refused it or applying failed), the verdict is not
+    ``ok`` either and says so, so that ``runbook run`` exits with the gate's code.
 
     Args:
         runbook: the procedure's name (``database``, ``undo``).
@@ -153,8 +152,8 @@ def conclude_procedure(
             status = Status.FAIL if cause == nothing else status
             summary = f"apply was asked but nothing was applied: {plan.summary}"
             next_action = (
-                "nothing changed: no change could be planned (the summary and "
-                "findings say why); run again without apply to see a plan"
+                "nothing changed: the summary says why no change was planned; "
+                "a dry run (without apply) shows the plan once there is one"
             )
         return Verdict(
             runbook,

@@ -374,7 +374,14 @@ def test_loading_the_sandbox_template_without_secrets_says_nothing_of_them(
     folder = tmp_path / "parameters" / "environments"
     folder.mkdir(parents=True)
     source = find_environments_dir() / "sandbox.yaml"
-    folder.joinpath("sandbox.yaml").write_text(source.read_text())
+    lines = [
+        line
+        for line in source.read_text().splitlines()
+        if not line.startswith("secrets_file:")
+    ]
+    missing = tmp_path / "never-written" / "secrets.env"
+    text = "\n".join([*lines, f"secrets_file: {missing}", ""])
+    folder.joinpath("sandbox.yaml").write_text(text)
     environ = {"RUNBOOK_ENVIRONMENTS": str(folder)}
     caplog.set_level("WARNING")
     env = load_environment("sandbox", environ=environ, with_secrets=False)
