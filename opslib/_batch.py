@@ -14,10 +14,13 @@ a batch only adds how they are chosen, checked and scheduled:
   ``BATCH-<start time UTC>``: it names the batch, not an incident from the pager,
   and the records of one batch share it;
 - at most ``jobs`` runs are under way at a time, each in a worker process forked
-  from this one after papermill, nbclient and jupyter_client were imported, and
-  each on a kernel forked from a template process that imported IPython, opslib,
-  pandas and matplotlib (``_kernelforks``): the batch pays for those imports once,
-  where runs one by one pay for them every time.
+  from a fresh fork server that imported papermill and the runner once (never
+  from this process: a process that already ran kernels holds ZeroMQ sockets and
+  threads a forked child cannot use, and such a child hangs), and each on a
+  kernel forked from a template process that imported IPython, opslib, pandas
+  and matplotlib (``_kernelforks``): the batch pays for those imports once, where
+  runs one by one pay for them every time. A worker takes this process's
+  environment and working folder as they are when the batch starts.
 
 ``--all procedures`` leaves out the procedures that cannot run blind (see
 ``NOT_BLIND``): they need a target that only the operator can name.
@@ -179,37 +182,50 @@ def run_batch(
     """
     from ._kernelforks import KernelTemplate
 
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(_WORKER_PRELOAD))
     results: dict[int, BatchRun] = {}
-    with (
-        KernelTemplate() as template,
-        ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=context) as pool,
-    ):
-        _import_runner_libraries()  # while the template imports on the other core
+    with KernelTemplate() as template:
         template.wait_ready()
-        futures: dict[Future[BatchRun], int] = {
-            pool.submit(_run_one, path, dict(given), raw, run_options): index
-            for index, (path, given) in enumerate(planned)
-        }
-        for future in as_completed(futures):
-            index = futures[future]
-            try:
-                result = future.result()
-            except Exception as error:  # a worker that died leaves no record
-                problem = f"stopped without a record ({type(error).__name__}: {error})"
-                result = BatchRun(runbook_name(planned[index][0]), None, problem, 0)
-            results[index] = result
-            echo(_progress_line(result))
+        from ._kernelforks import template_socket
+
+        worker_setup = (template_socket(), dict(os.environ), os.getcwd())
+        with ProcessPoolExecutor(
+            max_workers=max(1, jobs),
+            mp_context=context,
+            initializer=_start_worker,
+            initargs=worker_setup,
+        ) as pool:
+            futures: dict[Future[BatchRun], int] = {
+                pool.submit(_run_one, path, dict(given), raw, run_options): index
+                for index, (path, given) in enumerate(planned)
+            }
+            for future in as_completed(futures):
+                index = futures[future]
+                try:
+                    result = future.result()
+                except Exception as error:  # a worker that died leaves no record
+                    problem = (
+                        f"stopped without a record ({type(error).__name__}: {error})"
+                    )
+                    result = BatchRun(runbook_name(planned[index][0]), None, problem, 0)
+                results[index] = result
+                echo(_progress_line(result))
     return [results[index] for index in range(len(planned))]
 
 
-def _import_runner_libraries() -> None:
-    """Import what every run needs once, before the workers are forked."""
-    import papermill  # type: ignore[import-untyped]  # noqa: F401
+# What the fork server imports once, before it forks any worker.
+_WORKER_PRELOAD = ("papermill", "opslib._runner")
 
-    from ._runner import _memory_path
 
-    _memory_path()
+def _start_worker(socket: str | None, environ: dict[str, str], cwd: str) -> None:
+    """Give a new worker the batch's environment, folder and kernel template."""
+    from . import _kernelforks
+
+    os.environ.clear()
+    os.environ.update(environ)
+    os.chdir(cwd)
+    _kernelforks.use_template(socket)
 
 
 def _run_one(

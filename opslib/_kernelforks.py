@@ -106,6 +106,12 @@ def template_socket() -> str | None:
     return _socket_path
 
 
+def use_template(socket: str | None) -> None:
+    """Make this process (a batch worker) fork its kernels from that template."""
+    global _socket_path
+    _socket_path = socket
+
+
 class ForkedProvisioner(LocalProvisioner):
     """Launches the kernel by asking the template to fork it, else as usual."""
 
