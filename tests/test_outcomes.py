@@ -409,3 +409,29 @@ def test_undo_twice_says_already_undone_and_names_the_operator(sandbox, tmp_path
     assert again.verdict["status"] == "fail"
     assert "to apply" not in again.verdict["next_action"]
     assert _exit_code(again.sidecar, False) == EXIT_GATE
+
+
+def test_after_a_rotation_rollback_offers_no_version_from_before_it(
+    sandbox, tmp_path, monkeypatch
+):
+    sandbox.reset("healthy")
+    monkeypatch.setenv("RUNBOOK_NEW_SECRET", "rotated-" + "5f" * 16)
+    rotated = run(
+        "security-breach",
+        tmp_path,
+        step="rotate-secret",
+        secret_name="JWT_SECRET",
+        apply=True,
+        confirm="rotate JWT_SECRET of manuscript-upload-api in sandbox",
+    )
+    assert result_of(rotated)["outcome"] == "applied"
+    live = live_version()
+    choice = choose_rollback_version(load_environment("sandbox"))
+    assert choice.facts["secret_change"]["version"] == live
+    assert choice.facts["chosen_version"] is None
+    assert choice.evidence and all(r["before_secret_change"] for r in choice.evidence)
+    record = run("rollback", tmp_path)
+    assert record.verdict["status"] == "fail"
+    assert "10220" in record.verdict["summary"]
+    assert "runbook run rollback" not in record.verdict["next_action"]
+    assert live_version() == live
