@@ -352,7 +352,7 @@ def _usable(
     try:
         if build and _meta(db, "complete") != SCHEMA_VERSION:
             logger.info("building the index from the sidecars root=%s", root)
-            _fill(db, root, report)
+            _fill(db, root, report, only_if_incomplete=True)
         yield db
     finally:
         db.close()
@@ -447,10 +447,22 @@ def _retry_locked(step: Any, attempts: int = 5) -> None:
             time.sleep(0.05 * (attempt + 1))
 
 
-def _fill(db: sqlite3.Connection, root: Path, report: ReindexReport) -> None:
+def _fill(
+    db: sqlite3.Connection,
+    root: Path,
+    report: ReindexReport,
+    *,
+    only_if_incomplete: bool = False,
+) -> None:
     rows, seen = _sidecar_rows(root, report)
     _note_legacy(root, seen, report)
     with _transaction(db):
+        # Runs opening a new index together all find it incomplete; the first to
+        # take the write lock builds it. A later one must not build it again: by
+        # then rows of runs finishing meanwhile may be in, and a second build
+        # would drop the ones whose sidecar it did not see.
+        if only_if_incomplete and _meta(db, "complete") == SCHEMA_VERSION:
+            return
         db.executemany(_UPSERT, [_values(row) for row in rows])
         report.dropped = _drop_gone(db, root, seen)
         db.execute(
