@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import select
+import selectors
 import signal
 import socket
 import subprocess
@@ -68,7 +69,11 @@ class KernelTemplate:
         """
         global _socket_path
         assert self._process is not None and self._process.stdout is not None
-        ready, _, _ = select.select([self._process.stdout], [], [], START_TIMEOUT_S)
+        # A selector, not select(): a long-lived caller may hold descriptors
+        # above 1024, which select() cannot watch.
+        with selectors.DefaultSelector() as watch:
+            watch.register(self._process.stdout, selectors.EVENT_READ)
+            ready = watch.select(START_TIMEOUT_S)
         line = self._process.stdout.readline().strip() if ready else ""
         if line != READY_LINE:
             logger.warning("kernel template did not start; kernels start one by one")

@@ -92,3 +92,21 @@ def test_only_this_pythons_ipykernel_is_forked(cmd, forkable):
 
     cmd = [part.format(python=sys.executable) for part in cmd]
     assert _kernelforks._forkable(cmd) is forkable
+
+
+def test_template_starts_when_the_caller_holds_descriptors_above_1024():
+    # A long test session or a long-lived receiver holds many descriptors; the
+    # template's pipe then gets one that select() could not watch.
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        with KernelTemplate() as template:
+            assert template._process.stdout.fileno() > 1024
+            assert template.wait_ready()
+    finally:
+        for descriptor in held:
+            os.close(descriptor)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

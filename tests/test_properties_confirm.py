@@ -92,7 +92,9 @@ def called_name(call: ast.Call) -> str:
 @pytest.mark.parametrize("notebook", GATED, ids=runbook_name)
 def test_the_notebook_hands_apply_and_confirm_to_the_gate_only(notebook: Path) -> None:
     """``apply`` and ``confirm`` are read in two places only: the setup cell's
-    ``validate_params`` and the keyword of the same name of ``apply_action``."""
+    ``validate_params`` and the keyword of the same name of ``apply_action``;
+    ``conclude_procedure`` may read ``apply`` too, to say in the verdict that a
+    change was asked for and not made (it applies nothing)."""
     uses: list[tuple[str, str, str]] = []  # (what, call it is passed to, keyword)
     gate_calls = 0
     for tree in code_cells(notebook):
@@ -119,6 +121,7 @@ def test_the_notebook_hands_apply_and_confirm_to_the_gate_only(notebook: Path) -
         ("confirm", "validate_params", "confirm"),
         ("params.apply", "apply_action", "apply"),
         ("params.confirm", "apply_action", "confirm"),
+        ("params.apply", "conclude_procedure", "apply"),
     }
     stray = [use for use in uses if use not in allowed]
     assert not stray, stray
