@@ -4,7 +4,8 @@
 #   make test  - set up and run the whole test suite
 #   make lab   - set up, start the sandbox (unless one runs) and JupyterLab on it;
 #                Ctrl-C stops both (LAB_ARGS passes options to `runbook lab`)
-# Both create .venv with Python 3.11 and install the project from pyproject.toml.
+# Both create .venv with Python 3.11 and install the project from pyproject.toml
+# with its test and dev extras (pytest, nbval, ruff, mypy).
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -15,10 +16,10 @@ STAMP := $(VENV)/.installed-stamp
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[test]"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[test,dev]"
 	touch $(STAMP)
 
 demo: setup
