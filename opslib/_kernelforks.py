@@ -21,6 +21,7 @@ import asyncio
 import json
 import logging
 import os
+import random
 import select
 import selectors
 import signal
@@ -262,6 +263,18 @@ def _fork_kernel(listener: socket.socket, connection: socket.socket) -> None:
     connection.sendall(json.dumps({"pid": pid}).encode() + b"\n")
 
 
+def _reseed_random() -> None:
+    """Give this forked kernel random state of its own.
+
+    A fork copies the template's state of Python's ``random`` and numpy's global
+    generator, so every kernel of a batch would draw the same numbers.
+    """
+    random.seed(os.urandom(32))
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed(numpy.frombuffer(os.urandom(32), dtype=numpy.uint32))
+
+
 def _become_kernel(request: dict[str, Any]) -> int:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     os.setsid()
@@ -271,6 +284,7 @@ def _become_kernel(request: dict[str, Any]) -> int:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    _reseed_random()
     # The kernel's parent is the template: the kernel ends if the template does,
     # and, like any kernel with a parent, prints no console banner.
     argv = [str(arg) for arg in request["argv"]]

@@ -110,3 +110,15 @@ def test_template_starts_when_the_caller_holds_descriptors_above_1024():
         for descriptor in held:
             os.close(descriptor)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_forked_kernels_draw_different_random_numbers():
+    # Forks copy the template's random state; each kernel must get its own.
+    draw = "import random, numpy; print(random.random(), numpy.random.random())"
+    with KernelTemplate() as template:
+        assert template.wait_ready()
+        first, second = (run_code(draw) for _ in range(2))
+    python_draws = {found["printed"].split()[0] for found in (first, second)}
+    numpy_draws = {found["printed"].split()[1] for found in (first, second)}
+    assert first["pid"] != second["pid"]
+    assert len(python_draws) == 2 and len(numpy_draws) == 2
