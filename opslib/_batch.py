@@ -38,15 +38,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._errors import OpslibError, ParameterError
+from ._errors import OpslibError, ParameterError, RunError
 from ._notebook import (
     find_notebooks_dir,
     read_parameters,
     resolve_notebook,
     runbook_name,
 )
-from ._params import coerce_parameters
-from ._runner import RunRecord, _parameters_with_environment, run_notebook
+from ._runner import RunRecord, check_run_request, run_notebook
 from ._table import render_table
 
 GROUPS = ("incidents", "procedures")
@@ -111,14 +110,20 @@ def plan_batch(
     raw: frozenset[str],
     environment: str,
     started: datetime.datetime,
+    records_dir: str | Path = "records",
 ) -> list[tuple[Path, dict[str, object]]]:
     """Each notebook with the parameters it will get, all checked before any run.
 
+    Every run is checked by ``check_run_request``, the checks ``run_notebook``
+    makes before a kernel starts; a batch adds its own: no gate, no name that
+    no runbook declares, no runbook named twice.
+
     Raises:
         RunError: an unknown notebook.
+        ConfigError: a broken environment.
         ParameterError: every problem at once: a gate parameter, a name no
-            notebook declares, a notebook named twice, a bad value (named with
-            the runbook it was checked for).
+            notebook declares, a notebook named twice, a bad value or an archive
+            a runbook cannot read (named with the runbook it was checked for).
     """
     paths = [resolve_notebook(str(notebook)) for notebook in notebooks]
     specs = {path: read_parameters(path) for path in paths}
@@ -142,10 +147,18 @@ def plan_batch(
         if "incident_id" in spec and "incident_id" not in given:
             given["incident_id"] = batch_id(started)
         try:
-            given = _parameters_with_environment(spec, given, environment)
-            problems += _gate_problems(coerce_parameters(spec, given, raw=raw))
+            request = check_run_request(
+                path,
+                given,
+                raw=raw,
+                environment=environment,
+                records_dir=records_dir,
+            )
+            problems += _gate_problems(request.values)
         except ParameterError as error:
             problems += [f"{runbook_name(path)}: {p}" for p in error.problems]
+        except RunError as error:
+            problems.append(f"{runbook_name(path)}: {error}")
         planned.append((path, given))
     if problems:
         raise ParameterError(list(dict.fromkeys(problems)))

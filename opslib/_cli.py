@@ -224,6 +224,7 @@ def _run_batch_and_exit(
             raw=raw,
             environment=options["environment"],
             started=datetime.datetime.now(datetime.UTC),
+            records_dir=archive,
         )
     except (ConfigError, RunError) as error:
         _usage_exit(error)

@@ -235,3 +235,37 @@ def test_two_runbooks_against_the_sandbox_find_the_bad_deployment(
     assert found["high-error-rate"]["verdict"]["status"] != "ok"
     failing = CliRunner().invoke(main, [*args, "--fail-on-verdict"])
     assert failing.exit_code == 4, failing.output
+
+
+@pytest.mark.parametrize(
+    ("notebooks", "parameters", "message"),
+    [
+        # the same checks as a single run: a value a record hides, pairings
+        (
+            ["database", "checklist-daily"],
+            {"sql": "DELETE FROM users WHERE email = '<email:1f3a9c2e>'"},
+            "database: sql: holds <email:1f3a9c2e>",
+        ),
+        (
+            ["database", "checklist-daily"],
+            {"sql": "DELETE FROM users WHERE id = 1", "cleanup_test_accounts": "true"},
+            "database: sql, cleanup_test_accounts: both given",
+        ),
+        (["stripe", "api-down"], {"operation": "refund"}, "stripe: charge: empty"),
+    ],
+)
+def test_batch_checks_each_run_as_a_single_run_would(notebooks, parameters, message):
+    with pytest.raises(ParameterError, match=message):
+        plan(notebooks, parameters)
+
+
+def test_batch_refuses_a_bucket_to_a_runbook_that_reads_records():
+    with pytest.raises(ParameterError, match="post-incident-report: --records"):
+        plan_batch(
+            ["post-incident-report", "api-down"],
+            {},
+            raw=frozenset(),
+            environment="sandbox",
+            started=STARTED,
+            records_dir="s3://bucket/records",
+        )
