@@ -33,7 +33,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from ._config import Environment
-from ._errors import OpslibError
+from ._errors import OpslibError, ParameterError
 from ._notebook import ParameterSpec
 from ._params import MAX_PATHS, check_value
 
@@ -54,8 +54,11 @@ ALERT_DOWN, ALERT_UP, ALERT_NOTICE = "1", "2", "3"
 
 _PLACEHOLDER = re.compile(r"\*[A-Za-z]+\*")
 _DIGITS = re.compile(r"\d{1,20}")
+# Unix seconds as UptimeRobot sends them; ten digits last until the year 2286,
+# so a value in milliseconds is refused rather than read as a far future.
+_UNIX_SECONDS = re.compile(r"\d{1,10}")
 _EVENT_ID = re.compile(r"evt_[A-Za-z0-9]{1,60}")
-_CUSTOMER_ID = re.compile(r"cus_[A-Za-z0-9]{1,64}")
+CUSTOMER_PREFIX = "cus_"
 _MAX_TEXT = 2000
 _MAX_SUMMARY = 300
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -77,6 +80,9 @@ class AlertRun:
         summary: one line on what the alert said, for the log and the answer.
         wait_for_platform: True when the run should start only after the
             platform's own webhook handler had a moment with the same event.
+        sources: for each parameter, the alert field it was made from (such
+            as ``data.object.customer``), so a value the run would refuse is
+            answered naming the field the sender filled.
     """
 
     source: str
@@ -85,6 +91,7 @@ class AlertRun:
     parameters: dict[str, object] = field(default_factory=dict)
     summary: str = ""
     wait_for_platform: bool = False
+    sources: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -190,7 +197,8 @@ def map_uptimerobot(
             tells whether the monitor watches the platform's API.
 
     Raises:
-        AlertError: ``monitorID`` or ``alertType`` missing or malformed.
+        AlertError: ``monitorID`` or ``alertType`` missing or malformed;
+            ``alertDateTime`` there but not unix seconds.
     """
     monitor_id = _required(fields, "monitorID", _DIGITS, "a numeric monitor id")
     alert_type = _required(fields, "alertType", re.compile("[123]"), "1, 2 or 3")
@@ -202,8 +210,7 @@ def map_uptimerobot(
             "a certificate or domain expiry notice: no runbook diagnoses it",
         )
 
-    when = fields.get("alertDateTime", "")
-    when = when if _DIGITS.fullmatch(when) else ""
+    when = _alert_time(fields)
     runbook, parameters, watched = _runbook_for_monitor(
         fields.get("monitorURL", ""), environment
     )
@@ -216,6 +223,29 @@ def map_uptimerobot(
         runbook=runbook,
         parameters={"incident_id": incident_id, **parameters},
         summary=_one_line(f"{name} down ({details or 'no details'}); {watched}"),
+        sources={"incident_id": "monitorID and alertDateTime"},
+    )
+
+
+def _alert_time(fields: Mapping[str, str]) -> str:
+    """``alertDateTime`` as unix seconds, or "" when the template leaves it out.
+
+    Absent (not in the template, or still the literal placeholder) only makes
+    the incident id and the duplicate check coarser: the alert still runs.
+    A value that is there but not unix seconds means the template or a proxy
+    rewrote it; it is refused so the incident id never silently loses it.
+
+    Raises:
+        AlertError: naming ``alertDateTime`` and the form expected.
+    """
+    when = fields.get("alertDateTime")
+    if when is None or _PLACEHOLDER.fullmatch(when):
+        return ""
+    if _UNIX_SECONDS.fullmatch(when):
+        return when
+    raise AlertError(
+        f"alertDateTime: got {when[:80]!r}; expected unix seconds such as "
+        "1796380000 (UptimeRobot's *alertDateTime*), or leave it out of the template"
     )
 
 
@@ -252,7 +282,8 @@ def map_stripe_event(event: Mapping[str, Any]) -> AlertRun | IgnoredAlert:
 
     Raises:
         AlertError: an event without a string ``id``, ``type`` or an object in
-            ``data.object``.
+            ``data.object``; an event that starts a run whose
+            ``data.object.customer`` is there but not a Stripe customer id.
     """
     event_id = event.get("id")
     kind = event.get("type")
@@ -266,12 +297,11 @@ def map_stripe_event(event: Mapping[str, Any]) -> AlertRun | IgnoredAlert:
             "the object it is about"
         )
 
-    customer = obj.get("customer")
-    customer = customer if isinstance(customer, str) else ""
-    customer = customer if _CUSTOMER_ID.fullmatch(customer) else ""
     if kind == "invoice.payment_failed":
+        customer = _event_customer(obj)
         return _stripe_run(event_id, "stripe", customer, f"{kind} {obj.get('id')}")
     if kind == "checkout.session.completed" and obj.get("mode") == "subscription":
+        customer = _event_customer(obj)
         run = _stripe_run(
             event_id, "payment-without-subscription", customer, f"{kind} (subscription)"
         )
@@ -283,6 +313,34 @@ def map_stripe_event(event: Mapping[str, Any]) -> AlertRun | IgnoredAlert:
     return IgnoredAlert(STRIPE, f"event type {kind!r} starts no runbook")
 
 
+def _event_customer(obj: Mapping[str, Any]) -> str:
+    """The event object's customer id; "" when the object names none (null).
+
+    The id is held to the run's own ``customer`` rule (``_params``) and must
+    be a Stripe id, not the email address that rule also takes.
+
+    Raises:
+        AlertError: a customer that is not ``cus_`` and Stripe's id characters,
+            naming ``data.object.customer``.
+    """
+    customer = obj.get("customer")
+    if customer is None:
+        return ""
+    if (
+        isinstance(customer, str)
+        and customer.startswith(CUSTOMER_PREFIX)
+        and check_value("customer", customer) is None
+    ):
+        return customer
+    shown = (
+        repr(customer[:80]) if isinstance(customer, str) else json.dumps(customer)[:80]
+    )
+    raise AlertError(
+        f"data.object.customer: got {shown}; expected a Stripe customer id: "
+        f"{CUSTOMER_PREFIX} and 1-64 letters or digits, such as cus_Q3f9ZkT1aB7x"
+    )
+
+
 def _stripe_run(event_id: str, runbook: str, customer: str, what: str) -> AlertRun:
     who = customer or "no customer named"
     return AlertRun(
@@ -291,7 +349,23 @@ def _stripe_run(event_id: str, runbook: str, customer: str, what: str) -> AlertR
         runbook=runbook,
         parameters={"incident_id": event_id, "customer": customer},
         summary=_one_line(f"{what} for {who}"),
+        sources={"incident_id": "id", "customer": "data.object.customer"},
     )
+
+
+def mapping_refusal(run: AlertRun, error: ParameterError) -> str:
+    """What to answer when the run would refuse the parameters an alert maps to.
+
+    Each problem is the run's own message (the one ``runbook run`` gives for
+    the same value), led by the alert field the parameter was made from.
+    """
+    lines = []
+    for problem in error.problems:
+        name = problem.partition(":")[0]
+        field_name = run.sources.get(name)
+        lead = f"{field_name}: " if field_name else ""
+        lines.append(f"{lead}maps to a bad {run.runbook} parameter {problem}")
+    return "; ".join(lines)
 
 
 def notebook_parameters(

@@ -6,7 +6,8 @@ event and starts a dry run of the runbook that diagnoses it (``_alerts``):
 - ``GET|POST /uptimerobot`` (secret in the ``X-Runbook-Alert-Secret`` header)
   or ``/uptimerobot/<secret>``; the secret is ``RUNBOOK_ALERTS_SECRET``.
 - ``POST /stripe``, verified by its ``Stripe-Signature`` against
-  ``RUNBOOK_ALERTS_STRIPE_SECRET`` (the receiver's own endpoint secret).
+  ``RUNBOOK_ALERTS_STRIPE_SECRET`` (the receiver's own endpoint secret) and
+  dated within ``STRIPE_TOLERANCE_S`` of the receiver's clock, before or after.
 - ``GET /health`` for the proxy in front: how many runs are going.
 
 Answers are JSON: 202 ``accepted`` with the record id reserved for the run,
@@ -48,6 +49,7 @@ from ._alerts import (
     IgnoredAlert,
     map_stripe_event,
     map_uptimerobot,
+    mapping_refusal,
     notebook_parameters,
     read_json_object,
     read_uptimerobot_fields,
@@ -227,6 +229,16 @@ class AlertReceiver:
             return _refusal(400, "body: not UTF-8 text; expected a Stripe event")
         except stripe.SignatureVerificationError as error:
             return _refusal(403, f"Stripe-Signature does not verify: {error}")
+        ahead = _signed_at(signature) - int(time.time())
+        if ahead > STRIPE_TOLERANCE_S:
+            # The SDK's age check only looks back; a signature dated ahead
+            # would stay good long after the duplicate memory forgot it.
+            return _refusal(
+                403,
+                f"Stripe-Signature is dated {ahead} s ahead of this host's clock; "
+                f"expected a time within {STRIPE_TOLERANCE_S} s of now either way "
+                "(check the clock where serve-alerts runs)",
+            )
         try:
             mapped = map_stripe_event(read_json_object(text, "a Stripe event"))
         except AlertError as error:
@@ -256,7 +268,7 @@ class AlertReceiver:
                 records_dir=self.settings.records_dir,
             )
         except ParameterError as error:
-            return _refusal(400, f"the alert maps to bad {mapped.runbook} {error}")
+            return _refusal(400, mapping_refusal(mapped, error))
         return self._reserve(mapped, parameters)
 
     def _reserve(self, mapped: AlertRun, parameters: dict[str, object]) -> Answer:
@@ -355,6 +367,15 @@ class AlertReceiver:
                 child.wait()
         for thread in threads:
             thread.join(grace_s)
+
+
+def _signed_at(signature: str) -> int:
+    """The ``t=`` of a Stripe-Signature header the SDK has already verified."""
+    for item in signature.split(","):
+        key, _, rest = item.partition("=")
+        if key == "t":
+            return int(rest.partition("=")[0])
+    raise ValueError("Stripe-Signature: no t= in a header that verified")
 
 
 def _accepted(mapped: AlertRun, record_id: str) -> Answer:

@@ -10,13 +10,15 @@ from opslib._alerts import (
     IgnoredAlert,
     map_stripe_event,
     map_uptimerobot,
+    mapping_refusal,
     notebook_parameters,
     read_uptimerobot_fields,
 )
-from opslib._alertserver import check_loopback, load_alert_secrets
+from opslib._alertserver import _signed_at, check_loopback, load_alert_secrets
 from opslib._config import load_environment
-from opslib._errors import ConfigError
+from opslib._errors import ConfigError, ParameterError
 from opslib._notebook import read_parameters, resolve_notebook
+from opslib._runner import check_run_request
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +115,28 @@ def test_a_monitor_elsewhere_runs_api_down_on_its_default_paths(environment):
     assert mapped.key == "uptimerobot:7781:"
 
 
+@pytest.mark.parametrize(
+    "when",
+    ["2026-12-05T01:00:00Z", "1796380000000", "1796380000.5", "-1796380000", "soon"],
+)
+def test_an_alert_time_that_is_not_unix_seconds_is_refused_by_name(when, environment):
+    with pytest.raises(AlertError) as caught:
+        map_uptimerobot(down(alertDateTime=when), environment)
+    assert str(caught.value).startswith(f"alertDateTime: got {when!r}")
+    assert "expected unix seconds" in str(caught.value)
+
+
+def test_an_alert_time_left_out_of_the_template_only_coarsens_the_incident_id(
+    environment,
+):
+    fields = down()
+    del fields["alertDateTime"]
+    mapped = map_uptimerobot(fields, environment)
+    assert isinstance(mapped, AlertRun)
+    assert mapped.parameters["incident_id"] == "UR-7781"
+    assert mapped.key == "uptimerobot:7781:"
+
+
 def test_a_monitor_on_the_webhook_path_runs_stripe_webhooks(environment):
     url = environment.platform_url + "/webhooks/stripe"
     mapped = map_uptimerobot(down(monitorURL=url), environment)
@@ -141,6 +165,70 @@ def test_a_subscription_checkout_waits_for_the_platform_then_checks_the_customer
     assert isinstance(mapped, AlertRun)
     assert mapped.runbook == "payment-without-subscription"
     assert mapped.wait_for_platform
+
+
+BAD_CUSTOMERS = [
+    "cus_",
+    "cus_abc-def",
+    "cus_Q Z",
+    "cus_" + "a" * 65,  # past the run's own length rule
+    "ops@example.com",  # the run takes an email; a Stripe event never names one
+    "CUS_Q",
+    42,
+    {"id": "cus_Q"},
+]
+
+
+@pytest.mark.parametrize("customer", BAD_CUSTOMERS)
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"kind": "invoice.payment_failed", "id": "in_1"},
+        {"kind": "checkout.session.completed", "mode": "subscription"},
+    ],
+)
+def test_a_malformed_customer_id_is_refused_naming_its_field(fields, customer):
+    payload = event(**fields, customer=customer)
+    with pytest.raises(AlertError) as caught:
+        map_stripe_event(payload)
+    message = str(caught.value)
+    assert message.startswith("data.object.customer: got ")
+    assert "expected a Stripe customer id: cus_ and 1-64 letters or digits" in message
+
+
+def test_an_event_object_naming_no_customer_runs_for_none():
+    mapped = map_stripe_event(event("invoice.payment_failed", id="in_1", customer=None))
+    assert isinstance(mapped, AlertRun)
+    assert mapped.parameters["customer"] == ""
+    assert mapped.summary.endswith("for no customer named")
+
+
+def test_a_value_the_run_refuses_is_answered_with_the_runs_message_and_field():
+    mapped = AlertRun(
+        "stripe",
+        "k",
+        "payment-without-subscription",
+        {"incident_id": "evt_1", "customer": "cus_bad!"},
+        sources={"incident_id": "id", "customer": "data.object.customer"},
+    )
+    specs = read_parameters(resolve_notebook(mapped.runbook))
+    with pytest.raises(ParameterError) as caught:
+        check_run_request(mapped.runbook, notebook_parameters(mapped, specs))
+    answer = mapping_refusal(mapped, caught.value)
+    assert answer.startswith(
+        "data.object.customer: maps to a bad payment-without-subscription "
+        "parameter customer: got 'cus_bad!'"
+    )
+    # the same words `runbook run` gives for the value
+    assert caught.value.problems[0] in answer
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [("t=1796380000,v1=ab", 1796380000), ("v1=ab,v0=cd,t=17", 17)],
+)
+def test_the_signing_time_is_read_from_the_header(header, expected):
+    assert _signed_at(header) == expected
 
 
 @pytest.mark.parametrize(

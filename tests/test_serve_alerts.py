@@ -199,7 +199,9 @@ def test_a_missing_or_wrong_secret_is_refused_and_runs_nothing(
     assert record_files(receiver.records) == before
 
 
-def test_a_stripe_event_signed_with_another_secret_or_too_old_is_refused(receiver):
+def test_a_stripe_event_signed_with_another_secret_or_too_old_or_far_ahead_is_refused(
+    receiver,
+):
     event = stripe_event("invoice.payment_failed", id="in_1", customer="cus_X")
     wrong = receiver.post("/stripe", **signed(event, "whsec_" + "0" * 32))
     assert wrong.status_code == 403
@@ -213,6 +215,17 @@ def test_a_stripe_event_signed_with_another_secret_or_too_old_is_refused(receive
     assert stale.status_code == 403
     assert "tolerance" in stale.json()["error"]
 
+    # The SDK lets a signature dated ahead through; the receiver does not.
+    before = record_files(receiver.records)
+    future = stripe.WebhookSignature.generate_signature_header(
+        body, STRIPE_SECRET, timestamp=int(time.time()) + 3600
+    )
+    ahead = receiver.post("/stripe", content=body, headers={"Stripe-Signature": future})
+    assert ahead.status_code == 403
+    assert "ahead of this host's clock" in ahead.json()["error"]
+    assert "within 300 s of now either way" in ahead.json()["error"]
+    assert record_files(receiver.records) == before
+
 
 @pytest.mark.parametrize(
     ("payload", "status", "expected"),
@@ -222,6 +235,11 @@ def test_a_stripe_event_signed_with_another_secret_or_too_old_is_refused(receive
         ({"alertType": "1"}, 400, {"error": "monitorID: missing"}),
         (uptime_alert(alertType="*alertType*"), 400, {"error": "alertType: missing"}),
         (uptime_alert(alertType="down"), 400, {"error": "alertType: got 'down'"}),
+        (
+            uptime_alert(alertDateTime="2026-12-05 01:00"),
+            400,
+            {"error": "alertDateTime: got '2026-12-05 01:00'; expected unix seconds"},
+        ),
     ],
 )
 def test_uptimerobot_up_notice_and_malformed_alerts_run_nothing(
@@ -314,6 +332,40 @@ def test_runs_over_the_bound_get_429_with_retry_after(sandbox, tmp_path):
         bounded.stop()
     assert bounded.process.returncode == 0
     assert record_files(bounded.records) == []
+
+
+def test_a_malformed_customer_is_refused_before_anything_is_reserved(sandbox, tmp_path):
+    # Runs wait out the platform delay, so an accepted one holds its slot and
+    # never reaches a notebook: the health count shows what was reserved.
+    waiting = Receiver(
+        tmp_path / "records", tmp_path / "serve.log", "--platform-delay", "600"
+    )
+    try:
+        event = stripe_event(
+            "checkout.session.completed", mode="subscription", customer="cus_9!x"
+        )
+        refused = waiting.post("/stripe", **signed(event))
+        assert refused.status_code == 400
+        error = refused.json()["error"]
+        assert error.startswith("data.object.customer: got 'cus_9!x'")
+        assert "expected a Stripe customer id: cus_" in error
+        assert httpx.get(waiting.url + "/health").json()["runs"] == 0
+
+        # The same event id, well formed, is new to the receiver: not a duplicate.
+        event["data"]["object"]["customer"] = "cus_9x"
+        body = json.dumps(event)
+        # dated a minute ahead: inside the tolerance, so taken
+        header = stripe.WebhookSignature.generate_signature_header(
+            body, STRIPE_SECRET, timestamp=int(time.time()) + 60
+        )
+        taken = waiting.post(
+            "/stripe", content=body, headers={"Stripe-Signature": header}
+        )
+        assert taken.status_code == 202, taken.text
+        assert httpx.get(waiting.url + "/health").json()["runs"] == 1
+    finally:
+        waiting.stop()
+    assert record_files(waiting.records) == []
 
 
 def test_a_non_loopback_host_is_refused_before_listening():
