@@ -460,17 +460,18 @@ def prune(
 
 
 def _age_option(text: str | None) -> datetime.timedelta | None:
+    from ._prune import AGE_FORM, MAX_AGE
     from ._time import parse_duration
 
     if text is None:
         return None
     try:
-        return parse_duration(text)
-    except ValueError as error:
-        raise ConfigError(
-            f"--older-than: got {text!r}, expected a whole number and d, h or m "
-            "(such as 90d)"
-        ) from error
+        age = parse_duration(text)
+    except (ValueError, OverflowError):
+        age = None  # OverflowError: more days than a timedelta holds
+    if age is None or age > MAX_AGE:
+        raise ConfigError(f"--older-than: got {text!r}, expected {AGE_FORM}")
+    return age
 
 
 @main.command()

@@ -39,6 +39,11 @@ from ._report import referenced_records
 logger = logging.getLogger(__name__)
 
 PRUNE_LOG = "prune.jsonl"
+MAX_AGE = datetime.timedelta(days=36500)
+"""The longest ``older_than`` accepted: a hundred years, older than any record."""
+AGE_FORM = (
+    f"a whole number and d, h or m, from 1m up to {MAX_AGE.days}d (such as 90d)"
+)
 _DIGEST = re.compile(r"\b[0-9a-f]{64}\b")
 
 
@@ -132,13 +137,21 @@ def plan_prune(
         now: the moment ages are measured from (default: now).
 
     Raises:
-        RunError: when neither rule is given, or ``keep`` is below 1.
+        RunError: when neither rule is given, ``older_than`` is not above zero
+            or beyond ``MAX_AGE``, ``keep`` is below 1, or the archive folder
+            is not there.
     """
     if older_than is None and keep is None:
         raise RunError("give --older-than AGE (such as 90d), --keep N, or both")
+    if older_than is not None and not (
+        datetime.timedelta(0) < older_than <= MAX_AGE
+    ):
+        raise RunError(f"--older-than: got {_days(older_than)}, expected {AGE_FORM}")
     if keep is not None and keep < 1:
         raise RunError(f"--keep: got {keep!r}, expected a whole number of at least 1")
     root = archive_dir(records_dir)
+    if not root.is_dir():
+        raise RunError(f"--records: got {str(root)!r}, expected an archive folder")
     now = now or datetime.datetime.now(datetime.UTC)
     entries, left_alone = _read_archive(root)
     cutoff = normal_time((now - older_than).isoformat()) if older_than else None

@@ -277,12 +277,68 @@ def test_prune_command_applies_with_the_phrase_and_refuses_without(
         (["--older-than", "90"], "--older-than: got '90', expected a whole number"),
         (["--older-than", "0d"], "--older-than: got '0d'"),
         (["--keep", "0"], "'--keep'"),
+        # more days than a date can go back, and more than a timedelta holds
+        (["--older-than", "99999999d"], "--older-than: got '99999999d', expected "),
+        (["--older-than", "9" * 30 + "d"], "from 1m up to 36500d (such as 90d)"),
+        (["--older-than", "36501d"], "--older-than: got '36501d'"),
+        (["--older-than", "876001h"], "--older-than: got '876001h'"),
     ],
 )
 def test_prune_command_names_a_bad_option(
     archive: Path, options: list[str], message: str
 ) -> None:
+    before = existing(archive)
+
     result = CliRunner().invoke(main, ["prune", "--records", str(archive), *options])
 
-    assert result.exit_code == 2
+    assert result.exit_code == 2, result.output
     assert message in result.output
+    assert "Traceback" not in result.output and result.exception is not None
+    assert isinstance(result.exception, SystemExit)
+    assert existing(archive) == before
+
+
+def test_prune_command_takes_the_longest_age_it_names(archive: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["prune", "--records", str(archive), "--older-than", "36500d"]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "would remove 0 records" in result.output
+
+
+def test_plan_prune_refuses_an_age_beyond_the_range(archive: Path) -> None:
+    with pytest.raises(RunError, match=r"--older-than: got 99999999 d, expected "):
+        plan_prune(archive, older_than=datetime.timedelta(days=99999999), now=NOW)
+
+
+def test_prune_command_names_an_archive_that_is_not_there(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-archive"
+
+    result = CliRunner().invoke(
+        main, ["prune", "--records", str(missing), "--keep", "1"]
+    )
+
+    assert result.exit_code == 2
+    assert f"--records: got {str(missing)!r}, expected an archive folder" in (
+        result.output
+    )
+    assert not missing.exists()
+
+
+@pytest.mark.parametrize(
+    "confirm",
+    [["--confirm", "wrong"], [], ["--confirm", ""]],
+    ids=["wrong", "missing", "empty"],
+)
+def test_prune_command_apply_without_the_phrase_exits_at_the_gate(
+    archive: Path, confirm: list[str]
+) -> None:
+    result = CliRunner().invoke(
+        main, ["prune", "--records", str(archive), "--keep", "1", "--apply", *confirm]
+    )
+
+    assert result.exit_code == 3, result.output
+    assert "refused: confirm phrase" in result.output
+    assert "nothing removed" in result.output
+    assert len(existing(archive)) == 5
