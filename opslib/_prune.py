@@ -41,9 +41,7 @@ logger = logging.getLogger(__name__)
 PRUNE_LOG = "prune.jsonl"
 MAX_AGE = datetime.timedelta(days=36500)
 """The longest ``older_than`` accepted: a hundred years, older than any record."""
-AGE_FORM = (
-    f"a whole number and d, h or m, from 1m up to {MAX_AGE.days}d (such as 90d)"
-)
+AGE_FORM = f"a whole number and d, h or m, from 1m up to {MAX_AGE.days}d (such as 90d)"
 _DIGEST = re.compile(r"\b[0-9a-f]{64}\b")
 
 
@@ -143,9 +141,7 @@ def plan_prune(
     """
     if older_than is None and keep is None:
         raise RunError("give --older-than AGE (such as 90d), --keep N, or both")
-    if older_than is not None and not (
-        datetime.timedelta(0) < older_than <= MAX_AGE
-    ):
+    if older_than is not None and not (datetime.timedelta(0) < older_than <= MAX_AGE):
         raise RunError(f"--older-than: got {_days(older_than)}, expected {AGE_FORM}")
     if keep is not None and keep < 1:
         raise RunError(f"--keep: got {keep!r}, expected a whole number of at least 1")
