@@ -33,7 +33,7 @@ from ._reportmd import read_front_matter, render_markdown
 from ._scrub import Scrubber
 from ._team import Team
 from ._time import parse_duration, utcnow
-from ._timeline import QUIET_CAUSES, Event, milestones, record_events
+from ._timeline import QUIET_CAUSES, Event, milestones, record_events, shown
 from ._verdict import Verdict
 
 DEFAULT_LOOKBACK = datetime.timedelta(hours=1)
@@ -241,24 +241,49 @@ def _window(
 def _root_causes(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Verdicts that named a cause, once per runbook and cause (the first record)."""
     found: dict[tuple[str, str], dict[str, Any]] = {}
-    for sidecar in records:
-        verdict = sidecar.get("verdict") or {}
-        cause = verdict.get("cause")
-        if not cause or cause in QUIET_CAUSES or verdict.get("status") == "ok":
+    for sidecar, runbook, cause in _verdict_pairs(records):
+        verdict = sidecar["verdict"]
+        if cause in QUIET_CAUSES or verdict.get("status") == "ok":
             continue
-        key = (str(verdict.get("runbook")), str(cause))
+        key = (runbook, cause)
         if key in found:
             found[key]["also_in"].append(sidecar["id"])
         else:
-            found[key] = {"record": sidecar["id"], "also_in": [], **verdict}
+            found[key] = {
+                "record": sidecar["id"],
+                "also_in": [],
+                **verdict,
+                "runbook": runbook,
+            }
     return list(found.values())
 
 
 def _pairs(records: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
-    return [
-        (str(r.get("runbook")), str((r.get("verdict") or {}).get("cause") or ""))
-        for r in records
-    ]
+    """The (runbook, cause) of every verdict, for the severity matrix.
+
+    A record without a verdict (a run that failed or was aborted) adds none:
+    its runbook alone says nothing of how bad the incident is.
+    """
+    return [(runbook, cause) for _, runbook, cause in _verdict_pairs(records)]
+
+
+def _verdict_pairs(
+    records: Sequence[Mapping[str, Any]],
+) -> list[tuple[Mapping[str, Any], str, str]]:
+    """Each record whose verdict names a cause, with the verdict's runbook and cause.
+
+    The runbook is the verdict's own, else the record's.
+    """
+    found = []
+    for sidecar in records:
+        verdict = sidecar.get("verdict")
+        if not isinstance(verdict, Mapping):
+            continue
+        cause = verdict.get("cause")
+        runbook = verdict.get("runbook") or sidecar.get("runbook")
+        if isinstance(cause, str) and cause and runbook:
+            found.append((sidecar, str(runbook), cause))
+    return found
 
 
 def _severity(
@@ -307,17 +332,28 @@ def _action_items(
     records: Sequence[Mapping[str, Any]], actions: Sequence[Mapping[str, Any]]
 ) -> list[str]:
     applied = [a for a in actions if a.get("outcome") == "applied"]
-    done = {str((a.get("plan") or {}).get("confirm_phrase")) for a in applied}
+    done = {
+        phrase
+        for a in applied
+        if isinstance(phrase := (a.get("plan") or {}).get("confirm_phrase"), str)
+    }
     items = [
-        f"[x] Immediate fix (done): {a.get('action')} — {a.get('detail')}"
+        f"[x] Immediate fix (done): {shown(a.get('action'))} — {shown(a.get('detail'))}"
         for a in applied
     ] or ["[ ] Immediate fix: none applied through a gate yet"]
     for sidecar in records:
-        verdict = sidecar.get("verdict") or {}
-        step = verdict.get("gated_step") or {}
-        if step and str(step.get("confirm")) in done:
+        verdict = sidecar.get("verdict")
+        if not isinstance(verdict, Mapping):
+            items.append(
+                f"[ ] Run {shown(sidecar.get('runbook'), 'the runbook')} again: "
+                f"run {sidecar.get('id')} {shown(sidecar.get('status'), 'ended')} "
+                "before reaching a verdict"
+            )
             continue
-        if step:
+        step = verdict.get("gated_step") or {}
+        if step and step.get("confirm") in done:
+            continue
+        if step and step.get("command"):
             items.append(f"[ ] Apply or rule out: {step.get('command')}")
         elif verdict.get("next_action") not in (None, "", "-"):
             items.append(f"[ ] {verdict.get('next_action')}")

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from ._timeline import shown
+
 if TYPE_CHECKING:
     from ._report import Report
     from ._timeline import Event
@@ -73,7 +75,7 @@ def _title(report: Report) -> str:
     if report.root_causes:
         first = report.root_causes[0]
         return f"{first['runbook']}: {first['cause']}"
-    runbooks = dict.fromkeys(str(r.get("runbook")) for r in report.records)
+    runbooks = dict.fromkeys(shown(r.get("runbook")) for r in report.records)
     return ", ".join(runbooks) + ": no cause named"
 
 
@@ -106,12 +108,24 @@ def _summary(report: Report) -> str:
     if not report.root_causes:
         return (
             "The runbooks named no cause: every verdict was healthy or "
-            "inconclusive. See the records below."
+            f"inconclusive{_without_verdict(report)}. See the records below."
         )
     return "\n".join(
-        f"- {c['runbook']} found **{c['cause']}**: {c['summary']}"
+        f"- {c['runbook']} found **{c['cause']}**: {shown(c.get('summary'))}"
         for c in report.root_causes
     )
+
+
+def _without_verdict(report: Report) -> str:
+    """A clause naming the runs that reached no verdict; '' when every run did."""
+    ended = [
+        f"{shown(r.get('runbook'))} ({shown(r.get('status'), 'no status')})"
+        for r in report.records
+        if not isinstance(r.get("verdict"), Mapping)
+    ]
+    if not ended:
+        return ""
+    return f", and {len(ended)} run(s) reached no verdict: {', '.join(ended)}"
 
 
 def _timeline(report: Report) -> str:
@@ -151,7 +165,7 @@ def _root_cause(report: Report) -> str:
         also = cause.get("also_in") or []
         seen = f"{cause['record']}" + (f", also {', '.join(also)}" if also else "")
         lines = [f"**{cause['runbook']} / {cause['cause']}** ({seen})"]
-        lines.append(str(cause.get("summary")))
+        lines.append(shown(cause.get("summary"), "(no summary)"))
         lines += [f"- {_cell(str(e))}" for e in (cause.get("evidence") or [])[:8]]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
@@ -170,16 +184,17 @@ def _resolution(report: Report) -> str:
 
 def _action_row(action: Mapping[str, Any]) -> str:
     after = action.get("after") or {}
-    check = f"{after.get('status')}: {after.get('summary')}" if after else "-"
+    check = f"{shown(after.get('status'))}: {shown(after.get('summary'))}"
+    check = check if after else "-"
     undo = (
         f"`runbook undo {action['record']}`"
         if action.get("outcome") == "applied" and action.get("undo")
         else "-"
     )
     return (
-        f"| {_clock_text(action.get('at'))} | {action.get('action')} | "
-        f"{action.get('outcome')}: {_cell(str(action.get('detail')))} | "
-        f"{action.get('operator') or '-'} | {_cell(check)} | {undo} |"
+        f"| {_clock_text(action.get('at'))} | {shown(action.get('action'))} | "
+        f"{shown(action.get('outcome'))}: {_cell(shown(action.get('detail')))} | "
+        f"{shown(action.get('operator'))} | {_cell(check)} | {undo} |"
     )
 
 
@@ -215,12 +230,19 @@ def _records(report: Report) -> str:
         "|---|---|---|---|---|",
     ]
     for r in report.records:
-        verdict = r.get("verdict") or {}
         rows.append(
-            f"| {r['id']} | {r.get('runbook')} | {r.get('status')} | "
-            f"{verdict.get('status')}: {verdict.get('cause')} | {r.get('operator')} |"
+            f"| {r['id']} | {shown(r.get('runbook'))} | {shown(r.get('status'))} | "
+            f"{_verdict_cell(r)} | {shown(r.get('operator'))} |"
         )
     return "\n".join(rows)
+
+
+def _verdict_cell(record: Mapping[str, Any]) -> str:
+    """The verdict's status and cause, or why the run has none."""
+    verdict = record.get("verdict")
+    if not isinstance(verdict, Mapping):
+        return f"{shown(record.get('status'), 'ended')} — no verdict"
+    return f"{shown(verdict.get('status'))}: {shown(verdict.get('cause'))}"
 
 
 def _cell(text: str) -> str:

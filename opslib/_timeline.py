@@ -61,13 +61,15 @@ def record_events(records_dir: str | Path, sidecar: Mapping[str, Any]) -> list[E
     """
     record = str(sidecar.get("id"))
     cells = _cells(archive_dir(records_dir) / str(sidecar.get("record_path") or ""))
+    runbook = shown(sidecar.get("runbook") or sidecar.get("notebook"), "a runbook")
+    status = shown(sidecar.get("status"), "with no status recorded")
     events = [
         Event(
             _time(sidecar.get("started_at")),
             record,
             "run-started",
-            f"{sidecar.get('runbook')} started by {sidecar.get('operator')} "
-            f"({sidecar.get('environment')})",
+            f"{runbook} started by {shown(sidecar.get('operator'), 'nobody named')} "
+            f"({shown(sidecar.get('environment'), 'environment not recorded')})",
         )
     ]
     for cell in cells:
@@ -77,8 +79,8 @@ def record_events(records_dir: str | Path, sidecar: Mapping[str, Any]) -> list[E
             _time(sidecar.get("finished_at")),
             record,
             "run-finished",
-            f"{sidecar.get('runbook')} run {sidecar.get('status')}",
-            str(sidecar.get("status")),
+            f"{runbook} run {status}",
+            shown(sidecar.get("status"), ""),
         )
     )
     return sorted(events, key=lambda e: e.at)
@@ -142,34 +144,38 @@ def _cell_events(cell: Mapping[str, Any], record: str) -> list[Event]:
 def _finding_events(value: Any, at: datetime.datetime, record: str) -> list[Event]:
     if not isinstance(value, Mapping) or value.get("status") in ("ok", "manual"):
         return []
-    text = f"{value.get('name')}: {value.get('summary')}"
-    return [Event(at, record, "finding", text, str(value.get("status")))]
+    text = f"{shown(value.get('name'))}: {shown(value.get('summary'))}"
+    return [Event(at, record, "finding", text, shown(value.get("status"), ""))]
 
 
 def _verdict_events(value: Any, at: datetime.datetime, record: str) -> list[Event]:
     if not isinstance(value, Mapping):
         return []
     text = (
-        f"verdict {value.get('runbook')}: {value.get('cause')} — {value.get('summary')}"
+        f"verdict {shown(value.get('runbook'))}: {shown(value.get('cause'))} — "
+        f"{shown(value.get('summary'))}"
     )
-    return [Event(at, record, "verdict", text, str(value.get("status")))]
+    return [Event(at, record, "verdict", text, shown(value.get("status"), ""))]
 
 
 def _action_events(value: Any, at: datetime.datetime, record: str) -> list[Event]:
     if not isinstance(value, Mapping) or value.get("kind") != "result":
         return []
     when = _time(value.get("at")) if value.get("at") else at
+    action = shown(value.get("action"))
     text = (
-        f"gate {value.get('action')}: {value.get('outcome')} — {value.get('detail')}"
-        f" (by {value.get('operator') or 'nobody'})"
+        f"gate {action}: {shown(value.get('outcome'))} — {shown(value.get('detail'))}"
+        f" (by {shown(value.get('operator'), 'nobody')})"
     )
-    events = [Event(when, record, "action", text, str(value.get("outcome")))]
+    events = [Event(when, record, "action", text, shown(value.get("outcome"), ""))]
     after = value.get("after")
     if isinstance(after, Mapping):
         text = (
-            f"after {value.get('action')}: {after.get('name')}: {after.get('summary')}"
+            f"after {action}: {shown(after.get('name'))}: {shown(after.get('summary'))}"
         )
-        events.append(Event(at, record, "after-check", text, str(after.get("status"))))
+        events.append(
+            Event(at, record, "after-check", text, shown(after.get("status"), ""))
+        )
     return events
 
 
@@ -178,6 +184,11 @@ _BUILDERS = {
     VERDICT_MIME: _verdict_events,
     ACTION_MIME: _action_events,
 }
+
+
+def shown(value: object, missing: str = "-") -> str:
+    """A record's value as text; ``missing`` for one it lacks, never ``None``."""
+    return missing if value is None or value == "" else str(value)
 
 
 def _time(value: object) -> datetime.datetime:

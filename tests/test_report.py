@@ -306,3 +306,88 @@ def test_an_incident_that_began_in_a_maintenance_window_says_so():
     monday = sunday + datetime.timedelta(days=1)
     later = {"detected": Event(monday, "r", "finding", "probe: 500", "fail")}
     assert _maintenance(load_team(), later, monday) == ""
+
+
+@pytest.fixture(scope="module")
+def ended_early(sandbox, tmp_path_factory):
+    """A run the runner archived as failed (no verdict), and the same record as
+    an aborted run of auth-broken, as a Ctrl-C leaves it, in an archive of its own."""
+    archive = tmp_path_factory.mktemp("ended-early")
+    failed = run_notebook(
+        ROOT / "tests" / "notebooks" / "raises_in_second_cell.ipynb",
+        records_dir=archive,
+    )
+    assert failed.status == "failed" and failed.verdict is None
+    sidecar = opslib.load_record(archive, failed.id)
+    aborted_id = failed.id.replace(failed.sidecar["runbook"], "auth-broken")
+    aborted = {
+        **sidecar,
+        "id": aborted_id,
+        "runbook": "auth-broken",
+        "notebook": "notebooks/incidents/04-auth-broken.ipynb",
+        "status": "aborted",
+        "error": {**sidecar["error"], "kind": "interrupted"},
+        "record_path": str(Path(sidecar["record_path"]).with_name(aborted_id))
+        + ".ipynb",
+    }
+    folder = archive / Path(sidecar["record_path"]).parent
+    (folder / f"{aborted_id}.json").write_text(json.dumps(aborted))
+    return {"archive": archive, "failed": sidecar, "aborted": aborted}
+
+
+def test_a_run_without_a_verdict_gives_no_severity_and_no_cause(ended_early):
+    env = load_environment("sandbox")
+    failed, aborted = ended_early["failed"], ended_early["aborted"]
+    assert failed["verdict"] is None and failed["error"]["kind"] != "interrupted"
+    team = load_team()
+    # The runbook's bare name stands for all its causes in the matrix: a run
+    # that reached no verdict must not be taken for one of them.
+    named = Team(
+        team.escalation,
+        team.maintenance,
+        (
+            SeverityLevel("P1", "urgent", 5, 10, 1.0, (failed["runbook"],)),
+            SeverityLevel("P2", "routine", 60, 60, 0.0, ()),
+        ),
+    )
+    report = opslib.build_report(
+        env, named, [failed], incident_id="INC-9", records_dir=ended_early["archive"]
+    )
+    assert report.severity["level"] == "P2"
+    assert report.root_causes == []
+
+    real = opslib.build_report(
+        env, team, [aborted], incident_id="INC-9", records_dir=ended_early["archive"]
+    )
+    # alone, the share of users the window counted gives a level below SEV2;
+    # the aborted auth-broken run must not raise it to SEV2
+    share = real.affected.facts.get("share")
+    by_share = team.severity_for([], share if isinstance(share, float) else None)
+    assert by_share.name != "SEV2", f"the sandbox's share {share} reaches SEV2"
+    assert team.severity_for([("auth-broken", "")]).name == "SEV2"
+    assert real.severity["level"] == by_share.name
+    assert real.severity["why"].startswith("no cause named")
+
+
+def test_a_run_without_a_verdict_shows_its_status_and_never_none(ended_early):
+    env = load_environment("sandbox")
+    failed, aborted = ended_early["failed"], ended_early["aborted"]
+    report = opslib.build_report(
+        env,
+        load_team(),
+        [failed, aborted],
+        incident_id="INC-9",
+        records_dir=ended_early["archive"],
+    )
+    text = report.to_markdown()
+
+    assert "None" not in text
+    assert f"| {aborted['id']} | auth-broken | aborted | aborted — no verdict |" in (
+        text
+    )
+    assert (
+        f"| {failed['id']} | {failed['runbook']} | failed | failed — no verdict |"
+        in (text)
+    )
+    assert "2 run(s) reached no verdict" in text
+    assert f"[ ] Run auth-broken again: run {aborted['id']} aborted before" in text
