@@ -201,17 +201,31 @@ def json_body(response: httpx.Response, system: str) -> Any:
 
 def _retry_delay(response: httpx.Response, attempt: int) -> float:
     """Wait as the server asks (seconds or an HTTP date), else back off."""
+    asked = retry_after_s(response)
+    return _backoff(attempt) if asked is None else asked
+
+
+def retry_after_s(response: httpx.Response) -> float | None:
+    """The wait an answer's ``Retry-After`` asks for, in seconds from now.
+
+    Both forms are read: whole seconds, and an HTTP date (converted against
+    this host's clock; a date already past asks for 0).
+
+    Returns:
+        None when the header is absent or in neither form.
+    """
     header = response.headers.get("retry-after", "").strip()
     if header.isdigit():
         return float(header)
-    if header:
-        try:
-            when = email.utils.parsedate_to_datetime(header)
-        except (TypeError, ValueError):
-            when = None
-        if when is not None and when.tzinfo is not None:
-            return max(0.0, when.timestamp() - time.time())
-    return _backoff(attempt)
+    if not header:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 def _backoff(attempt: int) -> float:

@@ -80,6 +80,15 @@ def test_429_names_retry_after_and_a_burst_recovers(faults, environment):
     assert faults.transport_faults() == {}
 
 
+def test_a_429_can_come_without_retry_after(faults, environment):
+    faults.fault("status_page", "429", count=1, retry_after=None)
+
+    answer = _raw(environment)
+
+    assert answer.status_code == 429
+    assert "retry-after" not in answer.headers
+
+
 def test_5xx_answers_in_the_systems_own_shape(faults, environment):
     faults.fault("cloudflare", "5xx", status=502, count=1)
 
@@ -144,6 +153,7 @@ def test_a_scenario_reset_clears_the_transport_faults(faults):
         ({"system": "r2", "kind": "5xx", "status": 404}, "status: got 404"),
         ({"system": "r2", "kind": "timeout", "hold_s": 0}, "hold_s: got 0"),
         ({"system": "r2", "kind": "429", "count": 0}, "count: got 0"),
+        ({"system": "r2", "kind": "429", "retry_after": "1"}, "retry_after: got '1'"),
     ],
 )
 def test_a_wrong_fault_is_refused_naming_the_field(faults, options, expected):
@@ -162,6 +172,14 @@ def test_cli_lays_and_clears_a_fault(faults):
     )  # fmt: skip
     assert "stripe" in laid.stdout and "3 left" in laid.stdout
     assert faults.transport_faults()["stripe"]["count"] == 3
+
+    bare = subprocess.run(
+        [str(RUNBOOK), "sandbox", "fault", "--state-dir", folder, "--system",
+         "cloudflare", "--kind", "429", "--no-retry-after"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "cloudflare" in bare.stdout
+    assert faults.transport_faults()["cloudflare"]["retry_after"] is None
 
     cleared = subprocess.run(
         [str(RUNBOOK), "sandbox", "fault", "--state-dir", folder, "--clear"],
@@ -191,6 +209,59 @@ def test_a_retry_after_beyond_the_budget_is_not_waited(environment, faults, slee
 
     assert caught.value.system == "cloudflare"
     assert sleeps == []
+    # the finding names the wait Cloudflare gave, not the documented window
+    assert str(caught.value).endswith(
+        "; Cloudflare's Retry-After asks to wait 120 s before retrying"
+    )
+    assert "5-minute" not in str(caught.value)
+
+
+def test_a_429_without_retry_after_falls_back_to_the_documented_window(
+    environment, faults, sleeps
+):
+    faults.fault("cloudflare", "429", retry_after=None)
+
+    with pytest.raises(RateLimitError) as caught:
+        CloudflareClient(environment).list_deployments()
+
+    assert sleeps == [0.5, 1.0]  # backed off, as nothing said how long
+    assert str(caught.value).endswith(
+        "; no Retry-After: wait the documented 5-minute rate-limit window "
+        "before retrying"
+    )
+
+
+def _cloudflare_429(environment: Environment, retry_after: str) -> str:
+    """The error CloudflareClient makes of one 429 carrying ``retry_after``."""
+    request = httpx.Request("GET", environment.cloudflare_api_url + "/x")
+    body = {"success": False, "errors": [{"code": 971, "message": "slow down"}]}
+    response = httpx.Response(
+        429, json=body, headers={"Retry-After": retry_after}, request=request
+    )
+    with pytest.raises(RateLimitError) as caught:
+        CloudflareClient(environment)._unwrap(response)
+    return str(caught.value)
+
+
+def test_a_retry_after_date_is_named_converted_to_seconds(environment):
+    date = email.utils.formatdate(time.time() + 90, usegmt=True)
+
+    message = _cloudflare_429(environment, date)
+
+    prefix = "cloudflare: HTTP 429 (971: slow down); Cloudflare's Retry-After asks "
+    assert message.startswith(prefix + "to wait ")
+    seconds = int(message.removeprefix(prefix + "to wait ").split(" s")[0])
+    assert 85 <= seconds <= 90
+    assert message.endswith(f" s, converted from {date!r} before retrying")
+
+
+def test_an_unreadable_retry_after_falls_back_to_the_documented_window(environment):
+    message = _cloudflare_429(environment, "soon")
+
+    assert message.endswith(
+        "; Retry-After 'soon' is unreadable: wait the documented 5-minute "
+        "rate-limit window before retrying"
+    )
 
 
 def test_retry_after_as_an_http_date_is_read():

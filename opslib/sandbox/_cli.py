@@ -160,6 +160,11 @@ def status(state_dir: Path | None, as_json: bool) -> None:
     help="Seconds named in Retry-After (429).",
 )
 @click.option(
+    "--no-retry-after",
+    is_flag=True,
+    help="Send the 429 without a Retry-After header.",
+)
+@click.option(
     "--status",
     "status_code",
     type=click.IntRange(500, 599),
@@ -187,6 +192,7 @@ def fault(
     kind: str | None,
     count: int | None,
     retry_after: int,
+    no_retry_after: bool,
     status_code: int,
     hold_s: float,
     clear: bool,
@@ -206,7 +212,7 @@ def fault(
             raise click.UsageError("give --system and --kind, or --clear")
         else:
             options: dict[str, object] = {
-                "retry_after": retry_after,
+                "retry_after": None if no_retry_after else retry_after,
                 "status": status_code,
                 "hold_s": hold_s,
             }

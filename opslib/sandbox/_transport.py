@@ -7,7 +7,8 @@ sandbox fault``, and cleared the same way or by a scenario reset:
 
 - ``timeout``: the server holds the request (``hold_s``, default 60 s, or until
   the fault is cleared) and closes the connection without an answer;
-- ``429``: Too Many Requests with ``Retry-After: <retry_after>`` (default 1);
+- ``429``: Too Many Requests with ``Retry-After: <retry_after>`` (default 1;
+  ``null`` sends no Retry-After);
 - ``5xx``: an error status (``status``, default 503) in the system's own shape;
 - ``refused``: nothing listens on the system's port until the fault is cleared;
 - ``truncated``: the answer the system would give, its body cut in half (the
@@ -39,7 +40,8 @@ class Fault:
         system: one of :data:`SYSTEMS`.
         kind: one of :data:`KINDS`.
         count: requests left to fault; None for "until cleared".
-        retry_after: seconds named in ``Retry-After`` (kind 429).
+        retry_after: seconds named in ``Retry-After`` (kind 429); None sends
+            the 429 without the header.
         status: the status sent (kind 5xx).
         hold_s: how long a request is held (kind timeout).
     """
@@ -47,7 +49,7 @@ class Fault:
     system: str
     kind: str
     count: int | None = None
-    retry_after: int = 1
+    retry_after: int | None = 1
     status: int = 503
     hold_s: float = DEFAULT_HOLD_S
 
@@ -74,8 +76,10 @@ def parse_fault(data: Any) -> Fault:
     if count is not None and kind == "refused":
         problems.append("count: refused lasts until cleared; leave count out")
     retry_after = data.get("retry_after", 1)
-    if not _is_int(retry_after, 0):
-        problems.append(f"retry_after: got {retry_after!r}, expected whole seconds")
+    if retry_after is not None and not _is_int(retry_after, 0):
+        problems.append(
+            f"retry_after: got {retry_after!r}, expected whole seconds or null"
+        )
     status = data.get("status", 503)
     if not _is_int(status, 500) or status > 599:
         problems.append(f"status: got {status!r}, expected a status from 500 to 599")
@@ -166,7 +170,8 @@ class TransportFaults:
 def error_answer(fault: Fault) -> tuple[int, list[tuple[str, str]], bytes]:
     """Status, headers and body of a 429 or 5xx in the system's own shape."""
     status = 429 if fault.kind == "429" else fault.status
-    headers = [("Retry-After", str(fault.retry_after))] if status == 429 else []
+    named = status == 429 and fault.retry_after is not None
+    headers = [("Retry-After", str(fault.retry_after))] if named else []
     message = "Too many requests; slow down" if status == 429 else "Service unavailable"
     if fault.system == "r2":
         code = "SlowDown" if status == 429 else "ServiceUnavailable"
