@@ -92,6 +92,7 @@ if TYPE_CHECKING:
         list_environments,
         load_environment,
     )
+    from ._dbread import read_d1, rows_frame
     from ._dbwrite import (
         check_d1_write,
         plan_d1_write,
@@ -412,6 +413,10 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "Environment",
         "list_environments",
         "load_environment",
+    ),
+    "_dbread": (
+        "read_d1",
+        "rows_frame",
     ),
     "_dbwrite": (
         "check_d1_write",
@@ -800,12 +805,14 @@ __all__ = [
     "probe_reset_request",
     "probe_webhook",
     "query_d1",
+    "read_d1",
     "records_archive",
     "referenced_records",
     "require_breach_target",
     "require_stripe_target",
     "restore_backup",
     "restore_dump",
+    "rows_frame",
     "run_notebook",
     "stripe_parameters",
     "test_accounts_sql",

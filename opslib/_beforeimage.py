@@ -35,11 +35,13 @@ SENSITIVE_COLUMN = re.compile(r"password|token|secret|_hash$", re.IGNORECASE)
 REDACTED = "[kept in the before-image file]"
 
 
-def redact_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Rows with the values of sensitive columns replaced, for records."""
+def redact_rows(
+    rows: Sequence[Mapping[str, Any]], mark: str = REDACTED
+) -> list[dict[str, Any]]:
+    """Rows with the values of sensitive columns replaced by ``mark``, for records."""
     return [
         {
-            k: REDACTED if v is not None and SENSITIVE_COLUMN.search(k) else v
+            k: mark if v is not None and SENSITIVE_COLUMN.search(k) else v
             for k, v in row.items()
         }
         for row in rows

@@ -196,6 +196,7 @@ _RECORD_ID = re.compile(r"[0-9]{8}T[0-9A-Za-z._-]{0,119}")
 _VERSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
 MAX_SQL_TEXT = 4000
 MAX_WRITE_ROWS = 1000
+MAX_READ_ROWS = 5000
 MIN_WATCH_S, MAX_WATCH_S = 5, 3600
 
 
@@ -244,6 +245,12 @@ def _check_max_rows(value: object) -> str | None:
     if isinstance(value, int) and 1 <= value <= MAX_WRITE_ROWS:
         return None
     return f"a whole number from 1 to {MAX_WRITE_ROWS}"
+
+
+def _check_row_limit(value: object) -> str | None:
+    if isinstance(value, int) and 1 <= value <= MAX_READ_ROWS:
+        return None
+    return f"a whole number of rows from 1 to {MAX_READ_ROWS}"
 
 
 def _check_watch_s(value: object) -> str | None:
@@ -392,6 +399,7 @@ NAME_RULES: Mapping[str, tuple[str, Rule]] = MappingProxyType(
         "version": ("str", _check_version),
         "sql": ("str", _check_sql),
         "max_rows": ("int", _check_max_rows),
+        "row_limit": ("int", _check_row_limit),
         "watch_s": ("int", _check_watch_s),
         "api_version": ("str", _check_api_version),
         "operation": ("str", _check_operation),

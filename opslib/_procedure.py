@@ -18,6 +18,7 @@ from ._beforeimage import records_archive
 from ._cloudflare import CloudflareClient
 from ._command import incident_parameter, runbook_command
 from ._config import Environment
+from ._dbread import as_read
 from ._dbwrite import plan_d1_write, run_select
 from ._errors import OpslibError, ParameterError, RunError
 from ._finding import Finding, Status, check
@@ -98,11 +99,18 @@ def plan_database_write(
 ) -> ActionPlan:
     """Plan the run's one write: the ad-hoc ``sql`` or the test-account clean-up.
 
+    A ``sql`` that is one read is no write (``read_d1`` runs it); anything else
+    given as ``sql`` is planned, or refused, as a write.
+
     Raises:
         ParameterError: both asked for (a run plans one write).
     """
     if sql and cleanup_test_accounts:
         raise ParameterError([ONE_WRITE_PROBLEM])
+    if sql and as_read(sql):
+        return ActionPlan(
+            "none", environment.name, "D1", "sql is a read: it ran read-only, no write"
+        )
     if sql:
         return plan_d1_write(environment, sql, max_rows=max_rows, reason="ad-hoc write")
     if cleanup_test_accounts:

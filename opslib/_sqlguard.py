@@ -119,6 +119,7 @@ def classify_sql(sql: str) -> Statement:
     if isinstance(tree, exp.Command):
         return _classify_command(sql, tree)
     if isinstance(tree, (exp.Select, exp.Union)):
+        _refuse_nested_change(sql, tree)
         return Statement(sql, READ, "select", tree=tree)
     if isinstance(tree, exp.Pragma):
         return _classify_pragma(sql, tree)
@@ -143,6 +144,32 @@ def require_read(sql: str) -> Statement:
             sql, f"a {statement.verb} changes data; use a gated write for it"
         )
     return statement
+
+
+# Nodes that change data or schema; a read holds none of them anywhere, not even in
+# a common table expression (``WITH x AS (DELETE ... RETURNING *) SELECT ...``).
+_CHANGES = (
+    exp.Alter,
+    exp.Attach,
+    exp.Command,
+    exp.Create,
+    exp.Delete,
+    exp.Detach,
+    exp.Drop,
+    exp.Insert,
+    exp.Merge,
+    exp.Pragma,
+    exp.Transaction,
+    exp.Update,
+)
+
+
+def _refuse_nested_change(sql: str, tree: exp.Expr) -> None:
+    for node in tree.walk():
+        if isinstance(node, _CHANGES):
+            raise SQLRefusedError(
+                sql, f"a SELECT with {_verb(node)} inside is not a read; {_ALLOWED}"
+            )
 
 
 _ALLOWED = (

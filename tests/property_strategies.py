@@ -281,6 +281,7 @@ def valid_values(recovery_dir: str) -> dict[str, st.SearchStrategy[object]]:
         "version": optional(USER_ID),
         "sql": optional(SQL_WRITE),
         "max_rows": st.integers(1, 1000),
+        "row_limit": st.integers(1, 5000),
         "watch_s": st.integers(5, 3600),
         "api_version": API_VERSION,
         "operation": st.sampled_from(["", "refund", "cancel", "resend"]),
@@ -469,6 +470,7 @@ def broken_values(
             SQL_WRITE.map(lambda s: s + " AND id = id" * 400),
         ),
         "max_rows": out_of(1, 1000),
+        "row_limit": out_of(1, 5000),
         "watch_s": out_of(5, 3600),
         "api_version": st.one_of(
             st.sampled_from(
