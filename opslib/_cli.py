@@ -343,7 +343,10 @@ def undo(
     "--until", default=None, help="Only records started on or before this ISO date."
 )
 @click.option(
-    "--words", default=None, help="Only records whose findings hold all these words."
+    "--words",
+    default=None,
+    help="Only records whose findings hold all these words (separated by spaces; "
+    "each is searched as text, quotes and symbols included).",
 )
 def records(records_dir: str | None, limit: int, **filters: str | None) -> None:
     """List records, newest first, filtered by any of the options."""

@@ -11,9 +11,13 @@ that still has the older ``index.jsonl`` is migrated by that rebuild; the old
 file is left as it was and no longer written.
 
 Words are searched in the findings: a verdict's summary and evidence and its
-findings' summaries. With SQLite's FTS5 (most builds have it) a word matches
-the words starting with it, ignoring case and accents; without it a word
-matches any text containing it, ignoring case for ASCII letters only.
+findings' summaries. A word is whatever stands between spaces, taken as text:
+quotes, stars, parentheses, ``%``, ``_``, SQL and FTS5's own keywords (NEAR,
+OR, AND) search for themselves. With SQLite's FTS5 (most builds have it) a
+word of letters and digits matches the words starting with it, ignoring case
+and accents; a word holding any other character must also appear as written
+(ignoring case for ASCII letters only). Without FTS5 every word matches any
+text containing it as written, ignoring case for ASCII letters only.
 """
 
 from __future__ import annotations
@@ -90,7 +94,8 @@ _UPSERT = (
     f"VALUES ({', '.join('?' for _ in _COLUMNS)}) ON CONFLICT(id) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:])
 )
-_WORD = re.compile(r"\w+")
+# What FTS5's default tokenizer keeps of a word: runs of letters and digits.
+_TOKEN = re.compile(r"[^\W_]+")
 _NAME_COLUMNS = ("runbook", "environment", "cause", "notebook")
 
 
@@ -592,13 +597,29 @@ def _where(query: RecordQuery, text_mode: str) -> tuple[str, list[Any]]:
 
 
 def _words_clause(words: Sequence[str], text_mode: str) -> tuple[str, list[str]]:
-    if text_mode == "fts5":
-        match = " ".join(f'"{word}"*' for word in words)
-        return "rowid IN (SELECT rowid FROM records_text WHERE records_text MATCH ?)", [
-            match
-        ]
-    likes = [f"%{_escape_like(word)}%" for word in words]
-    return " AND ".join("findings LIKE ? ESCAPE '\\'" for _ in likes), likes
+    """Every word must be in the findings; each is text, never search syntax.
+
+    FTS5 gets each word as a quoted phrase (a quote in it doubled), matching
+    words that start so. FTS5 drops what is not a letter or digit, so a word
+    holding such characters must also be found as written by LIKE, its
+    wildcards escaped; a word of nothing else is found by LIKE alone.
+    """
+    clauses: list[str] = []
+    values: list[str] = []
+    phrases = []
+    for word in words:
+        plain = bool(_TOKEN.fullmatch(word))
+        if text_mode == "fts5" and _TOKEN.search(word):
+            phrases.append('"' + word.replace('"', '""') + '"*')
+        if text_mode != "fts5" or not plain:
+            clauses.append("findings LIKE ? ESCAPE '\\'")
+            values.append(f"%{_escape_like(word)}%")
+    if phrases:
+        clauses.insert(
+            0, "rowid IN (SELECT rowid FROM records_text WHERE records_text MATCH ?)"
+        )
+        values.insert(0, " ".join(phrases))
+    return " AND ".join(clauses), values
 
 
 def _escape_like(word: str) -> str:
@@ -606,5 +627,5 @@ def _escape_like(word: str) -> str:
 
 
 def split_words(text: str) -> tuple[str, ...]:
-    """The words of a search text: runs of letters, digits and underscores."""
-    return tuple(_WORD.findall(text))
+    """The words of a search text: what stands between spaces, as written."""
+    return tuple(text.split())

@@ -372,6 +372,11 @@ def check_text(value: object) -> str | None:
     )
 
 
+def is_one_line(text: str) -> bool:
+    """True when the text has no control or format character and no line break."""
+    return not _has_control(text)
+
+
 def _has_control(text: str) -> bool:
     return any(unicodedata.category(char) in _NOT_IN_ONE_LINE for char in text)
 

@@ -24,7 +24,7 @@ from ._index import (
     normal_time,
     split_words,
 )
-from ._params import check_text
+from ._params import MAX_TEXT_LENGTH, check_text, is_one_line
 
 RUN_STATUSES = ("succeeded", "failed", "aborted")
 STATUSES = (*RUN_STATUSES, *(status.value for status in Status))
@@ -42,6 +42,11 @@ OPTION_LABELS: Mapping[str, str] = {
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
 _CAUSE = re.compile(r"[a-z0-9]+(?:[-_][a-z0-9]+)*")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+WORDS_FORM = (
+    f"one or more words separated by spaces, at most {MAX_TEXT_LENGTH} characters "
+    "on one line without control characters (any other character is searched as "
+    "written)"
+)
 _TIME_FORM = "an ISO date like 2026-12-04, or a time like 2026-12-04T17:00Z"
 _SHOWN = 3
 
@@ -93,8 +98,10 @@ def build_query(
     if incident_id is not None and (not incident_id or check_text(incident_id)):
         problem("incident_id", incident_id, "an incident id such as INC-42")
     found = split_words(words or "")
-    if words is not None and not found:
-        problem("words", words, "one or more words of letters or digits")
+    if words is not None and not (
+        found and len(words) <= MAX_TEXT_LENGTH and is_one_line(words)
+    ):
+        problem("words", words, WORDS_FORM)
     if problems:
         raise ParameterError(problems)
     return RecordQuery(

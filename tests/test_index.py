@@ -155,6 +155,77 @@ def test_list_records_treats_like_wildcards_as_plain_text(tmp_path: Path) -> Non
     assert ids(list_records(tmp_path, words="a_b")) == ["c"]
 
 
+@pytest.fixture
+def pasted(tmp_path: Path) -> Path:
+    """Findings holding the characters people paste from error messages."""
+    texts = {
+        "quote": 'the probe said "upstream timeout" twice',
+        "star": "route /api/* answers 404",
+        "percent": "50% of requests failed",
+        "paren": "the script threw (undefined)",
+        "dash": "deploy v12-rc1 went live",
+        "underscore": "table analysis_dlq grows",
+        "sql": "the log shows '; DROP TABLE users; -- from a scanner",
+        "keywords": "NEAR the edge OR AND behind",
+        "plain": "upstream answers slowly; a timeout of 30 s",
+    }
+    for second, (record_id, text) in enumerate(texts.items()):
+        started = f"2026-12-01T00:00:{second:02d}Z"
+        store(tmp_path, record_id, started, verdict=verdict("warn", "x", text))
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        ('"', ["quote"]),
+        ('"upstream', ["quote"]),
+        ('timeout"', ["quote"]),
+        ("*", ["star"]),
+        ("/api/*", ["star"]),
+        ("%", ["percent"]),
+        ("50%", ["percent"]),
+        ("(", ["paren"]),
+        ("(undefined)", ["paren"]),
+        ("-", ["sql", "dash"]),
+        ("v12-rc1", ["dash"]),
+        ("v12-rc2", []),
+        ("_", ["underscore"]),
+        ("analysis_dlq", ["underscore"]),
+        ("analysis dlq", ["underscore"]),
+        ("'; DROP TABLE", ["sql"]),
+        ("--", ["sql"]),
+        ("NEAR", ["keywords"]),
+        ("OR", ["keywords"]),
+        ("AND", ["keywords"]),
+        ("near edge", ["keywords"]),
+        ("NEAR(the edge)", []),
+        ("upstream timeout", ["plain", "quote"]),
+    ],
+)
+def test_words_are_searched_as_text_whatever_they_hold(
+    pasted: Path, text_search: bool, words: str, expected: list[str]
+) -> None:
+    assert ids(list_records(pasted, words=words)) == expected
+
+
+def test_records_command_searches_pasted_error_text(pasted: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["records", "--records", str(pasted), "--words", '"upstream timeout"']
+    )
+
+    assert result.exit_code == 0, result.output
+    assert [line.split()[0] for line in result.output.splitlines()] == ["quote"]
+
+
+@pytest.mark.parametrize("words", ["", "   ", "a\tb", "x" * 201])
+def test_words_refused_only_when_empty_too_long_or_not_one_line(
+    pasted: Path, words: str
+) -> None:
+    with pytest.raises(ParameterError, match=r"words: got .*, expected one or more"):
+        list_records(pasted, words=words)
+
+
 def test_list_records_names_every_bad_filter(archive: Path) -> None:
     with pytest.raises(ParameterError) as caught:
         list_records(
@@ -164,7 +235,7 @@ def test_list_records_names_every_bad_filter(archive: Path) -> None:
             until="2026-02-30",
             cause="Bad Deployment",
             incident_id="",
-            words="!!",
+            words="disk\nfull",
         )
 
     assert caught.value.problems == [
@@ -176,7 +247,9 @@ def test_list_records_names_every_bad_filter(archive: Path) -> None:
         "status: got 'broken', expected one of succeeded, failed, aborted, ok, "
         "warn, fail, unknown, manual",
         "incident_id: got '', expected an incident id such as INC-42",
-        "words: got '!!', expected one or more words of letters or digits",
+        "words: got 'disk\\nfull', expected one or more words separated by "
+        "spaces, at most 200 characters on one line without control characters "
+        "(any other character is searched as written)",
     ]
 
 
