@@ -198,7 +198,8 @@ def map_uptimerobot(
 
     Raises:
         AlertError: ``monitorID`` or ``alertType`` missing or malformed;
-            ``alertDateTime`` there but not unix seconds.
+            ``alertDateTime`` there but not unix seconds; a ``monitorURL`` on
+            the platform whose path the run's ``paths`` rule refuses.
     """
     monitor_id = _required(fields, "monitorID", _DIGITS, "a numeric monitor id")
     alert_type = _required(fields, "alertType", re.compile("[123]"), "1, 2 or 3")
@@ -274,6 +275,11 @@ def _runbook_for_monitor(
     path = parts.path or "/"
     if path.rstrip("/") in WEBHOOK_PATHS:
         return "stripe-webhooks", {}, f"the monitor watches the webhook path {path}"
+    problem = check_value("paths", [path])
+    if problem:
+        # The run would refuse it in its paths; dropping it would probe
+        # everything but what the monitor saw fail.
+        raise AlertError(f"monitorURL: its path maps to a bad api-down {problem}")
     return "api-down", {"probe_path": path}, f"the monitor watches {path}"
 
 

@@ -137,6 +137,17 @@ def test_an_alert_time_left_out_of_the_template_only_coarsens_the_incident_id(
     assert mapped.key == "uptimerobot:7781:"
 
 
+@pytest.mark.parametrize("path", ["/a'b", "/a b", "/" + "x" * 250])
+def test_a_monitored_path_the_run_would_refuse_is_refused_naming_monitor_url(
+    path, environment
+):
+    with pytest.raises(AlertError) as caught:
+        map_uptimerobot(down(monitorURL=environment.platform_url + path), environment)
+    message = str(caught.value)
+    assert message.startswith("monitorURL: its path maps to a bad api-down paths: got")
+    assert "URL paths, each starting with '/'" in message
+
+
 def test_a_monitor_on_the_webhook_path_runs_stripe_webhooks(environment):
     url = environment.platform_url + "/webhooks/stripe"
     mapped = map_uptimerobot(down(monitorURL=url), environment)
