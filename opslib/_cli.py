@@ -6,7 +6,9 @@ Exit codes, for people and schedulers alike:
 - 1: the run failed (a cell raised, the kernel died, a timeout); it is archived;
 - 2: bad usage or parameters; nothing ran and nothing was written;
 - 3: a gated action was refused or failed at the gate;
-- 4: with ``--fail-on-verdict``, the verdict is not ok.
+- 4: with ``--fail-on-verdict``, the verdict is not ok;
+- 130: interrupted (Ctrl-C, SIGINT); a run that had begun is archived with the
+  status aborted, and a batch starts no further run.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ EXIT_FAILED_RUN = 1
 EXIT_USAGE = 2
 EXIT_GATE = 3
 EXIT_VERDICT = 4
+EXIT_INTERRUPTED = 130
 _records_option = click.option(
     "--records",
     "records_dir",
@@ -252,12 +255,19 @@ def _run_batch_and_exit(
 
 def _run_and_exit(archive: str, fail_on_verdict: bool, **kwargs: Any) -> None:
     """Run a notebook into the archive, print its verdict, exit with its code."""
-    from ._runner import run_notebook
+    from ._runner import RunInterrupted, run_notebook
 
     try:
         record = run_notebook(records_dir=archive, **kwargs)
     except (ConfigError, RunError) as error:
         _usage_exit(error)
+    except RunInterrupted as stopped:
+        _print_record(stopped.record.sidecar, archive)
+        click.echo("interrupted: the run was stopped and archived", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt:
+        click.echo("interrupted before the run began; nothing was written", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     _print_record(record.sidecar, archive)
     sys.exit(_exit_code(record.sidecar, fail_on_verdict))
 
@@ -770,6 +780,8 @@ def _print_record(sidecar: dict[str, Any], records_dir: str) -> None:
 
 
 def _exit_code(sidecar: dict[str, Any], fail_on_verdict: bool) -> int:
+    if sidecar.get("status") == "aborted":
+        return EXIT_INTERRUPTED
     if sidecar.get("status") != "succeeded":
         return EXIT_FAILED_RUN
     outcomes = [

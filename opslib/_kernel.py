@@ -54,7 +54,8 @@ class KernelWarmer:
         heavy imports, so the kernel boots on the other core meanwhile.
         """
         try:
-            self._manager = asyncio.run(self._launch())
+            self._manager = self._new_manager()
+            asyncio.run(self._launch(self._manager))
         except Exception as error:  # warming is optional: remember why, go on
             self._error = error
             return self
@@ -74,7 +75,13 @@ class KernelWarmer:
         return self._manager
 
     def shutdown(self) -> None:
-        """Stop the kernel at once and remove its socket folder."""
+        """Stop the kernel at once and remove its socket folder.
+
+        A kernel still starting (the run was interrupted meanwhile) is killed
+        first, so the wait for it ends at once rather than at its time limit.
+        """
+        if self._thread.is_alive():
+            self._kill_starting_kernel()
         if self._thread.ident is not None:
             self._thread.join(START_TIMEOUT_S + 5)
         if self._manager is not None:
@@ -91,7 +98,16 @@ class KernelWarmer:
         except Exception as error:  # reported by manager(), never raised here
             self._error = error
 
-    async def _launch(self) -> Any:
+    def _kill_starting_kernel(self) -> None:
+        provisioner = getattr(self._manager, "provisioner", None)
+        process = getattr(provisioner, "process", None)
+        if process is not None:
+            try:
+                process.kill()
+            except OSError as error:  # gone already
+                logger.debug("kernel kill error=%s", error)
+
+    def _new_manager(self) -> Any:
         from jupyter_client.manager import AsyncKernelManager
 
         from ._kernelforks import ForkedProvisioner, template_socket
@@ -108,10 +124,12 @@ class KernelWarmer:
                 kernel_spec=manager.kernel_spec,
                 parent=manager,
             )
+        return manager
+
+    async def _launch(self, manager: Any) -> None:
         # Tells opslib in the kernel that nobody watches: no progress bars.
         env = {**os.environ, HEADLESS_VARIABLE: "1"}
         await manager.start_kernel(cwd=str(self.cwd), env=env)
-        return manager
 
     async def _ready(self) -> None:
         client = self._manager.client()

@@ -364,6 +364,11 @@ def cell_timings(nb: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def started_cells(nb: nbformat.NotebookNode) -> list[int]:
+    """The indexes of the cells papermill began to run, in order."""
+    return [i for i, cell in enumerate(nb.cells) if _papermill(cell).get("start_time")]
+
+
 def mark_stopped_cell(nb: nbformat.NotebookNode, error: Mapping[str, Any]) -> None:
     """Record where a run stopped when no cell raised.
 
@@ -371,9 +376,7 @@ def mark_stopped_cell(nb: nbformat.NotebookNode, error: Mapping[str, Any]) -> No
     later one "completed"; here the stopped cell becomes "failed" with an error
     output, later cells "pending", and a banner goes on top.
     """
-    started = [
-        i for i, cell in enumerate(nb.cells) if _papermill(cell).get("start_time")
-    ]
+    started = started_cells(nb)
     if started:
         _mark_from(nb.cells, started[-1], error)
     # the banner goes on top, so the stopped cell's index moves down by one

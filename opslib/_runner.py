@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import signal
 import socket
 import sys
 import threading
@@ -55,6 +56,7 @@ from ._notebook import (
     read_parameters,
     resolve_notebook,
     runbook_name,
+    started_cells,
 )
 from ._params import coerce_parameters
 from ._records import (
@@ -77,6 +79,8 @@ logger = logging.getLogger(__name__)
 MEMORY_SCHEME = "opslib-memory://"
 OPERATOR_VARIABLE = "RUNBOOK_OPERATOR"
 SIDECAR_VERSION = 1
+# The error value of a run interrupted before its first cell began.
+INTERRUPTED_AT_START = "interrupted during kernel start-up, before the first cell ran"
 _EVALUE_LIMIT = 500
 
 
@@ -209,27 +213,51 @@ def run_notebook(
 
     defaults = {name: spec.default for name, spec in request.specs.items()}
     effective = defaults | values
-    if record_id is None:
-        record_id = new_record_id(started, runbook_name(path), _incident_id(effective))
     target = prepare_target(records_dir, started)
     scrubber = _scrubber(env)
+    # From here on, an interrupt leaves a record: the id is reserved.
+    if record_id is None:
+        record_id = new_record_id(started, runbook_name(path), _incident_id(effective))
     logger.info(
         "run started record_id=%s notebook=%s environment=%s", record_id, path, env.name
     )
 
     named = env.name if named_environment else None
-    with (
-        _kernel_environment(named, _kernel_archive(records_dir), record_id),
-        run_scratch_root(),
-    ):
-        nb, error, interrupted = _execute(path, values, cell_timeout, kernel_name)
-    nb = _finish_notebook(nb, error, scrubber)
-    name = runbook_name(path)
-    run = _Run(record_id, path, name, env.name, started, effective, operator, error)
-    record = _archive(run, nb, scrubber, target)
-    if interrupted:
-        raise KeyboardInterrupt
+    outcome: _Outcome | None = None
+    try:
+        with (
+            _kernel_environment(named, _kernel_archive(records_dir), record_id),
+            run_scratch_root(),
+        ):
+            outcome = _execute(path, values, cell_timeout, kernel_name)
+    except KeyboardInterrupt:  # before the kernel was asked for, or once it ended
+        if outcome is None:
+            source = parse_notebook(path.read_text(encoding="utf-8"))
+            outcome = source, _interrupted(INTERRUPTED_AT_START), True
+        outcome = outcome[0], outcome[1], True
+    nb, error, interrupted = outcome
+    with _interrupts_held() as late:
+        nb = _finish_notebook(nb, error, scrubber)
+        name = runbook_name(path)
+        run = _Run(record_id, path, name, env.name, started, effective, operator, error)
+        record = _archive(run, nb, scrubber, target)
+    if interrupted or late:
+        raise RunInterrupted(record)
     return record
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C (SIGINT) once its record id was reserved.
+
+    The run is archived before this is raised, with the status ``aborted``.
+
+    Attributes:
+        record: the archived record.
+    """
+
+    def __init__(self, record: RunRecord) -> None:
+        super().__init__(f"run interrupted; archived as {record.id}")
+        self.record = record
 
 
 @dataclass(frozen=True)
@@ -512,27 +540,62 @@ def prepare_folder(records_dir: str | Path, started: datetime.datetime) -> Path:
     return folder
 
 
+# The notebook as last saved, the error, and whether Ctrl-C stopped the run.
+_Outcome = tuple["nbformat.NotebookNode", dict[str, Any] | None, bool]
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[list[int]]:
+    """Hold Ctrl-C while a kernel stops and a record is written; yield what came.
+
+    A second Ctrl-C, or one just as the run ends, must not leave half a record;
+    the caller reports the interrupt once the record is whole. Only the main
+    thread can hold signals; elsewhere, and where SIGINT is ignored, nothing
+    changes.
+    """
+    held: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield held
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        yield held
+        return
+    signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield held
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _execute(
     path: Path,
     values: Mapping[str, object],
     timeout: int | None,
     kernel_name: str | None,
-) -> tuple[nbformat.NotebookNode, dict[str, Any] | None, bool]:
+) -> _Outcome:
     """Run the notebook; return the last state saved, the error and a Ctrl-C flag."""
     source = path.read_text(encoding="utf-8")
     kernel = kernel_name or _kernel_name(source)
-    # Start the kernel first: registering the handler imports papermill (~1.5 s).
-    warmer = KernelWarmer(kernel, find_project_root()).start()
+    warmer = KernelWarmer(kernel, find_project_root())
     memory_path = f"{MEMORY_SCHEME}unregistered"
     try:
+        # Start the kernel first: registering the handler imports papermill (~1.5 s).
+        warmer.start()
         memory_path = _memory_path()
         error, interrupted = _run_papermill(
             path, memory_path, values, timeout, kernel, warmer
         )
+    except KeyboardInterrupt:  # while the kernel started or papermill was imported
+        error, interrupted = _interrupted(""), True
     finally:
-        warmer.shutdown()
-        text = _MEMORY.pop(memory_path)
+        with _interrupts_held() as late:
+            warmer.shutdown()
+            text = _MEMORY.pop(memory_path)
+    interrupted = interrupted or bool(late)
     nb = parse_notebook(text if text else source)
+    if error is not None and error["kind"] == "interrupted" and not started_cells(nb):
+        error["evalue"] = INTERRUPTED_AT_START
     return nb, error, interrupted
 
 
@@ -569,7 +632,7 @@ def _run_papermill(
             km=warmer.manager(),
         )
     except KeyboardInterrupt:
-        return _error("interrupted", "KeyboardInterrupt", ""), True
+        return _interrupted(""), True
     except Exception as exc:  # every failure is archived, then reported
         return _classify(exc), False
     return None, False
@@ -590,6 +653,10 @@ def _classify(exc: Exception) -> dict[str, Any]:
     elif isinstance(exc, NoSuchKernel):
         kind = "kernel-missing"
     return _error(kind, type(exc).__name__, str(exc))
+
+
+def _interrupted(reason: str) -> dict[str, Any]:
+    return _error("interrupted", "KeyboardInterrupt", reason)
 
 
 def _error(kind: str, ename: str, evalue: str) -> dict[str, Any]:

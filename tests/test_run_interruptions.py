@@ -1,9 +1,11 @@
 """Runs that end early leave a whole record: a killed kernel, a Ctrl-C.
 
 Both are real: the fixture notebook kills its own kernel with SIGKILL, and a
-``runbook run`` process gets SIGINT while a cell sleeps. Each leaves a sidecar
-that is complete JSON and an executed notebook nbformat reads, with the status
-``failed`` (the kernel died) or ``aborted`` (the person running it stopped it).
+``runbook run`` process gets SIGINT while a cell sleeps, or while its kernel
+starts (a kernel that never becomes ready holds the run there). Each leaves a
+sidecar that is complete JSON and an executed notebook nbformat reads, with the
+status ``failed`` (the kernel died) or ``aborted`` (the person running it
+stopped it); an interrupted ``runbook run`` exits 130.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import pytest
 
 from opslib._config import SECRET_VARIABLES
 from opslib._records import list_records, load_record
-from opslib._runner import run_notebook
+from opslib import _runner
+from opslib._runner import INTERRUPTED_AT_START, RunInterrupted, run_notebook
 
 NOTEBOOKS = Path(__file__).parent / "notebooks"
 ENVIRONMENTS = Path(__file__).parents[1] / "parameters" / "environments"
@@ -117,7 +120,7 @@ def test_sigint_to_runbook_run_mid_cell_leaves_an_aborted_record(
             process.kill()
             process.wait()
 
-    assert process.returncode != 0, stderr
+    assert process.returncode == 130, stderr
     sidecar, nb = _only_record(records)
     assert sidecar["status"] == "aborted", stderr
     error = sidecar["error"]
@@ -125,3 +128,120 @@ def test_sigint_to_runbook_run_mid_cell_leaves_an_aborted_record(
     assert "time.sleep(120)" in nb.cells[error["cell_index"]].source
     assert "first cell done" in _outputs_of(nb, 'print("first cell done"')
     assert "never runs" not in str([cell.get("outputs") for cell in nb.cells])
+
+
+def _alive(pid: int) -> bool:
+    """True while the process runs (a zombie waiting to be reaped has ended)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _wait_for(condition: object, what: str, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while not condition() and process.poll() is None:  # type: ignore[operator]
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def _never_ready_kernel(folder: Path) -> tuple[Path, Path]:
+    """A kernelspec whose kernel writes its pid and never answers, and a notebook
+    on it: a run of that notebook stays in kernel start-up until interrupted."""
+    pid_file = folder / "kernel.pid"
+    spec = folder / "jupyter" / "kernels" / "never-ready"
+    spec.mkdir(parents=True)
+    code = (
+        "import os, pathlib, time; "
+        f"pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid())); "
+        "time.sleep(600)"
+    )
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-c", code, "{connection_file}"],
+                "display_name": "never ready",
+                "language": "python",
+            }
+        ),
+        encoding="utf-8",
+    )
+    nb = nbformat.v4.new_notebook()
+    parameters = nbformat.v4.new_code_cell('incident_id: str = "INC-1"  # the incident')
+    parameters.metadata["tags"] = ["parameters"]
+    nb.cells = [parameters, nbformat.v4.new_code_cell('print("first cell ran")')]
+    nb.metadata["kernelspec"] = {"name": "never-ready", "display_name": "never ready"}
+    nb.metadata["language_info"] = {"name": "python"}
+    notebook = folder / "never_ready.ipynb"
+    nbformat.write(nb, notebook)
+    return notebook, pid_file
+
+
+def test_sigint_during_kernel_start_up_leaves_an_aborted_record(
+    environments: Path, tmp_path: Path
+) -> None:
+    records = tmp_path / "records"
+    notebook, pid_file = _never_ready_kernel(tmp_path)
+    process = subprocess.Popen(
+        [str(RUNBOOK), "run", str(notebook), "--records", str(records)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, JUPYTER_PATH=str(tmp_path / "jupyter")),
+        start_new_session=True,
+    )
+    try:
+        _wait_for(pid_file.exists, "the kernel never started", process)
+        assert process.poll() is None, process.communicate()
+        kernel_pid = int(pid_file.read_text(encoding="utf-8"))
+        os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    assert process.returncode == 130, stderr
+    sidecar, nb = _only_record(records)
+    assert sidecar["status"] == "aborted", stderr
+    assert sidecar["error"] == {
+        "kind": "interrupted",
+        "ename": "KeyboardInterrupt",
+        "evalue": INTERRUPTED_AT_START,
+        "cell_index": None,
+    }
+    assert sidecar["id"] in stdout
+    assert nb.cells[0].source.startswith("**This run failed: the run was interrupted")
+    assert "before any cell ran" in nb.cells[0].source
+    assert "first cell ran" not in str([cell.get("outputs") for cell in nb.cells])
+    assert not _alive(kernel_pid)  # the kernel was stopped, not left behind
+
+
+@pytest.mark.parametrize("where", ["kernel-launch", "before-kernel"])
+def test_an_interrupt_before_the_kernel_answers_is_archived(
+    environments: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    where: str,
+) -> None:
+    """Ctrl-C while the kernel is launched, or while the run readies its
+    scratch folder before that: the reserved record is still written."""
+
+    def interrupt(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    if where == "kernel-launch":
+        monkeypatch.setattr(_runner.KernelWarmer, "start", interrupt)
+    else:
+        monkeypatch.setattr(_runner, "run_scratch_root", interrupt)
+    records = tmp_path / "records"
+
+    with pytest.raises(RunInterrupted) as stopped:
+        run_notebook(NOTEBOOKS / "ok.ipynb", records_dir=records)
+
+    sidecar, nb = _only_record(records)
+    assert stopped.value.record.id == sidecar["id"]
+    assert sidecar["status"] == "aborted"
+    assert sidecar["error"]["evalue"] == INTERRUPTED_AT_START  # type: ignore[index]
+    assert all(not cell.get("outputs") for cell in nb.cells)

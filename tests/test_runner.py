@@ -22,7 +22,12 @@ import pytest
 from opslib._config import SECRET_VARIABLES
 from opslib._errors import ConfigError, ParameterError, RunError
 from opslib._records import format_verdict, list_records, load_record
-from opslib._runner import _MEMORY, run_notebook
+from opslib._runner import (
+    _MEMORY,
+    INTERRUPTED_AT_START,
+    RunInterrupted,
+    run_notebook,
+)
 
 NOTEBOOKS = Path(__file__).parent / "notebooks"
 ENVIRONMENTS = Path(__file__).parents[1] / "parameters" / "environments"
@@ -316,15 +321,17 @@ def test_run_notebook_archives_an_interrupted_run_then_reraises(
 
     monkeypatch.setattr(papermill, "execute_notebook", interrupted)
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(RunInterrupted) as stopped:
         run_notebook(NOTEBOOKS / "ok.ipynb", records_dir=records)
 
     [row] = list_records(records)
     sidecar = load_record(records, row["id"])
+    assert stopped.value.record.sidecar == sidecar
+    assert sidecar["status"] == "aborted"
     assert sidecar["error"] == {
         "kind": "interrupted",
         "ename": "KeyboardInterrupt",
-        "evalue": "",
+        "evalue": INTERRUPTED_AT_START,  # papermill stopped before the first cell
         "cell_index": None,
     }
     nb = nbformat.read(records / sidecar["record_path"], as_version=4)
