@@ -29,7 +29,11 @@ def start_session_sandbox() -> object:
     folder = Path(tempfile.mkdtemp(prefix="opslib-test-sandbox-"))
     token = "cf-canary-" + secrets.token_hex(16)
     sandbox = Sandbox(
-        folder, load_environment("sandbox"), token=token, ephemeral_ports=True
+        folder,
+        load_environment("sandbox"),
+        token=token,
+        ephemeral_ports=True,
+        tied=True,
     )
     sandbox.start("healthy")
     os.environ["RUNBOOK_ENVIRONMENTS"] = str(sandbox.environments_dir)

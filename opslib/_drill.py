@@ -186,7 +186,7 @@ def _drill_sandbox(first_scenario: str) -> Iterator[Any]:
     saved = os.environ.get(ENVIRONMENTS_VARIABLE)
     with tempfile.TemporaryDirectory(prefix="runbook-drill-") as folder:
         sandbox = Sandbox(
-            Path(folder), load_environment("sandbox"), ephemeral_ports=True
+            Path(folder), load_environment("sandbox"), ephemeral_ports=True, tied=True
         )
         sandbox.start(first_scenario)
         os.environ[ENVIRONMENTS_VARIABLE] = str(sandbox.environments_dir)

@@ -162,6 +162,7 @@ def lab_on_sandbox(
         state_dir or default_state_dir(),
         load_environment("sandbox"),
         ephemeral_ports=any_ports,
+        tied=True,  # a sandbox started here goes with the lab, even a killed one
     )
     running = sandbox.status()
     if running is None:

@@ -47,7 +47,9 @@ def env() -> Environment:
 def sbx(
     tmp_path_factory: pytest.TempPathFactory, env: Environment
 ) -> Iterator[Sandbox]:
-    sandbox = Sandbox(tmp_path_factory.mktemp("sandbox"), env, ephemeral_ports=True)
+    sandbox = Sandbox(
+        tmp_path_factory.mktemp("sandbox"), env, ephemeral_ports=True, tied=True
+    )
     sandbox.start()
     try:
         yield sandbox

@@ -233,11 +233,17 @@ def fault(
     "--state-dir", type=click.Path(file_okay=False, path_type=Path), required=True
 )
 @click.option("--scenario", type=click.Choice(list(SCENARIOS)), default="healthy")
-def serve(state_dir: Path, scenario: str) -> None:
+@click.option(
+    "--parent",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Shut down once the process with this pid is no longer the parent.",
+)
+def serve(state_dir: Path, scenario: str, parent: int | None) -> None:
     """Run the sandbox servers in the foreground (spawned by ``start``)."""
     from ._server import serve as run_servers
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    sys.exit(run_servers(state_dir.resolve(), scenario))
+    sys.exit(run_servers(state_dir.resolve(), scenario, parent=parent))

@@ -3,7 +3,9 @@
 ``Sandbox.start`` prepares the state folder (secrets, seeded D1 template, server
 configuration), spawns ``python -m opslib.sandbox serve`` in its own session and
 waits for its ``sandbox.json``; then it writes an environment file pointing at the
-actual ports, so clients load it like any other environment.
+actual ports, so clients load it like any other environment. A sandbox started
+``tied`` is given the starter's pid (``--parent``) and shuts down once that process
+is gone, so a killed test session leaves no servers behind.
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ class Sandbox:
             read its status, which need only the state folder.
         token: the Cloudflare API token the stand-in accepts; random when None.
         ephemeral_ports: bind free ports instead of those in the environment's URLs.
+        tied: stop the sandbox's servers when the process that started it dies,
+            even by SIGKILL (tests, drills, a lab session). Off for
+            ``runbook sandbox start``, whose sandbox outlives the command.
     """
 
     def __init__(
@@ -78,11 +83,13 @@ class Sandbox:
         *,
         token: str | None = None,
         ephemeral_ports: bool = False,
+        tied: bool = False,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.environment = environment
         self.token = token
         self.ephemeral_ports = ephemeral_ports
+        self.tied = tied
         self._process: subprocess.Popen[bytes] | None = None
 
     def __repr__(self) -> str:
@@ -292,6 +299,8 @@ class Sandbox:
             "--scenario",
             scenario,
         ]
+        if self.tied:
+            command += ["--parent", str(os.getpid())]
         with open(self.state_dir / LOG_FILE, "ab") as log:
             self._process = subprocess.Popen(
                 command,

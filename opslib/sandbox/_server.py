@@ -5,7 +5,10 @@
 ``Sandbox.start``) and the token from ``DIR/secrets.env``, prepares the scenario,
 binds the platform, Cloudflare API, status page, MailChannels, Stripe front and
 control servers, and only then writes ``DIR/sandbox.json``: its appearance means
-"ready". SIGTERM or SIGINT shuts the servers down and removes the status files.
+"ready". SIGTERM or SIGINT shuts the servers down and removes the status files;
+so does the death of the process that started it, when ``--parent`` names it (its
+pid is no longer this process's parent once it is gone, even after a SIGKILL).
+localstripe watches this process the same way.
 
 Every server but the control server takes the transport faults of its system
 (``_transport``). localstripe (a child process) and moto (R2) listen on private
@@ -56,8 +59,12 @@ SERVER_NAMES = (
 )
 
 
-def serve(state_dir: Path, scenario: str) -> int:
-    """Run the sandbox until SIGTERM; returns the process exit code."""
+def serve(state_dir: Path, scenario: str, *, parent: int | None = None) -> int:
+    """Run the sandbox until SIGTERM (or until ``parent`` dies, when given).
+
+    Returns:
+        The process exit code.
+    """
     config = json.loads((state_dir / CONFIG_FILE).read_text(encoding="utf-8"))
     credentials = read_dotenv(state_dir / SECRETS_FILE)
     world = World(
@@ -96,7 +103,7 @@ def serve(state_dir: Path, scenario: str) -> int:
     write_status(state_dir, status)
     logger.info("sandbox ready pid=%s scenario=%s", os.getpid(), scenario)
 
-    _wait_for_signal()
+    _wait_for_signal(parent)
     for server in servers.values():
         server.shutdown()
         server.server_close()
@@ -181,7 +188,8 @@ def _status(
     }
 
 
-def _wait_for_signal() -> None:
+def _wait_for_signal(parent: int | None = None) -> None:
+    """Wait for SIGTERM or SIGINT, or for ``parent`` to stop being the parent."""
     stop = threading.Event()
 
     def _handle(signum: int, _frame: object) -> None:
@@ -191,7 +199,11 @@ def _wait_for_signal() -> None:
     signal.signal(signal.SIGTERM, _handle)
     signal.signal(signal.SIGINT, _handle)
     while not stop.wait(0.1):
-        pass
+        if parent is not None and os.getppid() != parent:
+            logger.info(
+                "the process that started the sandbox is gone parent=%s", parent
+            )
+            return
 
 
 def _remove_own_files(state_dir: Path) -> None:

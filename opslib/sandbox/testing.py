@@ -30,13 +30,19 @@ def running_sandbox(
 ) -> Iterator[Sandbox]:
     """Start a sandbox on free ports, yield it, and always stop it.
 
+    The sandbox is tied to this process: should it be killed before the stop,
+    the sandbox's servers shut down by themselves.
+
     Args:
         state_dir: folder for the sandbox's files.
         scenario: scenario to start with.
         environment: environment to serve; ``load_environment("sandbox")`` if None.
     """
     sandbox = Sandbox(
-        state_dir, environment or load_environment("sandbox"), ephemeral_ports=True
+        state_dir,
+        environment or load_environment("sandbox"),
+        ephemeral_ports=True,
+        tied=True,
     )
     sandbox.start(scenario)
     try:
