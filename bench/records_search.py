@@ -33,7 +33,7 @@ from _make_records import make_records  # noqa: E402
 from _protocol import result_line  # noqa: E402
 from opslib._index import findings_text, normal_time, rebuild  # noqa: E402
 from opslib._notebook import runbook_name  # noqa: E402
-from opslib._records import list_records  # noqa: E402
+from opslib._records import RecordQuery, list_records  # noqa: E402
 
 FILTERS: dict[str, Any] = {
     "runbook": "api-down",
@@ -101,7 +101,9 @@ def main() -> None:
         [reindex_s], report = timed(lambda: rebuild(root), 1)
 
         def search() -> list[str]:
-            return [r["id"] for r in list_records(root, limit=LIMIT, **FILTERS)]
+            return [
+                r["id"] for r in list_records(root, RecordQuery(**FILTERS), limit=LIMIT)
+            ]
 
         search()  # warm the file cache and imports, as a second search finds them
         search_times, found = timed(search, args.repeats)

@@ -224,6 +224,7 @@ if TYPE_CHECKING:
         plan_reupload,
     )
     from ._records import (
+        RecordQuery,
         format_verdict,
         list_records,
         load_record,
@@ -527,6 +528,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "plan_reupload",
     ),
     "_records": (
+        "RecordQuery",
         "format_verdict",
         "list_records",
         "load_record",
@@ -652,6 +654,7 @@ __all__ = [
     "R2Client",
     "RECENT_USERS_SQL",
     "RateLimitError",
+    "RecordQuery",
     "Report",
     "RestoreReport",
     "RunError",

@@ -361,16 +361,16 @@ def undo(
 def records(records_dir: str | None, limit: int, **filters: str | None) -> None:
     """List records, newest first, filtered by any of the options."""
     from ._objectrecords import is_object_archive
-    from ._recordquery import OPTION_LABELS
+    from ._recordquery import OPTION_LABELS, RecordQuery
     from ._records import archive_dir, search_records
 
     archive = _archive(records_dir)
-    filters["runbook"] = filters.pop("runbook_name")
-    filtered = any(value is not None for value in filters.values())
+    query = RecordQuery(runbook=filters.pop("runbook_name"), **filters)
+    filtered = not query.is_empty()
     try:
         root = archive if is_object_archive(archive) else archive_dir(archive)
         rows = search_records(
-            archive, limit, filters, labels=OPTION_LABELS, check_names=True
+            archive, limit, query, labels=OPTION_LABELS, check_names=True
         )
     except (ConfigError, RunError) as error:
         _usage_exit(error)

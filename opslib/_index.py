@@ -100,8 +100,8 @@ _NAME_COLUMNS = ("runbook", "environment", "cause", "notebook")
 
 
 @dataclass(frozen=True)
-class RecordQuery:
-    """Filters on the archive, already checked; None (or empty) keeps everything.
+class IndexQuery:
+    """A ``RecordQuery`` checked, as the index compares it; None keeps everything.
 
     Attributes:
         runbook: a runbook name (``api-down``) or a notebook path.
@@ -246,7 +246,7 @@ def remove_rows(root: Path, record_ids: Iterable[str]) -> None:
         db.executemany("DELETE FROM records WHERE id = ?", [(i,) for i in ids])
 
 
-def search(root: Path, query: RecordQuery, limit: int) -> list[dict[str, Any]]:
+def search(root: Path, query: IndexQuery, limit: int) -> list[dict[str, Any]]:
     """Return the rows matching ``query``, newest first, at most ``limit``.
 
     Builds the index first when it is missing, incomplete or damaged.
@@ -570,7 +570,7 @@ def _scalar(value: object) -> object:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _where(query: RecordQuery, text_mode: str) -> tuple[str, list[Any]]:
+def _where(query: IndexQuery, text_mode: str) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     values: list[Any] = []
     if query.runbook:

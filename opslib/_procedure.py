@@ -22,7 +22,7 @@ from ._dbread import as_read
 from ._dbwrite import plan_d1_write, run_select
 from ._errors import OpslibError, ParameterError, RunError
 from ._finding import Finding, Status, check
-from ._records import list_records, load_record
+from ._records import RecordQuery, list_records, load_record
 from ._rollbackchoice import secrets_changed_advice
 from ._sqlguard import require_read
 from ._undo import find_applied_action, undo_records_of
@@ -245,7 +245,7 @@ def find_record(record_id: str) -> dict[str, Any]:
 def _undo_sidecars(archive: Path) -> list[dict[str, Any]]:
     """The undo runs the archive holds that applied something, newest first."""
     try:
-        rows = list_records(archive, runbook="undo", limit=UNDO_LOOKBACK)
+        rows = list_records(archive, RecordQuery(runbook="undo"), limit=UNDO_LOOKBACK)
         return [
             load_record(archive, str(row["id"]))
             for row in rows

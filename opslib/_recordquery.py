@@ -13,12 +13,13 @@ import datetime
 import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from ._errors import ConfigError, ParameterError
 from ._finding import Status
 from ._index import (
-    RecordQuery,
+    IndexQuery,
     absent_values,
     known_values,
     normal_time,
@@ -28,17 +29,8 @@ from ._params import MAX_TEXT_LENGTH, check_text, is_one_line
 
 RUN_STATUSES = ("succeeded", "failed", "aborted")
 STATUSES = (*RUN_STATUSES, *(status.value for status in Status))
-# How the command line spells each filter; the library names them as keywords.
-OPTION_LABELS: Mapping[str, str] = {
-    "runbook": "--runbook",
-    "environment": "--env",
-    "status": "--status",
-    "cause": "--cause",
-    "incident_id": "--incident",
-    "since": "--since",
-    "until": "--until",
-    "words": "--words",
-}
+# How the command line spells the filters that differ from RecordQuery's names.
+_OPTION_NAMES = {"environment": "--env", "incident_id": "--incident"}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
 _CAUSE = re.compile(r"[a-z0-9]+(?:[-_][a-z0-9]+)*")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -53,27 +45,60 @@ _SHOWN = 3
 Moment = str | datetime.date | None
 
 
+@dataclass(frozen=True)
+class RecordQuery:
+    """Which records to find; a filter left None keeps everything.
+
+    The one list of the archive's filters: ``list_records`` and ``runbook
+    records`` take them as this, and ``build_query`` checks them.
+
+    Attributes:
+        runbook: only this runbook (``api-down``) or notebook path.
+        environment: only this environment.
+        status: only runs that ``succeeded``, ``failed`` or were ``aborted``,
+            or verdicts with this status (``ok``, ``warn``, ``fail``,
+            ``unknown``, ``manual``).
+        cause: only verdicts naming this cause.
+        incident_id: only runs given this incident id.
+        since: only records started on or after this date, or this time (UTC
+            if naive).
+        until: only records started on or before this date, or before this time.
+        words: only records whose findings hold all these words (separated by
+            spaces, each searched as text).
+    """
+
+    runbook: str | None = None
+    environment: str | None = None
+    status: str | None = None
+    cause: str | None = None
+    incident_id: str | None = None
+    since: Moment = None
+    until: Moment = None
+    words: str | None = None
+
+    def is_empty(self) -> bool:
+        """True when no filter is set: every record matches."""
+        return self == RecordQuery()
+
+
+OPTION_LABELS: Mapping[str, str] = {
+    f.name: _OPTION_NAMES.get(f.name, f"--{f.name}") for f in fields(RecordQuery)
+}
+"""How ``runbook records`` spells each filter of a ``RecordQuery``."""
+
+
 def build_query(
     root: Path,
+    query: RecordQuery,
     *,
-    runbook: str | None = None,
-    environment: str | None = None,
-    status: str | None = None,
-    cause: str | None = None,
-    incident_id: str | None = None,
-    since: Moment = None,
-    until: Moment = None,
-    words: str | None = None,
     labels: Mapping[str, str] | None = None,
     check_names: bool = False,
-) -> RecordQuery:
-    """Check search filters and return them as a query; None keeps everything.
+) -> IndexQuery:
+    """Check a query's filters and return them as the index compares them.
 
     Args:
         root: the archive, whose index supplies the names it knows.
-        since: records started on or after this date (or time, UTC if naive).
-        until: records started on or before this date, or before this time.
-        words: words that must all appear in the findings.
+        query: the filters as given.
         labels: how to name each filter in messages (default: the keyword).
         check_names: also refuse a runbook, environment or cause that neither
             the archive nor the project knows, naming the nearest known ones
@@ -88,11 +113,14 @@ def build_query(
     def problem(name: str, value: object, expected: str) -> None:
         problems.append(f"{label[name]}: got {value!r}, expected {expected}")
 
-    start = _moment(since, "since", problem)
-    end = _moment(until, "until", problem)
+    start = _moment(query.since, "since", problem)
+    end = _moment(query.until, "until", problem)
     if start and end and start >= end:
-        problem("until", until, f"a time after {label['since']} ({since!r})")
-    _check_names(root, runbook, environment, cause, problem, check_names)
+        problem(
+            "until", query.until, f"a time after {label['since']} ({query.since!r})"
+        )
+    _check_names(root, query, problem, check_names)
+    status, incident_id, words = query.status, query.incident_id, query.words
     if status is not None and status not in STATUSES:
         problem("status", status, f"one of {', '.join(STATUSES)}")
     if incident_id is not None and (not incident_id or check_text(incident_id)):
@@ -104,8 +132,15 @@ def build_query(
         problem("words", words, WORDS_FORM)
     if problems:
         raise ParameterError(problems)
-    return RecordQuery(
-        runbook, environment, status, cause, incident_id, start, end, found
+    return IndexQuery(
+        query.runbook,
+        query.environment,
+        status,
+        query.cause,
+        incident_id,
+        start,
+        end,
+        found,
     )
 
 
@@ -148,16 +183,24 @@ def _is_time(text: str) -> bool:
 
 def _check_names(
     root: Path,
-    runbook: str | None,
-    environment: str | None,
-    cause: str | None,
+    query: RecordQuery,
     problem: Callable[[str, object, str], None],
     check_names: bool,
 ) -> None:
     checks = (
-        ("runbook", runbook, _NAME, "a runbook name such as api-down, or its path"),
-        ("environment", environment, _NAME, "an environment name such as sandbox"),
-        ("cause", cause, _CAUSE, "a cause such as bad-deployment"),
+        (
+            "runbook",
+            query.runbook,
+            _NAME,
+            "a runbook name such as api-down, or its path",
+        ),
+        (
+            "environment",
+            query.environment,
+            _NAME,
+            "an environment name such as sandbox",
+        ),
+        ("cause", query.cause, _CAUSE, "a cause such as bad-deployment"),
     )
     wanted: dict[str, str] = {}
     for name, value, form, expected in checks:

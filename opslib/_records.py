@@ -31,14 +31,14 @@ from ._errors import RunError
 from ._index import (
     INDEX_FIELDS as INDEX_FIELDS,
     INDEX_NAME as INDEX_NAME,
-    RecordQuery,
+    IndexQuery,
     add_row,
     index_row,
     search,
     sidecar_paths,
 )
 from ._objectrecords import is_object_archive
-from ._recordquery import Moment, build_query
+from ._recordquery import RecordQuery as RecordQuery, build_query
 
 _Where = TypeVar("_Where")
 
@@ -147,36 +147,21 @@ def append_index(records_dir: str | Path, row: Mapping[str, Any]) -> None:
 
 def list_records(
     records_dir: str | Path,
+    query: RecordQuery | None = None,
     *,
     limit: int = 20,
-    runbook: str | None = None,
-    environment: str | None = None,
-    status: str | None = None,
-    cause: str | None = None,
-    incident_id: str | None = None,
-    since: Moment = None,
-    until: Moment = None,
-    words: str | None = None,
 ) -> list[dict[str, Any]]:
     """Return the index rows of the records matching every filter, newest first.
 
     Args:
         records_dir: the archive folder.
+        query: the filters (``RecordQuery``); None finds every record.
         limit: the most rows to return.
-        runbook: only this runbook (``api-down``) or notebook path.
-        environment: only this environment.
-        status: only runs that ``succeeded``, ``failed`` or were ``aborted``, or
-            verdicts with this status (``ok``, ``warn``, ``fail``, ``unknown``,
-            ``manual``).
-        cause: only verdicts naming this cause.
-        incident_id: only runs given this incident id.
-        since: only records started on or after this date or time (UTC).
-        until: only records started on or before this date, or before this time.
-        words: only records whose findings hold all these words.
 
     Returns:
         Rows with the keys of ``INDEX_FIELDS``; none when the archive is empty.
 
+    Example: ``list_records(archive, RecordQuery(environment="staging"))``.
     An archive in object storage (``s3://``) has no index of its own: see
     ``search_records``.
 
@@ -184,27 +169,17 @@ def list_records(
         ParameterError: naming each wrong filter and the form expected.
         RunError: when an archive in object storage cannot be read.
     """
-    filters: dict[str, Any] = {
-        "runbook": runbook,
-        "environment": environment,
-        "status": status,
-        "cause": cause,
-        "incident_id": incident_id,
-        "since": since,
-        "until": until,
-        "words": words,
-    }
-    return search_records(records_dir, limit, filters)
+    return search_records(records_dir, limit, query or RecordQuery())
 
 
 def search_records(
     records_dir: str | Path,
     limit: int,
-    filters: Mapping[str, Any],
+    query: RecordQuery,
     labels: Mapping[str, str] | None = None,
     check_names: bool = False,
 ) -> list[dict[str, Any]]:
-    """The rows ``list_records`` returns, the filters given by keyword.
+    """The rows ``list_records`` returns, for a person's query as well.
 
     An archive in object storage is searched through its sidecars: with no
     filter, the newest ``limit`` sidecars are read; with any, every sidecar is
@@ -214,39 +189,39 @@ def search_records(
     Args:
         records_dir: the archive: a local folder or ``s3://bucket/prefix``.
         limit: the most rows to return.
-        filters: ``list_records``'s filters; None keeps everything.
+        query: the filters.
         labels: how to name each filter in messages (the command's options).
         check_names: refuse names neither the archive nor the project knows
             (``build_query``), for names a person typed.
     """
 
-    def query(root: Path) -> RecordQuery:
-        return build_query(root, labels=labels, check_names=check_names, **filters)
+    def checked(root: Path) -> IndexQuery:
+        return build_query(root, query, labels=labels, check_names=check_names)
 
     if is_object_archive(records_dir):
-        return _object_rows(str(records_dir), limit, filters, query)
+        return _object_rows(str(records_dir), limit, query.is_empty(), checked)
     root = archive_dir(records_dir)
-    return search(root, query(root), limit)
+    return search(root, checked(root), limit)
 
 
 def _object_rows(
     url: str,
     limit: int,
-    filters: Mapping[str, Any],
-    query: Callable[[Path], RecordQuery],
+    everything: bool,
+    checked: Callable[[Path], IndexQuery],
 ) -> list[dict[str, Any]]:
     from ._index import rebuild
     from ._objectrecords import iter_sidecars, parse_archive
 
     sidecars = iter_sidecars(parse_archive(url))
-    if all(value is None for value in filters.values()):
+    if everything:
         return [index_row(sidecar) for _, sidecar in itertools.islice(sidecars, limit)]
     with tempfile.TemporaryDirectory(prefix="opslib-object-index-") as folder:
         root = Path(folder)
         for relative, sidecar in sidecars:
             write_once(root / relative, json.dumps(sidecar))
         rebuild(root)
-        return search(root, query(root), limit)
+        return search(root, checked(root), limit)
 
 
 def load_record(records_dir: str | Path, record_id: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from opslib import _index
 from opslib._cli import main
 from opslib._errors import ParameterError
 from opslib._index import INDEX_NAME, LEGACY_INDEX_NAME, rebuild
-from opslib._recordquery import build_query
+from opslib._recordquery import RecordQuery, build_query
 from opslib._records import append_index, list_records, load_record
 from record_helpers import store, verdict
 
@@ -115,7 +115,9 @@ def text_search(request: pytest.FixtureRequest) -> Iterator[bool]:
 def test_list_records_filters_newest_first(
     archive: Path, filters: dict[str, Any], expected: list[str]
 ) -> None:
-    assert ids(list_records(archive, **filters)) == expected
+    rest = {key: value for key, value in filters.items() if key != "limit"}
+    limit = filters.get("limit", 20)
+    assert ids(list_records(archive, RecordQuery(**rest), limit=limit)) == expected
 
 
 @pytest.mark.parametrize(
@@ -134,13 +136,14 @@ def test_list_records_filters_newest_first(
 def test_list_records_finds_words_in_the_findings(
     archive: Path, text_search: bool, words: str, expected: list[str]
 ) -> None:
-    assert ids(list_records(archive, words=words)) == expected
+    assert ids(list_records(archive, RecordQuery(words=words))) == expected
 
 
 def test_list_records_combines_words_with_other_filters(
     archive: Path, text_search: bool
 ) -> None:
-    assert ids(list_records(archive, words="answer", environment="staging")) == ["r2"]
+    query = RecordQuery(words="answer", environment="staging")
+    assert ids(list_records(archive, query)) == ["r2"]
     with sqlite3.connect(archive / INDEX_NAME) as db:
         [(mode,)] = db.execute("SELECT value FROM meta WHERE key = 'text'")
     assert mode == ("fts5" if text_search else "like")
@@ -152,7 +155,7 @@ def test_list_records_treats_like_wildcards_as_plain_text(tmp_path: Path) -> Non
     store(tmp_path, "c", "2026-12-01T00:00:02Z", verdict=verdict("ok", "x", "a_b"))
     store(tmp_path, "d", "2026-12-01T00:00:03Z", verdict=verdict("ok", "x", "axb"))
 
-    assert ids(list_records(tmp_path, words="a_b")) == ["c"]
+    assert ids(list_records(tmp_path, RecordQuery(words="a_b"))) == ["c"]
 
 
 @pytest.fixture
@@ -206,7 +209,7 @@ def pasted(tmp_path: Path) -> Path:
 def test_words_are_searched_as_text_whatever_they_hold(
     pasted: Path, text_search: bool, words: str, expected: list[str]
 ) -> None:
-    assert ids(list_records(pasted, words=words)) == expected
+    assert ids(list_records(pasted, RecordQuery(words=words))) == expected
 
 
 def test_records_command_searches_pasted_error_text(pasted: Path) -> None:
@@ -223,19 +226,21 @@ def test_words_refused_only_when_empty_too_long_or_not_one_line(
     pasted: Path, words: str
 ) -> None:
     with pytest.raises(ParameterError, match=r"words: got .*, expected one or more"):
-        list_records(pasted, words=words)
+        list_records(pasted, RecordQuery(words=words))
 
 
 def test_list_records_names_every_bad_filter(archive: Path) -> None:
     with pytest.raises(ParameterError) as caught:
         list_records(
             archive,
-            status="broken",
-            since="yesterday",
-            until="2026-02-30",
-            cause="Bad Deployment",
-            incident_id="",
-            words="disk\nfull",
+            RecordQuery(
+                status="broken",
+                since="yesterday",
+                until="2026-02-30",
+                cause="Bad Deployment",
+                incident_id="",
+                words="disk\nfull",
+            ),
         )
 
     assert caught.value.problems == [
@@ -257,7 +262,7 @@ def test_list_records_refuses_a_range_that_ends_before_it_starts(
     archive: Path,
 ) -> None:
     with pytest.raises(ParameterError, match=r"until: got '2026-12-01', expected a "):
-        list_records(archive, since="2026-12-02", until="2026-12-01")
+        list_records(archive, RecordQuery(since="2026-12-02", until="2026-12-01"))
 
 
 @pytest.mark.parametrize(
@@ -272,15 +277,17 @@ def test_a_typed_name_unknown_to_the_archive_gets_the_name_meant(
     archive: Path, filters: dict[str, str], message: str
 ) -> None:
     with pytest.raises(ParameterError, match=message):
-        build_query(archive, check_names=True, **filters)
-    assert list_records(archive, **filters) == []
+        build_query(archive, RecordQuery(**filters), check_names=True)
+    assert list_records(archive, RecordQuery(**filters)) == []
 
 
 def test_a_name_of_the_project_is_known_though_the_archive_lacks_it(
     archive: Path,
 ) -> None:
     query = build_query(
-        archive, runbook="restore", cause="backup-missing", check_names=True
+        archive,
+        RecordQuery(runbook="restore", cause="backup-missing"),
+        check_names=True,
     )
 
     assert (query.runbook, query.cause) == ("restore", "backup-missing")
@@ -423,3 +430,13 @@ def test_records_command_lists_a_record_without_status_or_environment(
 
     assert result.exit_code == 0, result.output
     assert result.output.split() == ["bare", "-", "-", "-", "-"]
+
+
+def test_every_filter_of_a_query_is_an_option_of_the_records_command() -> None:
+    from opslib._cli import records
+    from opslib._recordquery import OPTION_LABELS
+
+    options = {name for param in records.params for name in param.opts}
+
+    assert set(OPTION_LABELS) == set(RecordQuery.__dataclass_fields__)
+    assert set(OPTION_LABELS.values()) <= options

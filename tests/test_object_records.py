@@ -31,7 +31,7 @@ from opslib._cli import main
 from opslib._config import SECRET_VARIABLES
 from opslib._errors import RunError
 from opslib._objectrecords import parse_archive, write_record
-from opslib._records import list_records, load_record
+from opslib._records import RecordQuery, list_records, load_record
 from opslib._runner import RunRecord, check_run_request, run_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -228,7 +228,7 @@ def test_records_in_the_bucket_are_searched_like_a_local_archive(
     filters: dict[str, str],
     found: bool,
 ) -> None:
-    rows = list_records(f"s3://{BUCKET}/team/records", **filters)
+    rows = list_records(f"s3://{BUCKET}/team/records", RecordQuery(**filters))
 
     assert [row["id"] for row in rows] == ([stored[0].id] if found else [])
 

@@ -13,6 +13,7 @@ import pytest
 from opslib._errors import RunError
 from opslib._records import (
     INDEX_NAME,
+    RecordQuery,
     append_index,
     archive_dir,
     format_verdict,
@@ -128,8 +129,12 @@ def test_list_records_returns_newest_first_with_filters_and_limit(
 
     assert [r["id"] for r in list_records(tmp_path)] == ["c", "b", "a"]
     assert [r["id"] for r in list_records(tmp_path, limit=2)] == ["c", "b"]
-    assert [r["id"] for r in list_records(tmp_path, runbook="api-down")] == ["c", "a"]
-    assert [r["id"] for r in list_records(tmp_path, environment="sandbox")] == [
+    assert [
+        r["id"] for r in list_records(tmp_path, RecordQuery(runbook="api-down"))
+    ] == ["c", "a"]
+    assert [
+        r["id"] for r in list_records(tmp_path, RecordQuery(environment="sandbox"))
+    ] == [
         "b",
         "a",
     ]
