@@ -20,7 +20,12 @@ a batch only adds how they are chosen, checked and scheduled:
   kernel forked from a template process that imported IPython, opslib, pandas
   and matplotlib (``_kernelforks``): the batch pays for those imports once, where
   runs one by one pay for them every time. A worker takes this process's
-  environment and working folder as they are when the batch starts.
+  environment and working folder as they are when the batch starts;
+- Ctrl-C (SIGINT) stops the batch: no further run starts, the runs under way
+  are interrupted and archived as aborted, and the table still comes, the runs
+  that never started shown as such. Each worker sits in a process group of its
+  own, so a terminal's Ctrl-C reaches this process alone, which passes it on to
+  each worker once: a run interrupted twice could be stopped while it archives.
 
 ``--all procedures`` leaves out the procedures that cannot run blind (see
 ``NOT_BLIND``): they need a target that only the operator can name.
@@ -31,9 +36,11 @@ from __future__ import annotations
 import datetime
 import multiprocessing
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +52,7 @@ from ._notebook import (
     resolve_notebook,
     runbook_name,
 )
-from ._runner import RunRecord, check_run_request, run_notebook
+from ._runner import RunInterrupted, RunRecord, check_run_request, run_notebook
 from ._table import render_table
 
 GROUPS = ("incidents", "procedures")
@@ -58,8 +65,10 @@ NOT_BLIND = {
 # Parameters a batch refuses when set: a gate is passed one runbook at a time.
 GATE_PARAMETERS = ("apply", "confirm")
 BATCH_ID_PREFIX = "BATCH-"
-# Exit codes of single runs, from best to worst (see _cli): ok, verdict, gate, failed.
-_EXIT_RANK = (0, 4, 3, 1)
+# Exit codes of single runs, from best to worst (see _cli): ok, verdict, gate,
+# failed, interrupted.
+_EXIT_RANK = (0, 4, 3, 1, 130)
+NOT_STARTED = "not started"
 
 
 @dataclass(frozen=True)
@@ -71,12 +80,20 @@ class BatchRun:
         record: the archived record, or None when no record could be written.
         problem: why there is no record (the runner's error), else "".
         seconds: wall time of the run.
+        interrupted: True when Ctrl-C stopped it (its record is aborted) or
+            kept it from starting (it has no record).
     """
 
     runbook: str
     record: RunRecord | None
     problem: str
     seconds: float
+    interrupted: bool = False
+
+    @property
+    def started(self) -> bool:
+        """False for a run that Ctrl-C kept from starting."""
+        return self.record is not None or self.problem != NOT_STARTED
 
 
 def default_jobs() -> int:
@@ -198,58 +215,142 @@ def run_batch(
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(list(_WORKER_PRELOAD))
     results: dict[int, BatchRun] = {}
-    with KernelTemplate() as template:
-        template.wait_ready()
-        from ._kernelforks import template_socket
+    stop = context.Event()
+    try:
+        with KernelTemplate() as template:
+            template.wait_ready()
+            from ._kernelforks import template_socket
 
-        worker_setup = (template_socket(), dict(os.environ), os.getcwd())
-        with ProcessPoolExecutor(
-            max_workers=max(1, jobs),
-            mp_context=context,
-            initializer=_start_worker,
-            initargs=worker_setup,
-        ) as pool:
-            futures: dict[Future[BatchRun], int] = {
-                pool.submit(_run_one, path, dict(given), raw, run_options): index
-                for index, (path, given) in enumerate(planned)
-            }
-            for future in as_completed(futures):
-                index = futures[future]
+            worker_setup = (template_socket(), dict(os.environ), os.getcwd(), stop)
+            with ProcessPoolExecutor(
+                max_workers=max(1, jobs),
+                mp_context=context,
+                initializer=_start_worker,
+                initargs=worker_setup,
+            ) as pool:
+                futures: dict[Future[BatchRun], int] = {
+                    pool.submit(_run_one, path, dict(given), raw, run_options): index
+                    for index, (path, given) in enumerate(planned)
+                }
                 try:
-                    result = future.result()
-                except Exception as error:  # a worker that died leaves no record
-                    problem = (
-                        f"stopped without a record ({type(error).__name__}: {error})"
+                    for future in as_completed(futures):
+                        _collect(future, futures, planned, results, echo)
+                except KeyboardInterrupt:
+                    echo(
+                        "interrupted: no further run starts; stopping the runs under way"
                     )
-                    result = BatchRun(runbook_name(planned[index][0]), None, problem, 0)
-                results[index] = result
-                echo(_progress_line(result))
-    return [results[index] for index in range(len(planned))]
+                    stop.set()  # each worker interrupts its run, once
+                    for future in futures:
+                        future.cancel()  # those not handed to a worker yet
+                    _drain(futures, planned, results, echo)
+    except KeyboardInterrupt:  # before any run was handed out: none starts
+        stop.set()
+    return [
+        results.get(index) or _not_started(path)
+        for index, (path, _) in enumerate(planned)
+    ]
+
+
+def _collect(
+    future: Future[BatchRun],
+    futures: Mapping[Future[BatchRun], int],
+    planned: Sequence[tuple[Path, Mapping[str, object]]],
+    results: dict[int, BatchRun],
+    echo: Callable[[str], None],
+) -> None:
+    index = futures[future]
+    if future.cancelled():
+        result = _not_started(planned[index][0])
+    else:
+        try:
+            result = future.result()
+        except Exception as error:  # a worker that died leaves no record
+            problem = f"stopped without a record ({type(error).__name__}: {error})"
+            result = BatchRun(runbook_name(planned[index][0]), None, problem, 0)
+    results[index] = result
+    echo(_progress_line(result))
+
+
+def _drain(
+    futures: Mapping[Future[BatchRun], int],
+    planned: Sequence[tuple[Path, Mapping[str, object]]],
+    results: dict[int, BatchRun],
+    echo: Callable[[str], None],
+) -> None:
+    """Wait for the interrupted runs to archive; a further Ctrl-C changes nothing."""
+    while True:
+        try:
+            wait(futures)
+            break
+        except KeyboardInterrupt:
+            echo("interrupted again: waiting for the runs under way to archive")
+    for future, index in futures.items():
+        if index not in results:
+            _collect(future, futures, planned, results, echo)
+
+
+def _not_started(path: Path) -> BatchRun:
+    return BatchRun(runbook_name(path), None, NOT_STARTED, 0, interrupted=True)
 
 
 # What the fork server imports once, before it forks any worker.
 _WORKER_PRELOAD = ("papermill", "opslib._runner")
 
 
-def _start_worker(socket: str | None, environ: dict[str, str], cwd: str) -> None:
-    """Give a new worker the batch's environment, folder and kernel template."""
+# Set in a worker once the batch is stopped (Ctrl-C); see _start_worker.
+_stop: Any = None
+
+
+def _start_worker(
+    socket: str | None, environ: dict[str, str], cwd: str, stop: Any
+) -> None:
+    """Give a new worker the batch's environment, folder, kernel template and stop.
+
+    The worker leaves the terminal's process group, so a Ctrl-C there reaches
+    the batch alone; a thread waits for the batch's stop and then interrupts
+    the worker's run, once. Between runs the worker ignores SIGINT.
+    """
+    global _stop
     from . import _kernelforks
 
+    os.setpgid(0, 0)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.clear()
     os.environ.update(environ)
     os.chdir(cwd)
     _kernelforks.use_template(socket)
+    _stop = stop
+    threading.Thread(
+        target=_interrupt_on_stop, name="opslib-batch-stop", daemon=True
+    ).start()
+
+
+def _interrupt_on_stop() -> None:
+    _stop.wait()
+    os.kill(os.getpid(), signal.SIGINT)
 
 
 def _run_one(
     path: Path, given: dict[str, object], raw: frozenset[str], options: dict[str, Any]
 ) -> BatchRun:
+    """One run in a worker; one the batch's stop reaches before it began never starts."""
     started = time.perf_counter()
+    name = runbook_name(path)
     try:
-        record = run_notebook(path, parameters=given, raw=raw, **options)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            if _stop is not None and _stop.is_set():
+                raise KeyboardInterrupt
+            record = run_notebook(path, parameters=given, raw=raw, **options)
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except RunInterrupted as stopped:
+        return BatchRun(name, stopped.record, "", _since(started), interrupted=True)
+    except KeyboardInterrupt:  # before its record id was given out: nothing written
+        return _not_started(path)
     except OpslibError as error:  # checked before; a record that could not be written
-        return BatchRun(runbook_name(path), None, str(error), _since(started))
-    return BatchRun(runbook_name(path), record, "", _since(started))
+        return BatchRun(name, None, str(error), _since(started))
+    return BatchRun(name, record, "", _since(started))
 
 
 def _since(started: float) -> float:
@@ -257,6 +358,8 @@ def _since(started: float) -> float:
 
 
 def _progress_line(result: BatchRun) -> str:
+    if not result.started:
+        return f"{result.runbook}: {NOT_STARTED}"
     if result.record is None:
         return f"{result.runbook}: no record: {result.problem}"
     return f"{result.runbook}: {result.record.status} in {result.seconds:.1f} s"
@@ -273,7 +376,10 @@ def batch_table(results: Sequence[BatchRun]) -> str:
             (
                 result.runbook,
                 str(sidecar.get("id") or "-"),
-                str(sidecar.get("status") or "no record"),
+                str(
+                    sidecar.get("status")
+                    or (NOT_STARTED if not result.started else "no record")
+                ),
                 str(verdict.get("status") or "-"),
                 str(verdict.get("cause") or "-"),
                 f"{result.seconds:.1f}",
@@ -283,5 +389,5 @@ def batch_table(results: Sequence[BatchRun]) -> str:
 
 
 def batch_exit_code(codes: Sequence[int]) -> int:
-    """The worst of the runs' exit codes: failed, then gate, then verdict, then 0."""
+    """The worst of the runs' exit codes: interrupted, failed, gate, verdict, 0."""
     return max(codes, key=_EXIT_RANK.index, default=0)

@@ -16,12 +16,15 @@ from __future__ import annotations
 import datetime
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ._config import DEFAULT_ENVIRONMENT
 from ._errors import ConfigError, OpslibError, RunError
+
+if TYPE_CHECKING:
+    from ._batch import BatchRun
 
 EXIT_FAILED_RUN = 1
 EXIT_USAGE = 2
@@ -158,6 +161,12 @@ def run(
     true and a confirm phrase are refused (gates are passed one runbook at a
     time); a runbook given no incident_id gets the batch's own, BATCH-<start
     time>.
+
+    Exit codes: 0 ran to its verdict, 1 failed, 2 bad usage or parameters (nothing
+    ran), 3 refused at the gate, 4 verdict not ok with --fail-on-verdict, 130
+    interrupted (Ctrl-C): the run is archived as aborted; in a batch no further
+    run starts, the runs under way are archived as aborted and the table shows
+    the others as not started.
     """
     from ._params import load_parameter_file
 
@@ -243,14 +252,19 @@ def _run_batch_and_exit(
     )
     click.echo("\n" + batch_table(results))
     for result in results:
-        if result.problem:
+        if result.problem and result.started:
             click.echo(f"{result.runbook}: no record: {result.problem}", err=True)
     click.echo(f"records in {archive}")
-    codes = [
-        _exit_code(r.record.sidecar, fail_on_verdict) if r.record else EXIT_FAILED_RUN
-        for r in results
-    ]
+    codes = [_batch_run_code(result, fail_on_verdict) for result in results]
     sys.exit(batch_exit_code(codes))
+
+
+def _batch_run_code(result: BatchRun, fail_on_verdict: bool) -> int:
+    if result.interrupted:
+        return EXIT_INTERRUPTED
+    if result.record is None:
+        return EXIT_FAILED_RUN
+    return _exit_code(result.record.sidecar, fail_on_verdict)
 
 
 def _run_and_exit(archive: str, fail_on_verdict: bool, **kwargs: Any) -> None:

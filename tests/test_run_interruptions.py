@@ -245,3 +245,94 @@ def test_an_interrupt_before_the_kernel_answers_is_archived(
     assert sidecar["status"] == "aborted"
     assert sidecar["error"]["evalue"] == INTERRUPTED_AT_START  # type: ignore[index]
     assert all(not cell.get("outputs") for cell in nb.cells)
+
+
+def _processes_marked(marker: str) -> list[int]:
+    """Processes whose environment holds the marker: a run's whole family."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or not _alive(int(entry.name)):
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:  # ended meanwhile, or not ours
+            continue
+        if marker.encode() in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("to_group", [False, True], ids=["process", "ctrl-c-group"])
+def test_sigint_to_a_batch_stops_it_archives_the_running_and_starts_no_more(
+    environments: Path, tmp_path: Path, to_group: bool
+) -> None:
+    """--jobs 1: the first run ends, the second waits in a cell and gets the
+    interrupt, the third never starts; the table lists all three; exit 130."""
+    records = tmp_path / "records"
+    started = tmp_path / "started"
+    marker = f"OPSLIB_TEST_BATCH={os.getpid()}-{time.monotonic_ns()}"
+    notebooks = ["ok", "waits_for_interrupt", "raises_in_second_cell"]
+    process = subprocess.Popen(
+        [
+            str(RUNBOOK),
+            "run",
+            *(str(NOTEBOOKS / f"{name}.ipynb") for name in notebooks),
+            "--jobs",
+            "1",
+            "--records",
+            str(records),
+            "-p",
+            "started_file",
+            str(started),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, OPSLIB_TEST_BATCH=marker.split("=", 1)[1]),
+        start_new_session=True,
+    )
+    try:
+
+        def second_run_waits() -> bool:
+            return started.exists() and any(records.rglob("*.json"))
+
+        _wait_for(second_run_waits, "the second run never reached its cell", process)
+        assert process.poll() is None, process.communicate()
+        # runbook, fork server, worker, kernel template, kernel (at least)
+        assert len(_processes_marked(marker)) >= 5
+        if to_group:
+            os.killpg(process.pid, signal.SIGINT)
+        else:
+            process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    assert process.returncode == 130, stdout + stderr
+    found = sidecars_by_runbook(records)
+    assert sorted(found) == ["ok", "waits_for_interrupt"]
+    assert found["ok"]["status"] == "succeeded"
+    assert found["waits_for_interrupt"]["status"] == "aborted"
+    assert found["waits_for_interrupt"]["error"]["kind"] == "interrupted"
+    table = stdout.split("\n\n")[-1].splitlines()
+    rows = {line.split()[0]: line for line in table if line.split()[0] in notebooks}
+    assert sorted(rows) == sorted(notebooks), stdout
+    for name, sidecar in found.items():
+        assert sidecar["id"] in rows[name] and sidecar["status"] in rows[name]
+    assert "not started" in rows["raises_in_second_cell"]
+    assert "raises_in_second_cell: no record" not in stderr
+    deadline = time.monotonic() + 30  # the family's processes end with it
+    while (left := _processes_marked(marker)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert left == [], f"processes left running: {left}"
+
+
+def sidecars_by_runbook(records: Path) -> dict[str, dict]:  # type: ignore[type-arg]
+    return {
+        json.loads(path.read_text(encoding="utf-8"))["runbook"]: json.loads(
+            path.read_text(encoding="utf-8")
+        )
+        for path in records.rglob("*.json")
+    }
