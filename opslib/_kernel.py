@@ -44,6 +44,7 @@ class KernelWarmer:
         self.cwd = cwd
         self._folder = tempfile.mkdtemp(prefix="opslib-kernel-")
         self._manager: Any = None
+        self._clients: list[Any] = []
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._warm, name="opslib-kernel-warmer")
 
@@ -84,6 +85,14 @@ class KernelWarmer:
             self._kill_starting_kernel()
         if self._thread.ident is not None:
             self._thread.join(START_TIMEOUT_S + 5)
+        # A client its caller was handed (papermill's) is left open by nbclient,
+        # which closes only clients of managers it made itself: close them here,
+        # or each run would keep its sockets, heartbeat thread and ZeroMQ context.
+        while self._clients:
+            try:
+                self._clients.pop().stop_channels()
+            except Exception as error:  # a client half made or closed already
+                logger.debug("kernel client stop error=%s", error)
         if self._manager is not None:
             try:
                 asyncio.run(self._manager.shutdown_kernel(now=True))
@@ -117,6 +126,14 @@ class KernelWarmer:
             transport="ipc",
             connection_file=str(Path(self._folder) / "kernel.json"),
         )
+        make_client = manager.client
+
+        def client(**kwargs: Any) -> Any:
+            made = make_client(**kwargs)
+            self._clients.append(made)
+            return made
+
+        manager.client = client  # type: ignore[method-assign]
         if template_socket() is not None:  # in a batch: fork it from the template
             manager.kernel_id = str(uuid.uuid4())
             manager.provisioner = ForkedProvisioner(
