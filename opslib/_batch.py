@@ -244,6 +244,7 @@ def run_batch(
                         future.cancel()  # those not handed to a worker yet
                     _drain(futures, planned, results, echo)
     except KeyboardInterrupt:  # before any run was handed out: none starts
+        echo("interrupted: no run starts")
         stop.set()
     return [
         results.get(index) or _not_started(path)
@@ -336,6 +337,7 @@ def _run_one(
     """One run in a worker; one the batch's stop reaches before it began never starts."""
     started = time.perf_counter()
     name = runbook_name(path)
+    record: RunRecord | None = None
     try:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
@@ -346,8 +348,10 @@ def _run_one(
             signal.signal(signal.SIGINT, signal.SIG_IGN)
     except RunInterrupted as stopped:
         return BatchRun(name, stopped.record, "", _since(started), interrupted=True)
-    except KeyboardInterrupt:  # before its record id was given out: nothing written
-        return _not_started(path)
+    except KeyboardInterrupt:
+        if record is not None:  # it ended just as the batch stopped
+            return BatchRun(name, record, "", _since(started), interrupted=True)
+        return _not_started(path)  # before its record id was given out
     except OpslibError as error:  # checked before; a record that could not be written
         return BatchRun(name, None, str(error), _since(started))
     return BatchRun(name, record, "", _since(started))

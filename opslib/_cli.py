@@ -168,6 +168,36 @@ def run(
     run starts, the runs under way are archived as aborted and the table shows
     the others as not started.
     """
+    try:
+        _run(
+            notebooks,
+            group,
+            jobs,
+            pairs,
+            files,
+            environment,
+            records_dir,
+            timeout,
+            operator,
+            fail_on_verdict,
+        )
+    except KeyboardInterrupt:  # a run under way is caught where it runs
+        click.echo("interrupted, with no run under way", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def _run(
+    notebooks: tuple[str, ...],
+    group: str | None,
+    jobs: int | None,
+    pairs: tuple[tuple[str, str], ...],
+    files: tuple[str, ...],
+    environment: str | None,
+    records_dir: str | None,
+    timeout: float,
+    operator: str | None,
+    fail_on_verdict: bool,
+) -> None:
     from ._params import load_parameter_file
 
     archive = _archive(records_dir)
@@ -278,9 +308,6 @@ def _run_and_exit(archive: str, fail_on_verdict: bool, **kwargs: Any) -> None:
     except RunInterrupted as stopped:
         _print_record(stopped.record.sidecar, archive)
         click.echo("interrupted: the run was stopped and archived", err=True)
-        sys.exit(EXIT_INTERRUPTED)
-    except KeyboardInterrupt:
-        click.echo("interrupted before the run began; nothing was written", err=True)
         sys.exit(EXIT_INTERRUPTED)
     _print_record(record.sidecar, archive)
     sys.exit(_exit_code(record.sidecar, fail_on_verdict))
