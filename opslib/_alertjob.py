@@ -58,8 +58,10 @@ def main() -> int:
     try:
         job = json.loads(sys.stdin.read())
         outcome = run_job(job)
-    except KeyboardInterrupt:
-        print(json.dumps({"error": "interrupted"}), flush=True)
+    except KeyboardInterrupt as stopped:
+        record = getattr(stopped, "record", None)  # archived when it had begun
+        archived = {"record_id": record.id, "status": record.status} if record else {}
+        print(json.dumps({**archived, "error": "interrupted"}), flush=True)
         return EXIT_INTERRUPTED
     except (OpslibError, ValueError, KeyError, TypeError) as error:
         print(json.dumps({"error": f"{type(error).__name__}: {error}"}), flush=True)

@@ -336,3 +336,47 @@ def sidecars_by_runbook(records: Path) -> dict[str, dict]:  # type: ignore[type-
         )
         for path in records.rglob("*.json")
     }
+
+
+@pytest.mark.parametrize("archived", [True, False], ids=["archived", "before-record"])
+def test_an_interrupted_alert_job_names_its_record_when_it_has_one(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    archived: bool,
+) -> None:
+    import io
+
+    from opslib import _alertjob
+
+    record = _runner.RunRecord(
+        id="20261205T010000Z-api-down-INC-9-0a1b",
+        status="aborted",
+        record_path="2026/12/x.ipynb",
+        sidecar_path="2026/12/x.json",
+        verdict=None,
+        error={"kind": "interrupted"},
+        duration_s=1.0,
+        sidecar={},
+    )
+
+    def interrupted(job: object) -> None:
+        raise RunInterrupted(record) if archived else KeyboardInterrupt
+
+    monkeypatch.setattr(_alertjob, "run_job", interrupted)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("{}"))
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        code = _alertjob.main()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+    printed = json.loads(capsys.readouterr().out)
+    assert code == 130
+    if archived:
+        assert printed == {
+            "record_id": record.id,
+            "status": "aborted",
+            "error": "interrupted",
+        }
+    else:
+        assert printed == {"error": "interrupted"}
