@@ -16,6 +16,10 @@ Every error derives from one base, so a caller can catch them all at once::
 
 Checks never let a ServiceError escape: they turn it into a finding with status
 ``unknown``. Actions and the runner raise.
+
+Outside the tree, on purpose: ``_runner.RunInterrupted``, the KeyboardInterrupt a
+run raises once it has archived what Ctrl-C stopped, with the record attached. It
+is no error, and ``except OpslibError`` must never swallow an interrupt.
 """
 
 from __future__ import annotations

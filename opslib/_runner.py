@@ -259,6 +259,9 @@ class RunInterrupted(KeyboardInterrupt):
         super().__init__(f"run interrupted; archived as {record.id}")
         self.record = record
 
+    def __repr__(self) -> str:
+        return f"RunInterrupted(record_id={self.record.id!r})"
+
 
 @dataclass(frozen=True)
 class RunRequest:
