@@ -298,8 +298,12 @@ def _not_started(path: Path) -> BatchRun:
 _WORKER_PRELOAD = ("papermill", "opslib._runner")
 
 
-# Set in a worker once the batch is stopped (Ctrl-C); see _start_worker.
+# In a worker: the batch's stop, set on Ctrl-C, and a lock held while a run is
+# under way; see _start_worker.
 _stop: Any = None
+_running = threading.Lock()
+# Seconds between a worker's looks at whether the batch process is still there.
+_PARENT_CHECK_S = 1.0
 
 
 def _start_worker(
@@ -308,8 +312,11 @@ def _start_worker(
     """Give a new worker the batch's environment, folder, kernel template and stop.
 
     The worker leaves the terminal's process group, so a Ctrl-C there reaches
-    the batch alone; a thread waits for the batch's stop and then interrupts
-    the worker's run, once. Between runs the worker ignores SIGINT.
+    the batch alone; a thread waits for the batch's stop, or for the batch to be
+    gone (killed), and then interrupts the worker's run, once. Between runs the
+    worker ignores SIGINT. A worker whose batch is gone ends once its run is
+    archived: it would otherwise wait for work forever, since it holds both
+    ends of the pipes the pool feeds it through.
     """
     global _stop
     from . import _kernelforks
@@ -327,8 +334,23 @@ def _start_worker(
 
 
 def _interrupt_on_stop() -> None:
-    _stop.wait()
+    while not _stop.wait(_PARENT_CHECK_S) and not _is_orphaned():
+        pass
     os.kill(os.getpid(), signal.SIGINT)
+    if _is_orphaned():
+        with _running:  # the run under way, if any, is archived
+            os._exit(1)
+
+
+def _is_orphaned() -> bool:
+    """True once the batch process is gone (a worker's parent is the fork server,
+    which outlives it: the batch is the process that asked for the worker)."""
+    batch = multiprocessing.parent_process()
+    return batch is not None and not batch.is_alive()
+
+
+def _is_stopping() -> bool:
+    return _stop is not None and (_stop.is_set() or _is_orphaned())
 
 
 def _run_one(
@@ -339,13 +361,14 @@ def _run_one(
     name = runbook_name(path)
     record: RunRecord | None = None
     try:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        try:
-            if _stop is not None and _stop.is_set():
-                raise KeyboardInterrupt
-            record = run_notebook(path, parameters=given, raw=raw, **options)
-        finally:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        with _running:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            try:
+                if _is_stopping():
+                    raise KeyboardInterrupt
+                record = run_notebook(path, parameters=given, raw=raw, **options)
+            finally:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
     except RunInterrupted as stopped:
         return BatchRun(name, stopped.record, "", _since(started), interrupted=True)
     except KeyboardInterrupt:

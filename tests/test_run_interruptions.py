@@ -262,21 +262,18 @@ def _processes_marked(marker: str) -> list[int]:
     return found
 
 
-@pytest.mark.parametrize("to_group", [False, True], ids=["process", "ctrl-c-group"])
-def test_sigint_to_a_batch_stops_it_archives_the_running_and_starts_no_more(
-    environments: Path, tmp_path: Path, to_group: bool
-) -> None:
-    """--jobs 1: the first run ends, the second waits in a cell and gets the
-    interrupt, the third never starts; the table lists all three; exit 130."""
-    records = tmp_path / "records"
-    started = tmp_path / "started"
-    marker = f"OPSLIB_TEST_BATCH={os.getpid()}-{time.monotonic_ns()}"
-    notebooks = ["ok", "waits_for_interrupt", "raises_in_second_cell"]
+BATCH = ["ok", "waits_for_interrupt", "raises_in_second_cell"]
+
+
+def _start_batch(folder: Path, marker: str) -> subprocess.Popen[str]:
+    """``runbook run`` of BATCH with --jobs 1, its family marked in its environment;
+    returns once the first run is archived and the second waits in its cell."""
+    records, started = folder / "records", folder / "started"
     process = subprocess.Popen(
         [
             str(RUNBOOK),
             "run",
-            *(str(NOTEBOOKS / f"{name}.ipynb") for name in notebooks),
+            *(str(NOTEBOOKS / f"{name}.ipynb") for name in BATCH),
             "--jobs",
             "1",
             "--records",
@@ -291,15 +288,39 @@ def test_sigint_to_a_batch_stops_it_archives_the_running_and_starts_no_more(
         env=dict(os.environ, OPSLIB_TEST_BATCH=marker.split("=", 1)[1]),
         start_new_session=True,
     )
+
+    def second_run_waits() -> bool:
+        return started.exists() and any(records.rglob("*.json"))
+
     try:
-
-        def second_run_waits() -> bool:
-            return started.exists() and any(records.rglob("*.json"))
-
         _wait_for(second_run_waits, "the second run never reached its cell", process)
         assert process.poll() is None, process.communicate()
         # runbook, fork server, worker, kernel template, kernel (at least)
         assert len(_processes_marked(marker)) >= 5
+    except BaseException:
+        process.kill()
+        process.communicate()
+        raise
+    return process
+
+
+def _left_running(marker: str) -> list[int]:
+    """The marked processes still running once they had time to end."""
+    deadline = time.monotonic() + 30
+    while (left := _processes_marked(marker)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+@pytest.mark.parametrize("to_group", [False, True], ids=["process", "ctrl-c-group"])
+def test_sigint_to_a_batch_stops_it_archives_the_running_and_starts_no_more(
+    environments: Path, tmp_path: Path, to_group: bool
+) -> None:
+    """--jobs 1: the first run ends, the second waits in a cell and gets the
+    interrupt, the third never starts; the table lists all three; exit 130."""
+    marker = f"OPSLIB_TEST_BATCH={os.getpid()}-{time.monotonic_ns()}"
+    process = _start_batch(tmp_path, marker)
+    try:
         if to_group:
             os.killpg(process.pid, signal.SIGINT)
         else:
@@ -311,22 +332,37 @@ def test_sigint_to_a_batch_stops_it_archives_the_running_and_starts_no_more(
             process.wait()
 
     assert process.returncode == 130, stdout + stderr
-    found = sidecars_by_runbook(records)
+    found = sidecars_by_runbook(tmp_path / "records")
     assert sorted(found) == ["ok", "waits_for_interrupt"]
     assert found["ok"]["status"] == "succeeded"
     assert found["waits_for_interrupt"]["status"] == "aborted"
     assert found["waits_for_interrupt"]["error"]["kind"] == "interrupted"
     table = stdout.split("\n\n")[-1].splitlines()
-    rows = {line.split()[0]: line for line in table if line.split()[0] in notebooks}
-    assert sorted(rows) == sorted(notebooks), stdout
+    rows = {line.split()[0]: line for line in table if line.split()[0] in BATCH}
+    assert sorted(rows) == sorted(BATCH), stdout
     for name, sidecar in found.items():
         assert sidecar["id"] in rows[name] and sidecar["status"] in rows[name]
     assert "not started" in rows["raises_in_second_cell"]
     assert "raises_in_second_cell: no record" not in stderr
-    deadline = time.monotonic() + 30  # the family's processes end with it
-    while (left := _processes_marked(marker)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert left == [], f"processes left running: {left}"
+    assert _left_running(marker) == []
+
+
+def test_a_killed_batch_leaves_its_run_archived_and_starts_no_more(
+    environments: Path, tmp_path: Path
+) -> None:
+    """SIGKILL to the batch process: its worker notices, stops the run under
+    way, which archives, and starts no queued one; nothing is left running."""
+    marker = f"OPSLIB_TEST_BATCH={os.getpid()}-{time.monotonic_ns()}"
+    process = _start_batch(tmp_path, marker)
+    process.kill()
+    process.communicate(timeout=60)
+
+    assert _left_running(marker) == []
+    found = sidecars_by_runbook(tmp_path / "records")
+    assert sorted(found) == ["ok", "waits_for_interrupt"]
+    # the worker's interrupt and the kernel's end with its template race
+    assert found["waits_for_interrupt"]["status"] in ("aborted", "failed")
+    assert found["waits_for_interrupt"]["finished_at"]
 
 
 def sidecars_by_runbook(records: Path) -> dict[str, dict]:  # type: ignore[type-arg]
