@@ -39,7 +39,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="opslib-bench-") as folder:
         sandbox = Sandbox(
-            Path(folder) / "sandbox", load_environment("sandbox"), ephemeral_ports=True
+            Path(folder) / "sandbox",
+            load_environment("sandbox"),
+            ephemeral_ports=True,
+            tied=True,
         )
         sandbox.start(args.scenario)
         env = {**os.environ, "RUNBOOK_ENVIRONMENTS": str(sandbox.environments_dir)}

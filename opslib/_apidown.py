@@ -23,6 +23,7 @@ from ._finding import Finding, Status, check
 from ._platform import PlatformClient
 from ._statuspage import StatusPageClient, product_components
 from ._time import describe_age, parse_duration, parse_timestamp, utcnow
+from ._unreached import access_advice
 from ._verdict import Verdict
 
 logger = logging.getLogger(__name__)
@@ -386,7 +387,8 @@ def diagnose_api_down(
             level, "missing-secret", *_secret_texts(environment, missing, probe)
         )
     if probe is Status.OK:
-        return _healthy(make, unknowns, status("cloudflare-status") is Status.FAIL)
+        blind = [f for f in found.values() if f.status is Status.UNKNOWN]
+        return _healthy(make, blind, status("cloudflare-status") is Status.FAIL)
     return _inconclusive(make, probe, unknowns, environment)
 
 
@@ -431,15 +433,14 @@ def _is_code_change(deploy: Mapping[str, Any]) -> bool:
     return bool(deploy.get("is_recent")) and deploy.get("live_triggered_by") != "secret"
 
 
-def _healthy(make: _MakeVerdict, unknowns: Sequence[str], incident: bool) -> Verdict:
-    if unknowns:
-        names = ", ".join(unknowns)
+def _healthy(make: _MakeVerdict, blind: Sequence[Finding], incident: bool) -> Verdict:
+    if blind:
+        names = ", ".join(f.name for f in blind)
         return make(
             Status.WARN,
             "healthy",
             f"The probed paths answer as expected, but {names} could not be checked.",
-            "Before closing the incident, restore access for the checks that could "
-            "not look (token, permissions, network) and re-run this runbook.",
+            "Before closing the incident: " + access_advice(blind),
         )
     summary = "The API answers as expected."
     if incident:

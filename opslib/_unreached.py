@@ -41,12 +41,39 @@ def unreached_verdict(
         f"Nothing could be checked: no step could reach or read {systems} "
         f"({shown}). No failure was observed either way.",
         [str(f) for f in found],
-        "Fix access first (the environment's URLs, the network path from this "
-        "machine and the credentials in its secrets file), then re-run: the "
-        "runbook names a cause only from what it could see.",
+        access_advice(found)
+        + " The runbook names a cause only from what it could see.",
         None,
         found,
     )
+
+
+def access_advice(findings: Iterable[Finding]) -> str:
+    """What to do before re-running, given the checks that could not look.
+
+    A rate limit is not an access problem: sending the operator to check
+    tokens and the network after a 429 wastes the minutes the API asked to
+    wait. The wait itself is in each rate-limited finding's summary.
+
+    Args:
+        findings: the findings; only the ``unknown`` ones are read.
+    """
+    blind = [f for f in findings if f.status is Status.UNKNOWN]
+    limited = [f.name for f in blind if f.facts.get("error") == "RateLimitError"]
+    others = [f.name for f in blind if f.name not in limited]
+    wait = (
+        f"{', '.join(limited)} met a rate limit: wait as long as its evidence says "
+        "the API asked"
+    )
+    if limited and not others:
+        return f"{wait}, then re-run."
+    fix = (
+        "fix access (the environment's URLs, the network path from this machine "
+        "and the credentials in its secrets file)"
+    )
+    if limited:
+        return f"For {', '.join(others)}, {fix}; {wait}. Then re-run."
+    return f"{fix[0].upper()}{fix[1:]}, then re-run."
 
 
 def _first_line(text: str, limit: int = 160) -> str:

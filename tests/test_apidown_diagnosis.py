@@ -109,3 +109,36 @@ def test_missing_findings_count_as_unknown(environment):
         [Finding("probe", FAIL, "500s")], environment=environment
     )
     assert verdict.cause == "inconclusive"
+
+
+def _blind(name, error):
+    return Finding(name, UNKNOWN, f"{name}: could not look", facts={"error": error})
+
+
+def _healthy_but_blind(environment, *blind):
+    names = {f.name for f in blind}
+    kept = [f for f in findings() if f.name not in names]
+    return diagnose_api_down([*kept, *blind], environment=environment)
+
+
+def test_a_rate_limited_check_asks_to_wait_not_to_fix_access(environment):
+    verdict = _healthy_but_blind(environment, _blind("d1", "RateLimitError"))
+    assert verdict.cause == "healthy"
+    assert "d1 met a rate limit" in verdict.next_action
+    assert "credentials" not in verdict.next_action
+
+
+def test_an_unreachable_check_asks_to_fix_access(environment):
+    verdict = _healthy_but_blind(environment, _blind("d1", "UnreachableError"))
+    assert "credentials" in verdict.next_action
+    assert "rate limit" not in verdict.next_action
+
+
+def test_mixed_blind_checks_get_each_advice(environment):
+    verdict = _healthy_but_blind(
+        environment,
+        _blind("d1", "RateLimitError"),
+        _blind("secrets", "AuthError"),
+    )
+    assert "For secrets, fix access" in verdict.next_action
+    assert "d1 met a rate limit" in verdict.next_action

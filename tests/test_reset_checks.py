@@ -211,7 +211,7 @@ def test_nothing_reachable_says_so_and_claims_no_failure(sandbox):
     assert verdict.status is Status.UNKNOWN
     assert verdict.summary.startswith("Nothing could be checked")
     assert "fails" not in verdict.summary
-    assert verdict.next_action.startswith("Fix access first")
+    assert verdict.next_action.startswith("Fix access (")
 
 
 def test_unknown_steps_give_inconclusive(sandbox):
