@@ -96,15 +96,23 @@ class KernelTemplate:
                 self._process.wait()
             if self._process.stdout is not None:
                 self._process.stdout.close()
-        for leftover in Path(self.folder).iterdir():
-            leftover.unlink()
-        os.rmdir(self.folder)
+        _remove_folder(Path(self.folder))
 
     def __enter__(self) -> KernelTemplate:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _remove_folder(folder: Path) -> None:
+    """Remove the template's folder and its socket; the template may have already."""
+    for leftover in folder.glob("*"):
+        leftover.unlink(missing_ok=True)
+    try:
+        folder.rmdir()
+    except FileNotFoundError:
+        pass
 
 
 def template_socket() -> str | None:
@@ -238,6 +246,9 @@ def serve(path: str) -> None:
     while True:
         ready, _, _ = select.select([listener, sys.stdin], [], [])
         if sys.stdin in ready and not os.read(sys.stdin.fileno(), 1):
+            # the batch stopped us, or is gone: then nobody else removes these
+            listener.close()
+            _remove_folder(Path(path).parent)
             return
         if listener in ready:
             connection, _ = listener.accept()

@@ -122,3 +122,17 @@ def test_forked_kernels_draw_different_random_numbers():
     numpy_draws = {found["printed"].split()[1] for found in (first, second)}
     assert first["pid"] != second["pid"]
     assert len(python_draws) == 2 and len(numpy_draws) == 2
+
+
+def test_a_template_whose_batch_is_gone_removes_its_folder():
+    # A killed batch never calls stop(); its template's stdin closes all the same.
+    template = KernelTemplate().start()
+    try:
+        assert template.wait_ready()
+        assert Path(template.socket_path).exists()
+        template._process.stdin.close()
+        template._process.wait(timeout=30)
+        assert not Path(template.folder).exists()
+    finally:
+        template.stop()  # still fine with nothing left to remove
+    assert template_socket() is None
