@@ -152,13 +152,19 @@ def read_json_object(text: str, expected: str) -> dict[str, Any]:
     """Parse a body that must hold one JSON object.
 
     Raises:
-        AlertError: invalid JSON, or JSON of another kind; ``expected`` says
-            what the object should be.
+        AlertError: invalid JSON, JSON nested deeper than the parser can go,
+            or JSON of another kind; ``expected`` says what the object should be.
     """
     try:
         data = json.loads(text)
     except ValueError as error:
         raise AlertError(f"body: not valid JSON ({error})") from error
+    except RecursionError as error:
+        # The parser recurses per level: a short body of brackets exhausts it.
+        raise AlertError(
+            f"body: JSON nested too deeply; expected {expected}, whose values "
+            "nest a few levels at most"
+        ) from error
     if not isinstance(data, dict):
         raise AlertError(f"body: got a JSON {type(data).__name__}; expected {expected}")
     return data

@@ -8,16 +8,23 @@ event and starts a dry run of the runbook that diagnoses it (``_alerts``):
 - ``POST /stripe``, verified by its ``Stripe-Signature`` against
   ``RUNBOOK_ALERTS_STRIPE_SECRET`` (the receiver's own endpoint secret) and
   dated within ``STRIPE_TOLERANCE_S`` of the receiver's clock, before or after.
-- ``GET /health`` for the proxy in front: how many runs are going.
+- ``GET|HEAD /health`` for the proxy in front: how many runs are going.
 
 Answers are JSON: 202 ``accepted`` with the record id reserved for the run,
 which then goes on in a child process (senders time out in seconds); 200
 ``duplicate`` with the first run's record id when the same alert came within
 the duplicate window; 200 ``ignored`` for alerts that start nothing; 400 for a
-malformed alert, 401 for a missing secret or signature, 403 for a wrong one,
-404 for an unknown or unconfigured route, 413 for a body over 64 KiB, 429 with
-``Retry-After`` when ``max_runs`` runs are going already. Nothing is run on
-any answer but 202, and a run never applies an action: ``apply`` is forced off.
+malformed alert (JSON nested too deeply included), 401 for a missing secret
+or signature, 403 for a wrong one, 404 for an unknown or unconfigured route,
+413 for a body over 64 KiB, 429 with ``Retry-After`` when ``max_runs`` runs are
+going already. Nothing is run on any answer but 202, and a run never applies an
+action: ``apply`` is forced off.
+
+A body comes with a ``Content-Length`` or chunked (``Transfer-Encoding:
+chunked``, as proxies forward it); a chunked one is held to the same 64 KiB,
+counted in decoded bytes, and malformed chunk framing is a 400. A request
+naming both, or another transfer coding, is refused. Every connection closes
+after its answer (HTTP/1.0), so nothing left unread can pass as a next request.
 
 The duplicate memory lives in the process: a restart forgets it.
 """
@@ -26,10 +33,12 @@ from __future__ import annotations
 
 import datetime
 import hmac
+import io
 import ipaddress
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -77,6 +86,10 @@ RETRY_AFTER_S = 60
 REQUEST_TIMEOUT_S = 10.0
 OPERATOR = "serve-alerts"
 _STOP_GRACE_S = 30.0
+# Chunked framing: a size line is hex digits, maybe extensions after ";".
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]+)[ \t]*(?:;[^\r\n]*)?\r\n")
+_MAX_FRAMING_LINE = 1024
+_MAX_TRAILER_LINES = 32
 _ROUTES = ("uptimerobot", "stripe", "health")
 
 
@@ -313,7 +326,9 @@ class AlertReceiver:
     ) -> None:
         try:
             delay = self.settings.platform_delay_s if mapped.wait_for_platform else 0
-            if not self._stopping.wait(delay):
+            if self._stopping.wait(delay):
+                _log_dropped(record_id, mapped, parameters)
+            else:
                 self._run_child(record_id, mapped, parameters)
         except Exception:  # a run thread reports, it never takes the server down
             logger.exception("alert run could not start record_id=%s", record_id)
@@ -418,6 +433,23 @@ def _child_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in hidden}
 
 
+def _log_dropped(
+    record_id: str, mapped: AlertRun, parameters: dict[str, object]
+) -> None:
+    """Name a run the stop dropped before it began, so it can be run again."""
+    logger.warning(
+        "alert run dropped at stop record_id=%s source=%s alert=%s runbook=%s "
+        "parameters=%s summary=%s: nothing ran and no record will come; re-send "
+        "the alert, or run the runbook with these parameters",
+        record_id,
+        mapped.source,
+        mapped.key,
+        mapped.runbook,
+        json.dumps(parameters, sort_keys=True),
+        mapped.summary,
+    )
+
+
 def _log_child(record_id: str, returncode: int, out: str) -> None:
     lines = out.strip().splitlines()
     try:
@@ -441,6 +473,65 @@ def _log_child(record_id: str, returncode: int, out: str) -> None:
     )
 
 
+def read_chunked(stream: io.BufferedIOBase, limit: int) -> bytes | Answer:
+    """Read a chunked body (RFC 9112 section 7.1) of at most ``limit`` bytes.
+
+    Chunk extensions and trailer fields are read and dropped. Reading stops at
+    the first problem, so an oversized or malformed body is never read whole.
+
+    Returns:
+        The decoded body, or the refusal: 413 when the chunks add up to more
+        than ``limit`` bytes, 400 naming what is wrong with the framing.
+    """
+    body = bytearray()
+    while True:
+        line = stream.readline(_MAX_FRAMING_LINE + 1)
+        if not line:
+            return _bad_framing("ended before its last chunk", "a 0 size line last")
+        match = _CHUNK_SIZE.fullmatch(line)
+        if match is None:
+            return _bad_framing(
+                f"got the size line {line[:40]!r}", "hex digits and CRLF"
+            )
+        size = int(match[1], 16)
+        if size == 0:
+            break
+        if len(body) + size > limit:
+            return _refusal(
+                413, f"body: more than {limit} bytes in its chunks; at most {limit}"
+            )
+        data = stream.read(size)
+        if len(data) < size:
+            return _bad_framing(
+                f"ended {len(data)} bytes into a chunk of {size}",
+                "the whole chunk",
+            )
+        body += data
+        end = stream.readline(3)
+        if end != b"\r\n":
+            return _bad_framing(
+                f"got {end!r} after a chunk of {size} bytes",
+                "CRLF (its size line says how long it is)",
+            )
+    for _ in range(_MAX_TRAILER_LINES):
+        line = stream.readline(_MAX_FRAMING_LINE + 1)
+        if line == b"\r\n":
+            return bytes(body)
+        if not line.endswith(b"\r\n"):
+            return _bad_framing(
+                f"got {line[:40]!r} after the last chunk",
+                "trailer lines and an empty line",
+            )
+    return _bad_framing(
+        f"more than {_MAX_TRAILER_LINES} trailer lines",
+        f"at most {_MAX_TRAILER_LINES}, then an empty line",
+    )
+
+
+def _bad_framing(problem: str, expected: str) -> Answer:
+    return _refusal(400, f"chunked body: {problem}; expected {expected}")
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: AlertServer
     server_version = "runbook-serve-alerts"
@@ -453,6 +544,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         self._answer("POST")
 
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._answer("HEAD")
+
     def _answer(self, method: str) -> None:
         route = "-"
         try:
@@ -464,16 +558,20 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:  # one bad request never takes the server down
             logger.exception("alert request failed route=%s", route)
             answer = _refusal(500, "internal error; see the receiver's log")
-        self._send(answer)
+        self._send(answer, with_body=method != "HEAD")
         logger.info(
             "alert request method=%s route=%s status=%s", method, route, answer.status
         )
 
     def _route(self, method: str, segments: list[str], query: str) -> Answer:
         receiver = self.server.receiver
-        if segments == ["health"] and method == "GET":
+        if segments == ["health"] and method in ("GET", "HEAD"):
             return receiver.health()
-        if segments[:1] == ["uptimerobot"] and len(segments) <= 2:
+        if (
+            segments[:1] == ["uptimerobot"]
+            and len(segments) <= 2
+            and method in ("GET", "POST")
+        ):
             body = self._body()
             if isinstance(body, Answer):
                 return body
@@ -489,6 +587,9 @@ class _Handler(BaseHTTPRequestHandler):
         return _refusal(404, "no such route; expected /uptimerobot, /stripe, /health")
 
     def _body(self) -> bytes | Answer:
+        codings = self.headers.get_all("Transfer-Encoding")
+        if codings is not None:
+            return self._chunked_body(", ".join(codings))
         length_text = self.headers.get("Content-Length") or "0"
         if not length_text.isdigit():
             return _refusal(400, f"Content-Length: got {length_text[:20]!r}")
@@ -497,7 +598,22 @@ class _Handler(BaseHTTPRequestHandler):
             return _refusal(413, f"body: {length} bytes; at most {MAX_BODY_BYTES}")
         return self.rfile.read(length)
 
-    def _send(self, answer: Answer) -> None:
+    def _chunked_body(self, coding: str) -> bytes | Answer:
+        if self.headers.get("Content-Length") is not None:
+            return _refusal(
+                400,
+                "Content-Length and Transfer-Encoding: both given; expected one "
+                "of them",
+            )
+        if coding.strip().lower() != "chunked":
+            return _refusal(
+                501,
+                f"Transfer-Encoding: got {coding[:40]!r}; expected chunked, or a "
+                "Content-Length",
+            )
+        return read_chunked(self.rfile, MAX_BODY_BYTES)
+
+    def _send(self, answer: Answer, with_body: bool = True) -> None:
         payload = json.dumps(answer.body).encode("utf-8")
         self.send_response(answer.status)
         self.send_header("Content-Type", "application/json")
@@ -505,7 +621,8 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in answer.headers.items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(payload)
+        if with_body:
+            self.wfile.write(payload)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silenced: the default line holds the path, where a secret may sit."""
