@@ -1,5 +1,6 @@
 """How alerts from UptimeRobot and Stripe map onto runbooks, without a server."""
 
+import io
 import json
 
 import pytest
@@ -12,9 +13,16 @@ from opslib._alerts import (
     map_uptimerobot,
     mapping_refusal,
     notebook_parameters,
+    read_json_object,
     read_uptimerobot_fields,
 )
-from opslib._alertserver import _signed_at, check_loopback, load_alert_secrets
+from opslib._alertserver import (
+    Answer,
+    _signed_at,
+    check_loopback,
+    load_alert_secrets,
+    read_chunked,
+)
 from opslib._config import load_environment
 from opslib._errors import ConfigError, ParameterError
 from opslib._notebook import read_parameters, resolve_notebook
@@ -312,3 +320,71 @@ def test_runs_inherit_the_environment_without_the_receivers_secrets(monkeypatch)
     assert "RUNBOOK_ALERTS_SECRET" not in child
     assert "RUNBOOK_ALERTS_STRIPE_SECRET" not in child
     assert child["RUNBOOK_OPERATOR"] == "oncall"
+
+
+DEEP = "[" * 30000 + "]" * 30000
+
+
+def test_json_nested_too_deeply_is_refused_naming_the_body():
+    with pytest.raises(AlertError, match="^body: JSON nested too deeply; expected"):
+        read_json_object(DEEP, "a Stripe event")
+    with pytest.raises(AlertError, match="^body: JSON nested too deeply"):
+        read_uptimerobot_fields("", ('{"a": ' + DEEP + "}").encode(), "text/plain")
+
+
+def chunked(*chunks, trailers=b""):
+    framed = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks)
+    return io.BytesIO(framed + b"0\r\n" + trailers + b"\r\nnext request")
+
+
+def test_a_chunked_body_is_decoded_without_extensions_or_trailers():
+    stream = io.BytesIO(
+        b"7;name=value\r\nalertTy\r\n"
+        b"00000009 ; x\r\npe=2&moni\r\n"
+        b"A\r\ntorID=5678\r\n"
+        b"0\r\nX-Checksum: 1\r\n\r\nnext request"
+    )
+    assert read_chunked(stream, 64) == b"alertType=2&monitorID=5678"
+    # it reads up to the end of the body, not a byte more
+    assert stream.read() == b"next request"
+
+
+@pytest.mark.parametrize(
+    ("chunks", "unread"),
+    [
+        # the decoded bytes count: 16 chunks fill the limit, one more byte is over
+        ([b"a" * 4] * 16 + [b"b"], b"b\r\n0\r\n\r\nnext request"),
+        # one chunk whose size line says too much is refused before it is read
+        ([b"c" * 65], b"c" * 65 + b"\r\n0\r\n\r\nnext request"),
+    ],
+)
+def test_a_chunked_body_over_the_limit_is_413_and_not_read_further(chunks, unread):
+    stream = chunked(*chunks)
+    assert read_chunked(chunked(*chunks[:-1]), 64) == b"".join(chunks[:-1])
+    answer = read_chunked(stream, 64)
+    assert isinstance(answer, Answer)
+    assert answer.status == 413
+    assert answer.body["error"] == "body: more than 64 bytes in its chunks; at most 64"
+    assert stream.read() == unread
+
+
+@pytest.mark.parametrize(
+    ("framed", "message"),
+    [
+        (b"zz\r\nab\r\n0\r\n\r\n", "got the size line b'zz\\r\\n'"),
+        (b"-1\r\nab\r\n0\r\n\r\n", "got the size line"),
+        (b"2\nab\r\n0\r\n\r\n", "got the size line b'2\\n'; expected hex"),
+        (b"2\r\nabc\r\n0\r\n\r\n", "got b'c\\r\\n' after a chunk of 2 bytes"),
+        (b"5\r\nab", "ended 2 bytes into a chunk of 5"),
+        (b"2\r\nab\r\n", "ended before its last chunk"),
+        (b"2\r\nab\r\n0\r\n", "got b'' after the last chunk"),
+        (b"1" * 2000 + b"\r\n", "got the size line b'1111"),
+        (b"0\r\n" + b"X: 1\r\n" * 40 + b"\r\n", "more than 32 trailer lines"),
+    ],
+)
+def test_malformed_chunk_framing_is_400_naming_the_problem(framed, message):
+    answer = read_chunked(io.BytesIO(framed), 64)
+    assert isinstance(answer, Answer)
+    assert answer.status == 400
+    assert answer.body["error"].startswith("chunked body: ")
+    assert message in answer.body["error"]

@@ -4,10 +4,12 @@ Each receiver runs as its own process against the session sandbox; the runs it
 starts archive records into a temporary folder, which the tests read back.
 """
 
+import http.client
 import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -290,6 +292,124 @@ def test_an_oversized_body_and_an_unknown_route_are_refused(receiver):
     assert receiver.post("/apply", json={}).status_code == 404
 
 
+def send_chunked(receiver, path, chunks, headers):
+    """POST with http.client, which frames an iterable body as chunks."""
+    parts = urllib.parse.urlsplit(receiver.url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        connection.request("POST", path, body=iter(chunks), headers=headers)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def send_raw(receiver, path, head, body):
+    """POST bytes as they are, framing and all; the answer's status and JSON."""
+    parts = urllib.parse.urlsplit(receiver.url)
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n{head}\r\n".encode() + body
+    )
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as conn:
+        conn.sendall(request)
+        response = http.client.HTTPResponse(conn)
+        response.begin()
+        return response.status, json.loads(response.read())
+
+
+def test_chunked_bodies_are_read_like_ones_with_a_length(receiver):
+    secret = {"X-Runbook-Alert-Secret": UPTIME_SECRET}
+    form = {"Content-Type": "application/x-www-form-urlencoded"} | secret
+    status, body = send_chunked(
+        receiver, "/uptimerobot", [b"monitorID=5", b"6&alertType=2"], form
+    )
+    assert (status, body["status"]) == (200, "ignored")
+    status, body = send_chunked(
+        receiver, "/uptimerobot", [b"monitorID=56&", b"alertType=down"], form
+    )
+    assert (status, body["error"]) == (400, "alertType: got 'down'; expected 1, 2 or 3")
+
+    # A signature over the whole body verifies when the body comes in pieces.
+    request = signed(stripe_event("customer.created", id="cus_Z"))
+    text = request["content"].encode()
+    pieces = [text[i : i + 50] for i in range(0, len(text), 50)]
+    status, body = send_chunked(receiver, "/stripe", pieces, request["headers"])
+    assert status == 200, body
+    assert body["reason"] == "event type 'customer.created' starts no runbook"
+
+
+def test_chunked_bodies_over_64_kib_or_badly_framed_are_refused(receiver):
+    before = record_files(receiver.records)
+    head = f"X-Runbook-Alert-Secret: {UPTIME_SECRET}\r\nTransfer-Encoding: chunked\r\n"
+    alert = urllib.parse.urlencode(uptime_alert()).encode()
+    # a down alert that would run, padded with a field past the limit in chunks
+    # of 4 KiB: each chunk is small, their decoded bytes add up to too many
+    padding = [b"&pad=" + b"x" * 4091] + [b"x" * 4096] * 15
+    framed = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in [alert, *padding])
+    status, body = send_raw(receiver, "/uptimerobot", head, framed + b"0\r\n\r\n")
+    assert status == 413
+    assert body["error"] == "body: more than 65536 bytes in its chunks; at most 65536"
+
+    oversized_chunk = b"10001\r\n" + b"y" * 0x10001 + b"\r\n0\r\n\r\n"
+    status, body = send_raw(receiver, "/uptimerobot", head, oversized_chunk)
+    assert status == 413
+
+    # one byte more than the size line says
+    status, body = send_raw(receiver, "/uptimerobot", head, b"3\r\nabcd\r\n0\r\n\r\n")
+    assert status == 400
+    assert body["error"].startswith("chunked body: got b'd\\r\\n' after a chunk of 3")
+    status, body = send_raw(receiver, "/uptimerobot", head, b"g\r\nab\r\n0\r\n\r\n")
+    assert status == 400
+    assert "expected hex digits and CRLF" in body["error"]
+
+    both = head + "Content-Length: 5\r\n"
+    status, body = send_raw(receiver, "/uptimerobot", both, b"5\r\nabcde\r\n0\r\n\r\n")
+    assert status == 400
+    assert body["error"].startswith("Content-Length and Transfer-Encoding: both")
+    gzip = head.replace("chunked", "gzip, chunked")
+    status, body = send_raw(receiver, "/stripe", gzip, b"0\r\n\r\n")
+    assert status == 501
+    assert "Transfer-Encoding: got 'gzip, chunked'; expected chunked" in body["error"]
+    assert record_files(receiver.records) == before
+
+
+def test_json_nested_too_deeply_is_refused_on_both_routes(receiver):
+    deep = "[" * 30000 + "]" * 30000  # well under 64 KiB
+    uptime = receiver.post(
+        "/uptimerobot",
+        content=deep,
+        headers={
+            "X-Runbook-Alert-Secret": UPTIME_SECRET,
+            "Content-Type": "application/json",
+        },
+    )
+    header = stripe.WebhookSignature.generate_signature_header(deep, STRIPE_SECRET)
+    event = receiver.post("/stripe", content=deep, headers={"Stripe-Signature": header})
+    for answer in (uptime, event):
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"].startswith(
+            "body: JSON nested too deeply; expected "
+        )
+    log = receiver.log.read_text()
+    assert "RecursionError" not in log and "Traceback" not in log
+
+
+def test_head_health_answers_like_get_without_a_body(receiver):
+    got = httpx.get(receiver.url + "/health")
+    head = httpx.head(receiver.url + "/health")
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["Content-Type"] == "application/json"
+    assert head.headers["Content-Length"] == str(len(got.content))
+    # HEAD is no way to send an alert
+    before = record_files(receiver.records)
+    query = urllib.parse.urlencode(uptime_alert(monitorID="778199"))
+    alert = httpx.head(f"{receiver.url}/uptimerobot/{UPTIME_SECRET}?{query}")
+    assert alert.status_code == 404
+    assert httpx.get(receiver.url + "/health").json()["runs"] <= got.json()["runs"]
+    assert record_files(receiver.records) == before
+
+
 def test_the_receiver_log_holds_no_secret_and_no_line_a_sender_wrote(receiver):
     receiver.post(
         f"/uptimerobot/{UPTIME_SECRET}", data={"alertType": "2", "monitorID": "1"}
@@ -332,6 +452,42 @@ def test_runs_over_the_bound_get_429_with_retry_after(sandbox, tmp_path):
         bounded.stop()
     assert bounded.process.returncode == 0
     assert record_files(bounded.records) == []
+
+
+def test_a_run_dropped_at_stop_is_logged_with_its_record_and_its_event(
+    sandbox, tmp_path
+):
+    waiting = Receiver(
+        tmp_path / "records", tmp_path / "serve.log", "--platform-delay", "600"
+    )
+    customer = "cus_" + secrets.token_hex(6)
+    event = stripe_event(
+        "checkout.session.completed", mode="subscription", customer=customer
+    )
+    try:
+        answer = waiting.post("/stripe", **signed(event))
+        assert answer.status_code == 202, answer.text
+        record_id = answer.json()["record_id"]
+    finally:
+        waiting.stop()
+    assert waiting.process.returncode == 0
+    assert record_files(waiting.records) == []
+    dropped = [
+        line
+        for line in waiting.log.read_text().splitlines()
+        if "alert run dropped at stop" in line
+    ]
+    assert len(dropped) == 1, waiting.log.read_text()
+    assert (
+        f"record_id={record_id} source=stripe alert=stripe:{event['id']} "
+        in (dropped[0])
+    )
+    assert "runbook=payment-without-subscription" in dropped[0]
+    logged = dropped[0].partition(" parameters=")[2]
+    parameters, _ = json.JSONDecoder().raw_decode(logged)
+    assert parameters["customer"] == customer
+    assert parameters["incident_id"] == event["id"]
+    assert parameters["apply"] is False
 
 
 def test_a_malformed_customer_is_refused_before_anything_is_reserved(sandbox, tmp_path):
