@@ -5,8 +5,12 @@ find. Every run adds its row in a short transaction of its own; the file is in
 WAL mode with a busy timeout, so runs finishing together on one machine wait
 for each other instead of losing a row. The index can always be rebuilt from
 the sidecars (``runbook reindex``), and is, without being asked, when it is
-missing or is no SQLite file at all (the damaged file is kept aside): the
-first run or search to open the new file builds it from every sidecar. An archive
+missing, is no SQLite file at all, or is SQLite with other tables, columns or
+``user_version`` than this version makes (the damaged file is kept aside as
+``index.sqlite.damaged-<time>``): the first run or search to open the new file
+builds it from every sidecar. ``runbook reindex`` always builds a new file
+beside the old one and renames it over; only an old file that was damaged is
+kept aside. An archive
 that still has the older ``index.jsonl`` is migrated by that rebuild; the old
 file is left as it was and no longer written.
 
@@ -27,6 +31,7 @@ import datetime
 import functools
 import json
 import logging
+import os
 import re
 import sqlite3
 import time
@@ -55,6 +60,8 @@ INDEX_FIELDS = (
 )
 BUSY_TIMEOUT_S = 30.0
 SCHEMA_VERSION = "1"
+USER_VERSION = 1
+"""SQLite's ``user_version`` of an index this version makes (0: made before it was set)."""
 _COLUMNS = (*INDEX_FIELDS, "notebook", "started", "findings")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -97,6 +104,16 @@ _UPSERT = (
 # What FTS5's default tokenizer keeps of a word: runs of letters and digits.
 _TOKEN = re.compile(r"[^\W_]+")
 _NAME_COLUMNS = ("runbook", "environment", "cause", "notebook")
+_TEXT_OBJECTS = {
+    ("table", "records_text"),
+    ("trigger", "records_text_insert"),
+    ("trigger", "records_text_delete"),
+    ("trigger", "records_text_update"),
+}
+
+
+class SchemaMismatch(sqlite3.DatabaseError):
+    """An index that is SQLite but not laid out as this version makes it."""
 
 
 @dataclass(frozen=True)
@@ -327,19 +344,31 @@ def _read(root: Path, read: Any) -> list[Any]:
 
 
 def rebuild(root: Path) -> ReindexReport:
-    """Rebuild the index from the sidecars, keeping rows of records being written.
+    """Build a new index from the sidecars and put it in place of the old one.
 
-    A damaged index file is moved aside first. Rows whose sidecar is gone are
-    dropped; rows added meanwhile by a run finishing now are kept.
+    The new file is built beside the old one and renamed over it, so a search
+    meanwhile reads the old one. An old file that is damaged (no SQLite, or
+    another layout) is kept aside as ``index.sqlite.damaged-<time>``. Rows of
+    the old index whose sidecar is gone are counted as dropped; records a run
+    finished while the new file was being built are added after the rename.
 
     Raises:
         RunError: when the index cannot be written.
     """
     report = ReindexReport()
+    fresh = root / f"{INDEX_NAME}.new-{os.getpid()}"
     try:
-        with _usable(root, report=report, build=False) as db:
+        _remove_files(fresh)
+        with contextlib.closing(_open(fresh)) as db:
             _fill(db, root, report)
-    except sqlite3.Error as error:
+            new_ids = {i for (i,) in db.execute("SELECT id FROM records")}
+        old_ids = _settle_old(root, report)
+        report.dropped = len(old_ids - new_ids)
+        os.replace(fresh, root / INDEX_NAME)
+        _catch_up(root, new_ids)
+    except (sqlite3.Error, OSError) as error:
+        with contextlib.suppress(OSError):
+            _remove_files(fresh)
         raise RunError(
             f"could not rebuild the index {str(root / INDEX_NAME)!r} ({error}); "
             "check that the records folder is writable"
@@ -347,15 +376,51 @@ def rebuild(root: Path) -> ReindexReport:
     return report
 
 
+def _remove_files(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def _settle_old(root: Path, report: ReindexReport) -> set[str]:
+    """The ids of the old index, emptied of its log; a damaged one is kept aside."""
+    if not (root / INDEX_NAME).exists():
+        return set()
+    try:
+        db = sqlite3.connect(root / INDEX_NAME, timeout=BUSY_TIMEOUT_S)
+        try:
+            _check_schema(db)
+            ids = {i for (i,) in db.execute("SELECT id FROM records")}
+            # an empty log (or none, once this last connection closes) cannot
+            # be applied to the new file renamed over this one
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            db.close()
+    except sqlite3.OperationalError:
+        raise  # locked, or cannot be opened: not a damaged file
+    except sqlite3.DatabaseError as error:
+        report.replaced_corrupt = _move_aside(root, error)
+        return set()
+    return ids
+
+
+def _catch_up(root: Path, indexed: set[str]) -> None:
+    """Add the records whose sidecar appeared while the new file was built."""
+    late = [p for p in sidecar_paths(root) if p.stem not in indexed]
+    if not late:
+        return
+    report = ReindexReport()
+    rows = [row for row in _sidecar_rows(root, report)[0] if row["id"] not in indexed]
+    with _usable(root) as db, _transaction(db):
+        db.executemany(_UPSERT, [_values(row) for row in rows])
+
+
 @contextlib.contextmanager
-def _usable(
-    root: Path, *, report: ReindexReport | None = None, build: bool = True
-) -> Iterator[sqlite3.Connection]:
+def _usable(root: Path) -> Iterator[sqlite3.Connection]:
     """Open the index, replacing a damaged one and building an incomplete one."""
-    report = report if report is not None else ReindexReport()
+    report = ReindexReport()
     db = _open_or_replace(root, report)
     try:
-        if build and _meta(db, "complete") != SCHEMA_VERSION:
+        if _meta(db, "complete") != SCHEMA_VERSION:
             logger.info("building the index from the sidecars root=%s", root)
             _fill(db, root, report, only_if_incomplete=True)
         yield db
@@ -373,10 +438,15 @@ def _open_or_replace(root: Path, report: ReindexReport) -> sqlite3.Connection:
     return _open(root)
 
 
-def _open(root: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(
-        root / INDEX_NAME, timeout=BUSY_TIMEOUT_S, isolation_level=None
-    )
+def _open(where: Path) -> sqlite3.Connection:
+    """Open an index (an archive folder's, or this file), checking its layout.
+
+    Raises:
+        SchemaMismatch: when the file holds other tables or columns than an
+            index has, or another ``user_version``.
+    """
+    path = where / INDEX_NAME if where.is_dir() else where
+    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     try:
         db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         if db.execute("PRAGMA journal_mode").fetchone() != ("wal",):
@@ -384,6 +454,7 @@ def _open(root: Path) -> sqlite3.Connection:
         db.execute("PRAGMA synchronous = NORMAL")
         if _meta(db, "schema") is None:
             _create_schema(db)
+        _check_schema(db)
     except BaseException:
         db.close()
         raise
@@ -394,6 +465,8 @@ def _create_schema(db: sqlite3.Connection) -> None:
     # Each statement is idempotent and commits on its own (executescript ends
     # any transaction first), so runs creating the file together all succeed.
     db.executescript(_SCHEMA)
+    if _user_version(db) == 0 and _meta(db, "schema") is None:
+        db.execute(f"PRAGMA user_version = {USER_VERSION}")
     text = "fts5" if fts5_available() else "like"
     if text == "fts5":
         db.executescript(_TEXT_SCHEMA)
@@ -401,6 +474,43 @@ def _create_schema(db: sqlite3.Connection) -> None:
         "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
         [("schema", SCHEMA_VERSION), ("text", text)],
     )
+
+
+def _check_schema(db: sqlite3.Connection) -> None:
+    """Refuse an index whose version, tables or columns are not this version's.
+
+    The meta row ``schema`` is written last when a file is made, so a file
+    without it may be being made by another run right now: that is no mismatch.
+
+    Raises:
+        SchemaMismatch: naming what differs.
+    """
+    version = _user_version(db)
+    if version not in (0, USER_VERSION):
+        raise SchemaMismatch(f"user_version {version}, expected {USER_VERSION}")
+    schema = _meta(db, "schema")
+    if schema is None:
+        return
+    if schema != SCHEMA_VERSION:
+        raise SchemaMismatch(f"schema {schema!r}, expected {SCHEMA_VERSION!r}")
+    columns = {row[1] for row in db.execute("PRAGMA table_info(records)")}
+    if columns != {"rowid", *_COLUMNS}:
+        raise SchemaMismatch(
+            f"records columns {sorted(columns)}, expected {sorted(('rowid', *_COLUMNS))}"
+        )
+    if _meta(db, "text") == "fts5":
+        found = set(
+            db.execute(
+                "SELECT type, name FROM sqlite_master WHERE name LIKE 'records_text%'"
+            )
+        )
+        missing = sorted(name for _, name in _TEXT_OBJECTS - found)
+        if missing:
+            raise SchemaMismatch(f"missing {', '.join(missing)}")
+
+
+def _user_version(db: sqlite3.Connection) -> int:
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
 
 
 def _meta(db: sqlite3.Connection, key: str) -> str | None:

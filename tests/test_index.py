@@ -394,6 +394,80 @@ def test_reindex_migrates_an_archive_with_only_index_jsonl(
     assert len(list_records(archive)) == 5
 
 
+# Ways an index can be SQLite and still not be an index of this version.
+WRONG_LAYOUTS = {
+    "dropped text table": "DROP TABLE records_text",
+    "missing column": "ALTER TABLE records DROP COLUMN gate",
+    "extra column": "ALTER TABLE records ADD COLUMN colour TEXT",
+    "other user_version": "PRAGMA user_version = 7",
+}
+
+
+def spoil(archive: Path, statement: str) -> None:
+    with sqlite3.connect(archive / INDEX_NAME) as db:
+        db.execute(statement)
+
+
+@pytest.mark.parametrize("statement", WRONG_LAYOUTS.values(), ids=WRONG_LAYOUTS)
+def test_reindex_replaces_an_index_of_another_layout(
+    archive: Path, statement: str
+) -> None:
+    list_records(archive)
+    if "records_text" in statement and not _index.fts5_available():
+        statement = "DROP TABLE meta"
+    spoil(archive, statement)
+
+    result = CliRunner().invoke(main, ["reindex", "--records", str(archive)])
+
+    assert result.exit_code == 0, result.output
+    kept = [p.name for p in archive.glob(f"{INDEX_NAME}.damaged-*[0-9TZ]")]
+    assert len(kept) == 1
+    assert f"the old index was damaged; kept as {kept[0]}" in result.output
+    assert ids(list_records(archive, RecordQuery(words="dead letter"))) == ["r4"]
+
+
+@pytest.mark.parametrize("statement", WRONG_LAYOUTS.values(), ids=WRONG_LAYOUTS)
+def test_a_search_replaces_an_index_of_another_layout(
+    archive: Path, statement: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    list_records(archive)
+    spoil(archive, statement)
+
+    with caplog.at_level(logging.WARNING, logger="opslib._index"):
+        found = ids(list_records(archive, RecordQuery(words="dead letter")))
+
+    assert found == ["r4"]
+    assert len(list(archive.glob(f"{INDEX_NAME}.damaged-*[0-9TZ]"))) == 1
+    assert "index damaged" in caplog.text
+    with sqlite3.connect(archive / INDEX_NAME) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (_index.USER_VERSION,)
+
+
+def test_reindex_builds_a_new_file_and_keeps_a_sound_one_nowhere(
+    archive: Path,
+) -> None:
+    list_records(archive)
+    before = (archive / INDEX_NAME).stat().st_ino
+
+    report = rebuild(archive)
+
+    assert report.replaced_corrupt is None
+    assert (archive / INDEX_NAME).stat().st_ino != before
+    assert sorted(p.name for p in archive.glob(f"{INDEX_NAME}*")) == [INDEX_NAME]
+    assert len(list_records(archive)) == 5
+
+
+def test_an_index_made_before_user_version_was_set_is_still_used(
+    archive: Path,
+) -> None:
+    list_records(archive)
+    spoil(archive, "PRAGMA user_version = 0")
+    _index.remove_rows(archive, ["r4"])
+
+    assert "r4" not in ids(list_records(archive))
+    assert not list(archive.glob(f"{INDEX_NAME}.damaged-*"))
+
+
 def test_reindex_leaves_out_an_unreadable_sidecar(archive: Path) -> None:
     broken = archive / "2026" / "12" / "broken.json"
     broken.write_text("{")
