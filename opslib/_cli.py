@@ -482,8 +482,10 @@ def prune(
 ) -> None:
     """Remove old records: a dry run that lists them, unless --apply and --confirm.
 
-    Records a post-incident report refers to always stay, as do unreadable
-    ones. Both rules together remove only records both let go.
+    A post-incident report and the records it refers to go or stay together:
+    the report goes only when every record it refers to goes too, otherwise
+    the report and all those records stay. Unreadable records stay. Both
+    rules together remove only records both let go.
     """
     import shlex
 

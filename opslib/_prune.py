@@ -2,10 +2,13 @@
 
 A rule names what may go: records started longer ago than an age
 (``--older-than 90d``), records beyond the newest N of their notebook
-(``--keep 5``), or, with both, only records that both rules let go. Whatever
-the rule, a record some post-incident report refers to stays (a report is a
-record too, so one that a later report cites stays as well), and a record
-whose sidecar cannot be read is left alone.
+(``--keep 5``), or, with both, only records that both rules let go. A
+post-incident report and the records it refers to go together or stay
+together: the report goes only when the rule lets every record it refers to
+go as well; otherwise the report stays, and so does each record it refers to.
+A report is a record too, so a report a later report refers to follows the
+same rule. A record whose sidecar cannot be read is left alone, and keeps a
+report that refers to it.
 
 :func:`plan_prune` changes nothing and lists what would go; :func:`apply_prune`
 removes it only with ``apply`` and the exact confirm phrase, which names the
@@ -34,7 +37,7 @@ from ._beforeimage import FOLDER as BEFORE_IMAGES
 from ._errors import RunError
 from ._index import normal_time, remove_rows, sidecar_paths
 from ._records import archive_dir
-from ._report import referenced_records
+from ._report import report_references
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +68,9 @@ class PrunePlan:
         keep: the newest ``keep`` records of each notebook stay (None: none).
         now: the moment the age is measured from.
         remove: the records that would go, oldest first.
-        referenced: records the rule lets go that a report refers to (kept).
+        referenced: records the rule lets go that stay with a report: a report
+            with a record it refers to that stays, or a record a report that
+            stays refers to.
         left_alone: sidecars that could not be read (kept).
         before_images: private before-images no remaining record needs.
     """
@@ -84,7 +89,7 @@ class PrunePlan:
         """The rule in words."""
         parts = []
         if self.older_than is not None:
-            parts.append(f"started more than {_days(self.older_than)} ago")
+            parts.append(f"started more than {age_text(self.older_than)} ago")
         if self.keep is not None:
             parts.append(f"beyond the {self.keep} newest of each notebook")
         return " and ".join(parts)
@@ -100,7 +105,10 @@ class PrunePlan:
         lines.append(f"would remove {len(self.remove)} records:")
         lines += [f"  {_describe(c)}" for c in self.remove]
         if self.referenced:
-            lines.append(f"kept, a report refers to them: {len(self.referenced)}")
+            lines.append(
+                "kept, a report and the records it refers to stay together: "
+                f"{len(self.referenced)}"
+            )
             lines += [f"  {_describe(c)}" for c in self.referenced]
         lines += [f"left alone, unreadable sidecar: {p}" for p in self.left_alone]
         lines.append(
@@ -142,7 +150,7 @@ def plan_prune(
     if older_than is None and keep is None:
         raise RunError("give --older-than AGE (such as 90d), --keep N, or both")
     if older_than is not None and not (datetime.timedelta(0) < older_than <= MAX_AGE):
-        raise RunError(f"--older-than: got {_days(older_than)}, expected {AGE_FORM}")
+        raise RunError(f"--older-than: got {age_text(older_than)}, expected {AGE_FORM}")
     if keep is not None and keep < 1:
         raise RunError(f"--keep: got {keep!r}, expected a whole number of at least 1")
     root = archive_dir(records_dir)
@@ -152,16 +160,16 @@ def plan_prune(
     entries, left_alone = _read_archive(root)
     cutoff = normal_time((now - older_than).isoformat()) if older_than else None
     going = _going(entries, cutoff, keep)
-    cited = referenced_records(root)
+    kept = _kept_together(going, entries, left_alone, report_references(root))
     going.sort(key=_age_order)
-    remove = [e for e in going if e.candidate.id not in cited]
+    remove = [e for e in going if e.candidate.id not in kept]
     return PrunePlan(
         archive=root,
         older_than=older_than,
         keep=keep,
         now=now,
         remove=tuple(e.candidate for e in remove),
-        referenced=tuple(e.candidate for e in going if e.candidate.id in cited),
+        referenced=tuple(e.candidate for e in going if e.candidate.id in kept),
         left_alone=tuple(left_alone),
         before_images=_unneeded_images(root, remove, entries, left_alone),
     )
@@ -275,6 +283,36 @@ def _going(
     return going
 
 
+def _kept_together(
+    going: Sequence[_Entry],
+    entries: Sequence[_Entry],
+    left_alone: Sequence[str],
+    references: Mapping[str, set[str]],
+) -> set[str]:
+    """The records the rule lets go that stay because of a report.
+
+    A report stays when a record it refers to stays; a record stays when a
+    report referring to it stays. Repeated until nothing changes, for reports
+    that refer to reports. A record no longer in the archive keeps nothing.
+    """
+    due = {e.candidate.id for e in going}
+    present = {e.candidate.id for e in entries} | {Path(p).stem for p in left_alone}
+    kept: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for report, cited in references.items():
+            cited_here = cited & present
+            if report in due and report not in kept:
+                if any(r not in due or r in kept for r in cited_here):
+                    kept.add(report)
+                    changed = True
+            elif (cited_here & due) - kept:
+                kept |= cited_here & due
+                changed = True
+    return kept
+
+
 def _age_order(entry: _Entry) -> tuple[str, str]:
     return entry.candidate.started_at, entry.candidate.id
 
@@ -341,10 +379,16 @@ def _log(plan: PrunePlan, operator: str, ids: Sequence[str]) -> None:
         os.close(descriptor)
 
 
-def _days(age: datetime.timedelta) -> str:
-    if age % datetime.timedelta(days=1):
-        return f"{age.total_seconds() / 3600:g} h"
-    return f"{age.days} d"
+def age_text(age: datetime.timedelta) -> str:
+    """An age in the form ``--older-than`` takes: ``90d``, ``12h``, ``30m``.
+
+    The largest unit that gives a whole number; seconds only when no minute does.
+    """
+    seconds = int(age.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{age.total_seconds():g}s"
 
 
 def _describe(candidate: Candidate) -> str:

@@ -438,16 +438,28 @@ def referenced_records(records_dir: str | Path | None = None) -> set[str]:
     ``*.report.md`` (a report run under plain papermill has no sidecar). A
     clean-up of old records must keep these.
     """
+    return {i for refs in report_references(records_dir).values() for i in refs}
+
+
+def report_references(records_dir: str | Path | None = None) -> dict[str, set[str]]:
+    """The records each report of the archive refers to, by the report's record id.
+
+    A report's id is its sidecar's name, or for a ``<id>.report.md`` without
+    a sidecar, ``<id>``; both of one report are merged.
+    """
     archive = archive_dir(records_archive() if records_dir is None else records_dir)
-    found: set[str] = set()
+    found: dict[str, set[str]] = {}
     for path in archive.glob("[0-9][0-9][0-9][0-9]/[0-9][0-9]/*"):
         if path.name.endswith(".report.md"):
+            report_id = path.name.removesuffix(".report.md")
             refs = read_front_matter(path.read_text(encoding="utf-8")).get("refers_to")
         elif path.suffix == ".json" and not path.name.startswith("."):
+            report_id = path.stem
             refs = _sidecar_references(path)
         else:
             continue
-        found.update(str(r) for r in refs or [] if isinstance(refs, list))
+        if isinstance(refs, list) and refs:
+            found.setdefault(report_id, set()).update(str(r) for r in refs)
     return found
 
 

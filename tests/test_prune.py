@@ -83,26 +83,60 @@ def test_plan_prune_needs_a_rule(archive: Path) -> None:
         plan_prune(archive)
 
 
-def test_prune_keeps_records_a_report_refers_to(archive: Path) -> None:
+def test_a_report_goes_with_the_records_it_refers_to_when_all_are_due(
+    archive: Path,
+) -> None:
     store(
         archive,
         "report1",
         day(95),
         runbook="post-incident-report",
         verdict=None,
-        refers_to=["a200"],
+        refers_to=["a200", "q150"],
     )
+
+    plan = plan_prune(archive, older_than=DAYS_90, now=NOW)
+
+    assert [c.id for c in plan.remove] == ["a200", "q150", "a120", "q100", "report1"]
+    assert plan.referenced == ()
+
+
+def test_a_report_citing_a_record_that_stays_keeps_itself_and_all_it_cites(
+    archive: Path,
+) -> None:
+    # a10 is too young to go, so the incident's report and its evidence all stay
+    store(
+        archive,
+        "report1",
+        day(95),
+        runbook="post-incident-report",
+        verdict=None,
+        refers_to=["a200", "a10"],
+    )
+
+    plan = plan_prune(archive, older_than=DAYS_90, now=NOW)
+
+    assert [c.id for c in plan.remove] == ["q150", "a120", "q100"]
+    assert [c.id for c in plan.referenced] == ["a200", "report1"]
+    assert "kept, a report and the records it refers to stay together: 2" in (
+        plan.lines()
+    )
+
+
+def test_a_report_without_a_sidecar_keeps_the_records_it_refers_to(
+    archive: Path,
+) -> None:
     markdown = archive / "2026" / "07" / "plain.report.md"
     markdown.parent.mkdir(parents=True, exist_ok=True)
     markdown.write_text("---\nreport: post-incident\nrefers_to:\n- q150\n---\n# r\n")
 
     plan = plan_prune(archive, older_than=DAYS_90, now=NOW)
 
-    assert [c.id for c in plan.remove] == ["a120", "q100", "report1"]
-    assert [c.id for c in plan.referenced] == ["a200", "q150"]
+    assert [c.id for c in plan.remove] == ["a200", "a120", "q100"]
+    assert [c.id for c in plan.referenced] == ["q150"]
 
 
-def test_prune_keeps_a_report_another_report_refers_to(archive: Path) -> None:
+def test_a_report_another_report_keeps_keeps_what_it_refers_to(archive: Path) -> None:
     store(
         archive,
         "report1",
@@ -114,7 +148,7 @@ def test_prune_keeps_a_report_another_report_refers_to(archive: Path) -> None:
     store(
         archive,
         "report2",
-        day(95),
+        day(5),
         runbook="post-incident-report",
         verdict=None,
         refers_to=["report1"],
@@ -122,8 +156,78 @@ def test_prune_keeps_a_report_another_report_refers_to(archive: Path) -> None:
 
     plan = plan_prune(archive, older_than=DAYS_90, now=NOW)
 
-    assert "report1" in [c.id for c in plan.referenced]
-    assert "report2" in [c.id for c in plan.remove]
+    assert [c.id for c in plan.referenced] == ["a200", "report1"]
+    assert [c.id for c in plan.remove] == ["q150", "a120", "q100"]
+
+
+def test_a_report_citing_an_unreadable_record_stays(archive: Path) -> None:
+    sidecar = store(
+        archive,
+        "report1",
+        day(95),
+        runbook="post-incident-report",
+        verdict=None,
+        refers_to=["a200", "torn"],
+    )
+    folder = archive / sidecar["record_path"].rsplit("/", 1)[0]
+    (folder / "torn.json").write_text("{")
+
+    plan = plan_prune(archive, older_than=DAYS_90, now=NOW)
+
+    assert [c.id for c in plan.referenced] == ["a200", "report1"]
+
+
+def test_a_report_whose_records_are_gone_already_follows_its_own_age(
+    archive: Path,
+) -> None:
+    store(
+        archive,
+        "report1",
+        day(95),
+        runbook="post-incident-report",
+        verdict=None,
+        refers_to=["pruned-long-ago"],
+    )
+
+    assert "report1" in removed(archive, older_than=DAYS_90)
+
+
+@pytest.mark.parametrize(
+    ("refs", "report_age"),
+    [
+        (["a200", "a10"], 95),
+        (["a200", "q150"], 95),
+        (["a200"], 5),
+        (["q100", "a120"], 130),
+    ],
+)
+def test_a_second_prune_with_the_same_rule_removes_nothing_more(
+    archive: Path, refs: list[str], report_age: int
+) -> None:
+    store(
+        archive,
+        "report1",
+        day(report_age),
+        runbook="post-incident-report",
+        verdict=None,
+        refers_to=refs,
+    )
+    store(
+        archive,
+        "report2",
+        day(91),
+        runbook="post-incident-report",
+        verdict=None,
+        refers_to=["report1", "q150"],
+    )
+    first = plan_prune(archive, older_than=DAYS_90, now=NOW)
+    apply_prune(first, apply=True, confirm=first.confirm_phrase)
+
+    second = plan_prune(archive, older_than=DAYS_90, now=NOW)
+
+    assert first.remove
+    assert second.remove == ()
+    assert [c.id for c in second.referenced] == [c.id for c in first.referenced]
 
 
 def test_prune_removes_a_report_with_its_markdown(archive: Path) -> None:
@@ -133,10 +237,10 @@ def test_prune_removes_a_report_with_its_markdown(archive: Path) -> None:
         day(100),
         runbook="post-incident-report",
         verdict=None,
-        refers_to=["a10"],
+        refers_to=["a200"],
     )
     folder = archive / sidecar["record_path"].rsplit("/", 1)[0]
-    (folder / "report1.report.md").write_text("---\nrefers_to:\n- a10\n---\n")
+    (folder / "report1.report.md").write_text("---\nrefers_to:\n- a200\n---\n")
     plan = plan_prune(archive, older_than=DAYS_90, now=NOW)
     [candidate] = [c for c in plan.remove if c.id == "report1"]
 
@@ -148,6 +252,7 @@ def test_prune_removes_a_report_with_its_markdown(archive: Path) -> None:
         "report1.report.md",
     ]
     assert not any(p.exists() for p in candidate.files)
+    assert "a200" not in existing(archive)
     assert "a10" in existing(archive)
 
 
@@ -307,8 +412,18 @@ def test_prune_command_takes_the_longest_age_it_names(archive: Path) -> None:
     assert "would remove 0 records" in result.output
 
 
+@pytest.mark.parametrize("age", ["1m", "90m", "12h", "36h", "90d"])
+def test_prune_command_prints_the_age_as_given(archive: Path, age: str) -> None:
+    result = CliRunner().invoke(
+        main, ["prune", "--records", str(archive), "--older-than", age]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert f"rule:    started more than {age} ago\n" in result.output
+
+
 def test_plan_prune_refuses_an_age_beyond_the_range(archive: Path) -> None:
-    with pytest.raises(RunError, match=r"--older-than: got 99999999 d, expected "):
+    with pytest.raises(RunError, match=r"--older-than: got 99999999d, expected "):
         plan_prune(archive, older_than=datetime.timedelta(days=99999999), now=NOW)
 
 
