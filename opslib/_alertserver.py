@@ -16,7 +16,7 @@ which then goes on in a child process (senders time out in seconds); 200
 the duplicate window; 200 ``ignored`` for alerts that start nothing; 400 for a
 malformed alert (JSON nested too deeply included), 401 for a missing secret
 or signature, 403 for a wrong one, 404 for an unknown or unconfigured route,
-413 for a body over 64 KiB, 429 with ``Retry-After`` when ``max_runs`` runs are
+408 for a body that stops coming, 413 for a body over 64 KiB, 429 with ``Retry-After`` when ``max_runs`` runs are
 going already. Nothing is run on any answer but 202, and a run never applies an
 action: ``apply`` is forced off.
 
@@ -587,6 +587,16 @@ class _Handler(BaseHTTPRequestHandler):
         return _refusal(404, "no such route; expected /uptimerobot, /stripe, /health")
 
     def _body(self) -> bytes | Answer:
+        try:
+            return self._read_body()
+        except TimeoutError:
+            return _refusal(
+                408,
+                f"body: nothing came for {REQUEST_TIMEOUT_S:g} s; expected the "
+                "whole body at once",
+            )
+
+    def _read_body(self) -> bytes | Answer:
         codings = self.headers.get_all("Transfer-Encoding")
         if codings is not None:
             return self._chunked_body(", ".join(codings))
@@ -596,7 +606,14 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(length_text)
         if length > MAX_BODY_BYTES:
             return _refusal(413, f"body: {length} bytes; at most {MAX_BODY_BYTES}")
-        return self.rfile.read(length)
+        body = self.rfile.read(length)
+        if len(body) < length:
+            return _refusal(
+                400,
+                f"body: ended after {len(body)} of the {length} bytes its "
+                "Content-Length says",
+            )
+        return body
 
     def _chunked_body(self, coding: str) -> bytes | Answer:
         if self.headers.get("Content-Length") is not None:

@@ -373,6 +373,35 @@ def test_chunked_bodies_over_64_kib_or_badly_framed_are_refused(receiver):
     assert record_files(receiver.records) == before
 
 
+def test_a_body_cut_short_or_that_stops_coming_is_refused_without_a_traceback(
+    receiver,
+):
+    parts = urllib.parse.urlsplit(receiver.url)
+    head = (
+        f"POST /uptimerobot HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        f"X-Runbook-Alert-Secret: {UPTIME_SECRET}\r\n"
+    )
+    answers = []
+    for framing, sent, close in [
+        ("Content-Length: 40", b"monitorID=56&alertType=2", True),
+        # the receiver gives up on a silent sender after 10 s
+        ("Transfer-Encoding: chunked", b"5\r\nab", False),
+    ]:
+        with socket.create_connection((parts.hostname, parts.port), timeout=60) as conn:
+            conn.sendall(f"{head}{framing}\r\n\r\n".encode() + sent)
+            if close:
+                conn.shutdown(socket.SHUT_WR)
+            response = http.client.HTTPResponse(conn)
+            response.begin()
+            answers.append((response.status, json.loads(response.read())["error"]))
+    assert answers == [
+        (400, "body: ended after 24 of the 40 bytes its Content-Length says"),
+        (408, "body: nothing came for 10 s; expected the whole body at once"),
+    ]
+    log = receiver.log.read_text()
+    assert "TimeoutError" not in log and "Traceback" not in log
+
+
 def test_json_nested_too_deeply_is_refused_on_both_routes(receiver):
     deep = "[" * 30000 + "]" * 30000  # well under 64 KiB
     uptime = receiver.post(
