@@ -93,7 +93,7 @@ def _header(report: Report) -> str:
     escalation = report.escalation
     contact = f"{escalation['role']}: {escalation['contact']} ({escalation['channel']})"
     lines = [
-        f"**Date:** {report.start:%Y-%m-%d}",
+        f"**Date:** {_first_start(report):%Y-%m-%d}",
         f"**Duration:** {_minutes(report.duration_min)}",
         f"**Severity:** {level}; respond within {respond}, update every {update}",
         f"**Affected Users:** {users}",
@@ -104,11 +104,34 @@ def _header(report: Report) -> str:
     return "  \n".join(lines)
 
 
+def _first_start(report: Report) -> datetime.datetime:
+    """When the incident's first run started (UTC); else the window's start."""
+    started = str(report.records[0].get("started_at") or "") if report.records else ""
+    try:
+        moment = datetime.datetime.fromisoformat(started.replace("Z", "+00:00"))
+    except ValueError:
+        return report.start
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.astimezone(datetime.UTC)
+
+
 def _summary(report: Report) -> str:
     if not report.root_causes:
+        ended = _without_verdict(report)
+        if len(ended) == len(report.records):
+            return (
+                f"The runbooks named no cause: no run reached a verdict "
+                f"({', '.join(ended)}). See the records below."
+            )
+        also = (
+            f", and {len(ended)} run(s) reached no verdict: {', '.join(ended)}"
+            if ended
+            else ""
+        )
         return (
             "The runbooks named no cause: every verdict was healthy or "
-            f"inconclusive{_without_verdict(report)}. See the records below."
+            f"inconclusive{also}. See the records below."
         )
     return "\n".join(
         f"- {c['runbook']} found **{c['cause']}**: {shown(c.get('summary'))}"
@@ -116,16 +139,13 @@ def _summary(report: Report) -> str:
     )
 
 
-def _without_verdict(report: Report) -> str:
-    """A clause naming the runs that reached no verdict; '' when every run did."""
-    ended = [
+def _without_verdict(report: Report) -> list[str]:
+    """The runs that reached no verdict, each as ``runbook (status)``."""
+    return [
         f"{shown(r.get('runbook'))} ({shown(r.get('status'), 'no status')})"
         for r in report.records
         if not isinstance(r.get("verdict"), Mapping)
     ]
-    if not ended:
-        return ""
-    return f", and {len(ended)} run(s) reached no verdict: {', '.join(ended)}"
 
 
 def _timeline(report: Report) -> str:

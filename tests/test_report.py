@@ -15,6 +15,8 @@ import yaml
 
 import opslib
 from opslib import ParameterError, load_environment, load_team, run_notebook
+from opslib._finding import Finding
+from opslib._report import Report
 from opslib._team import SeverityLevel, Team
 
 BIN = Path(sys.executable).parent
@@ -389,5 +391,89 @@ def test_a_run_without_a_verdict_shows_its_status_and_never_none(ended_early):
         f"| {failed['id']} | {failed['runbook']} | failed | failed — no verdict |"
         in (text)
     )
-    assert "2 run(s) reached no verdict" in text
+    assert "no run reached a verdict (" in text
+    assert "every verdict was healthy or inconclusive" not in text
     assert f"[ ] Run auth-broken again: run {aborted['id']} aborted before" in text
+
+
+def bare_report(records, start):
+    """A report of these sidecars with nothing else found, to render."""
+    return Report(
+        incident_id="INC-3",
+        records=records,
+        events=(),
+        milestones={},
+        start=start,
+        end=start + datetime.timedelta(hours=2),
+        severity={
+            "level": "SEV3",
+            "label": "minor",
+            "why": "no cause named",
+            "respond_within_min": 60,
+            "update_every_min": 60,
+        },
+        escalation={"level": "L1", "role": "on-call", "contact": "-", "channel": "-"},
+        maintenance="",
+        affected=Finding("affected-users", "unknown", "not counted"),
+        root_causes=(),
+        actions=(),
+        action_items=(),
+        generated_at=start,
+    )
+
+
+def sidecar(record_id, started_at, verdict=None, status="succeeded"):
+    return {
+        "id": record_id,
+        "runbook": "api-down",
+        "status": status,
+        "started_at": started_at,
+        "verdict": verdict,
+    }
+
+
+@pytest.mark.parametrize(
+    ("started_at", "date"),
+    [
+        ("2026-12-05T00:10:00.000Z", "2026-12-05"),
+        ("2026-12-05T23:30:00-02:00", "2026-12-06"),
+    ],
+)
+def test_the_date_is_the_first_run_s_not_the_look_back_window_s(started_at, date):
+    window_start = datetime.datetime(2026, 12, 4, 23, 10, tzinfo=datetime.UTC)
+    ok = {"status": "ok", "cause": "healthy", "summary": "fine"}
+    records = [sidecar("r1", started_at, ok), sidecar("r2", "2026-12-07T10:00Z", ok)]
+
+    text = bare_report(records, window_start).to_markdown()
+
+    assert f"**Date:** {date}  \n" in text
+    assert "2026-12-04" in text  # the window counted still starts there
+
+
+def test_a_summary_without_any_verdict_says_no_run_reached_one():
+    start = datetime.datetime(2026, 12, 5, 9, tzinfo=datetime.UTC)
+    records = [
+        sidecar("r1", "2026-12-05T09:00Z", status="failed"),
+        sidecar("r2", "2026-12-05T09:05Z", status="aborted"),
+    ]
+
+    text = bare_report(records, start).to_markdown()
+
+    assert "no run reached a verdict (api-down (failed), api-down (aborted))" in text
+    assert "healthy or inconclusive" not in text
+
+
+def test_a_summary_of_healthy_verdicts_names_the_runs_without_one():
+    start = datetime.datetime(2026, 12, 5, 9, tzinfo=datetime.UTC)
+    ok = {"status": "ok", "cause": "healthy", "summary": "fine"}
+    records = [
+        sidecar("r1", "2026-12-05T09:00Z", ok),
+        sidecar("r2", "2026-12-05T09:05Z", status="failed"),
+    ]
+
+    text = bare_report(records, start).to_markdown()
+
+    assert (
+        "every verdict was healthy or inconclusive, and 1 run(s) reached no "
+        "verdict: api-down (failed)." in text
+    )
