@@ -125,6 +125,19 @@ def runbook_name(path: str | Path) -> str:
     return _NUMBER_PREFIX.sub("", Path(path).stem, count=1)
 
 
+def notebook_key(path: str | Path) -> str:
+    """How a record names its notebook: relative to the project, else absolute.
+
+    ``/home/me/ops/notebooks/incidents/01-api-down.ipynb`` in the project at
+    ``/home/me/ops`` is ``notebooks/incidents/01-api-down.ipynb``.
+    """
+    absolute = Path(path).absolute()
+    try:
+        return absolute.relative_to(find_project_root().absolute()).as_posix()
+    except ValueError:
+        return absolute.as_posix()
+
+
 def list_notebooks() -> list[Path]:
     """Return every runbook notebook under the incidents and procedures folders."""
     folder = find_notebooks_dir()

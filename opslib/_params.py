@@ -89,7 +89,8 @@ def _duration(value: object) -> datetime.timedelta | None:
     return datetime.timedelta(**{_DURATION_UNITS[match[2]]: int(match[1])})
 
 
-def _check_incident_id(value: object) -> str | None:
+def check_incident_id(value: object) -> str | None:
+    """None for a valid incident id; else the form expected."""
     if isinstance(value, str) and _INCIDENT_ID.fullmatch(value):
         return None
     return "1-64 letters, digits, '.', '_' or '-' (such as INC-42)"
@@ -383,7 +384,7 @@ def _has_control(text: str) -> bool:
 
 NAME_RULES: Mapping[str, tuple[str, Rule]] = MappingProxyType(
     {
-        "incident_id": ("str", _check_incident_id),
+        "incident_id": ("str", check_incident_id),
         "environment": ("str", _check_environment),
         "lookback": ("str", _check_lookback),
         "paths": ("list[str]", _check_paths),

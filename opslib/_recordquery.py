@@ -9,6 +9,7 @@ without such records.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import difflib
 import re
@@ -25,7 +26,7 @@ from ._index import (
     normal_time,
     split_words,
 )
-from ._params import MAX_TEXT_LENGTH, check_text, is_one_line
+from ._params import MAX_TEXT_LENGTH, check_incident_id, is_one_line
 
 RUN_STATUSES = ("succeeded", "failed", "aborted")
 STATUSES = (*RUN_STATUSES, *(status.value for status in Status))
@@ -109,6 +110,7 @@ def build_query(
     """
     label = {**{name: name for name in OPTION_LABELS}, **(labels or {})}
     problems: list[str] = []
+    query = dataclasses.replace(query, runbook=_runbook_key(query.runbook))
 
     def problem(name: str, value: object, expected: str) -> None:
         problems.append(f"{label[name]}: got {value!r}, expected {expected}")
@@ -123,8 +125,9 @@ def build_query(
     status, incident_id, words = query.status, query.incident_id, query.words
     if status is not None and status not in STATUSES:
         problem("status", status, f"one of {', '.join(STATUSES)}")
-    if incident_id is not None and (not incident_id or check_text(incident_id)):
-        problem("incident_id", incident_id, "an incident id such as INC-42")
+    wrong_incident = check_incident_id(incident_id)
+    if incident_id is not None and wrong_incident:
+        problem("incident_id", incident_id, wrong_incident)
     found = split_words(words or "")
     if words is not None and not (
         found and len(words) <= MAX_TEXT_LENGTH and is_one_line(words)
@@ -142,6 +145,22 @@ def build_query(
         end,
         found,
     )
+
+
+def _runbook_key(value: str | None) -> str | None:
+    """A path to an existing notebook as records name it; anything else as given."""
+    if value is None or not _is_notebook_file(value):
+        return value
+    from ._notebook import notebook_key
+
+    return notebook_key(value)
+
+
+def _is_notebook_file(value: str) -> bool:
+    try:
+        return value.endswith(".ipynb") and Path(value).is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def _moment(
@@ -192,7 +211,7 @@ def _check_names(
             "runbook",
             query.runbook,
             _NAME,
-            "a runbook name such as api-down, or its path",
+            "a runbook name such as api-down, or the path of its notebook",
         ),
         (
             "environment",
@@ -204,7 +223,8 @@ def _check_names(
     )
     wanted: dict[str, str] = {}
     for name, value, form, expected in checks:
-        if value is not None and not form.fullmatch(value):
+        path = name == "runbook" and value is not None and _is_notebook_file(value)
+        if value is not None and not path and not form.fullmatch(value):
             problem(name, value, expected)
         elif value is not None:
             wanted[name] = value

@@ -52,6 +52,7 @@ from ._notebook import (
     find_project_root,
     join_streams,
     mark_stopped_cell,
+    notebook_key,
     parse_notebook,
     read_parameters,
     resolve_notebook,
@@ -826,7 +827,7 @@ def _sidecar(
     return {
         "sidecar_version": SIDECAR_VERSION,
         "id": run.id,
-        "notebook": _relative_to_root(run.path) if run.path else None,
+        "notebook": notebook_key(run.path) if run.path else None,
         "runbook": run.runbook,
         "environment": run.environment,
         "incident_id": scrubber.scrub_text(_incident_id(run.parameters)) or None,
@@ -870,14 +871,6 @@ def _dotenv_files() -> list[Path]:
     # The kernel runs in the checkout and could read its .env even when the
     # environment folder, whose .env the scrubber reads anyway, lies elsewhere.
     return [find_project_root() / ".env"]
-
-
-def _relative_to_root(path: Path) -> str:
-    absolute = path.absolute()
-    try:
-        return absolute.relative_to(find_project_root().absolute()).as_posix()
-    except ValueError:
-        return absolute.as_posix()
 
 
 def _default_operator() -> str:

@@ -251,7 +251,8 @@ def test_list_records_names_every_bad_filter(archive: Path) -> None:
         "cause: got 'Bad Deployment', expected a cause such as bad-deployment",
         "status: got 'broken', expected one of succeeded, failed, aborted, ok, "
         "warn, fail, unknown, manual",
-        "incident_id: got '', expected an incident id such as INC-42",
+        "incident_id: got '', expected 1-64 letters, digits, '.', '_' or '-' "
+        "(such as INC-42)",
         "words: got 'disk\\nfull', expected one or more words separated by "
         "spaces, at most 200 characters on one line without control characters "
         "(any other character is searched as written)",
@@ -322,6 +323,59 @@ def test_records_command_filters_and_names_the_option_of_a_bad_value(
     assert typo.exit_code == 2
     assert "--env: got 'stagin', expected an environment name" in typo.output
     assert "did you mean staging?" in typo.output
+
+
+def test_records_command_takes_a_notebook_by_its_absolute_path(
+    archive: Path, tmp_path: Path
+) -> None:
+    from opslib._notebook import find_project_root
+
+    notebook = find_project_root() / "notebooks" / "incidents" / "01-api-down.ipynb"
+    outside = tmp_path / "drills" / "my drill.ipynb"
+    outside.parent.mkdir()
+    outside.write_text("{}")
+    store(
+        archive,
+        "n1",
+        "2026-12-04T09:00:00Z",
+        notebook="notebooks/incidents/01-api-down.ipynb",
+    )
+    store(archive, "n2", "2026-12-04T10:00:00Z", notebook=outside.as_posix())
+    runner = CliRunner()
+
+    def listed(runbook: str) -> list[str]:
+        result = runner.invoke(
+            main, ["records", "--records", str(archive), "--runbook", runbook]
+        )
+        assert result.exit_code == 0, result.output
+        return [line.split()[0] for line in result.output.splitlines()]
+
+    assert notebook.is_absolute() and notebook.is_file()
+    assert listed(str(notebook)) == ["n1"]
+    assert listed(str(outside)) == ["n2"]
+    missing = runner.invoke(
+        main,
+        ["records", "--records", str(archive), "--runbook", "/no/such/x.ipynb"],
+    )
+    assert missing.exit_code == 2
+    assert "--runbook: got '/no/such/x.ipynb', expected a runbook name" in (
+        missing.output
+    )
+
+
+@pytest.mark.parametrize("incident", ["x y", "INC 42", "-INC", "a" * 65])
+def test_records_command_refuses_an_incident_id_a_run_could_not_have(
+    archive: Path, incident: str
+) -> None:
+    result = CliRunner().invoke(
+        main, ["records", "--records", str(archive), "--incident", incident]
+    )
+
+    assert result.exit_code == 2
+    assert (
+        f"--incident: got {incident!r}, expected 1-64 letters, digits, '.', '_' "
+        "or '-' (such as INC-42)"
+    ) in result.output
 
 
 def test_index_is_built_from_the_sidecars_when_missing(archive: Path) -> None:
