@@ -10,11 +10,14 @@ plans it.
 
 A read needs no gate: it goes through D1's query API like every other read of
 the runbooks, with ``row_limit + 1`` as its ``LIMIT`` so that D1 returns no more
-than that and the finding can tell a cut answer from a whole one. The finding
-holds the rows, with password, token, secret and hash columns hidden as in write
-plans, says how many came back and whether the limit cut them; the record's
-scrubber then pseudonymises addresses and removes credentials as it does for
-every output.
+than that and the finding can tell a cut answer from a whole one. A read that could
+carry a secret out under another name (an alias, a function, a condition, a
+``*`` in a subquery over a table holding secrets) is refused before it runs
+(:mod:`opslib._readsecrets`). The finding holds the rows, with password, token,
+secret, session and hash columns hidden as in write plans and every value shaped
+like one of the platform's secrets hidden whatever its column, says how many
+came back and whether the limit cut them; the record's scrubber then
+pseudonymises addresses and removes credentials as it does for every output.
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ from typing import Any
 import sqlglot
 from sqlglot import TokenType, exp
 
-from ._beforeimage import redact_rows
+from ._beforeimage import SENSITIVE_COLUMN
 from ._cloudflare import CloudflareClient
 from ._config import Environment
 from ._finding import Finding, Status, check
+from ._readsecrets import SECRET_COLUMN, hide_secret_values, refuse_secret_read
 from ._sqlguard import DIALECT, SQLRefusedError, Statement, classify_sql
 
 logger = logging.getLogger(__name__)
@@ -103,6 +107,7 @@ def read_d1(
     if statement is None:
         summary = "nothing read: sql is empty or not one read (writes are planned)"
         return Finding(READ_NAME, Status.OK, summary, facts={"ran": False})
+    refuse_secret_read(statement)
     sent = capped_sql(statement, row_limit)
     client = CloudflareClient(environment)
     try:
@@ -112,7 +117,7 @@ def read_d1(
     first: Mapping[str, Any] = answer[0] if answer else {}
     rows = [dict(row) for row in (first.get("results") or [])]
     truncated = len(rows) > row_limit
-    shown = redact_rows(rows[:row_limit], HIDDEN)
+    shown = hide_secret_values(_hide_secret_columns(rows[:row_limit]))
     facts = {
         "ran": True,
         "rows": len(shown),
@@ -128,6 +133,19 @@ def read_d1(
     return Finding(
         READ_NAME, Status.OK, _summary(len(shown), truncated, row_limit), shown, facts
     )
+
+
+def _hide_secret_columns(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            key: HIDDEN
+            if value is not None
+            and (SENSITIVE_COLUMN.search(key) or SECRET_COLUMN.search(key))
+            else value
+            for key, value in row.items()
+        }
+        for row in rows
+    ]
 
 
 def _summary(rows: int, truncated: bool, row_limit: int) -> str:

@@ -233,10 +233,11 @@ def _check_sql(value: object) -> str | None:
         return None
     if not isinstance(value, str) or len(value) > MAX_SQL_TEXT or _has_control(value):
         return f"one SQL statement on one line of at most {MAX_SQL_TEXT} characters"
+    from ._readsecrets import refuse_secret_read
     from ._sqlguard import SQLRefusedError, classify_sql
 
     try:
-        classify_sql(value)
+        refuse_secret_read(classify_sql(value))
     except SQLRefusedError as error:
         return f"SQL the guard allows ({error.reason})"
     return None

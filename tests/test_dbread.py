@@ -132,3 +132,49 @@ def test_a_disguised_write_is_refused_before_anything_runs(env, tmp_path):
                 records_dir=tmp_path,
             )
     assert count(env, "SELECT COUNT(*) AS n FROM users") == users
+
+
+def test_a_read_showing_a_hash_under_another_name_is_refused_before_running(
+    env, tmp_path
+):
+    sql = (
+        "SELECT id, email, password_hash, password_hash AS ph, "
+        "substr(password_hash,1,40) AS p2 FROM users"
+    )
+    with pytest.raises(opslib.ParameterError, match="sql: got .*holds secrets"):
+        opslib.run_notebook(
+            "database",
+            parameters={"incident_id": "SQL-m", "row_limit": 3, "sql": sql},
+            environment="sandbox",
+            records_dir=tmp_path,
+        )
+    assert not list(tmp_path.rglob("*.ipynb"))
+    with pytest.raises(opslib.ConfigError, match="holds secrets"):
+        opslib.read_d1(env, sql, row_limit=3)
+
+
+def test_values_shaped_like_secrets_are_hidden_whatever_the_column(env):
+    client = opslib.CloudflareClient(env)
+    try:
+        client.d1_query(
+            "CREATE VIEW logins AS SELECT id, password_hash AS credential FROM users"
+        )
+    finally:
+        client.close()
+    try:
+        finding = opslib.read_d1(env, "SELECT * FROM logins", row_limit=50)
+        random = opslib.read_d1(
+            env, "SELECT id, hex(randomblob(32)) AS x FROM users", row_limit=5
+        )
+    finally:
+        client = opslib.CloudflareClient(env)
+        try:
+            client.d1_query("DROP VIEW logins")
+        finally:
+            client.close()
+    assert finding.status is opslib.Status.OK and finding.evidence
+    assert {row["credential"] for row in finding.evidence} == {
+        "[hidden: looks like a secret]"
+    }
+    assert all(row["id"] != "[hidden: looks like a secret]" for row in finding.evidence)
+    assert {row["x"] for row in random.evidence} == {"[hidden: looks like a secret]"}
