@@ -16,7 +16,7 @@ from ._auth import login_counter_keys
 from ._command import INCIDENT_PLACEHOLDER, runbook_command
 from ._config import Environment
 from ._finding import Finding, Status
-from ._unreached import unreached_verdict
+from ._unreached import blind_advice, unreached_verdict
 from ._verdict import Verdict
 
 RUNBOOK = "auth-broken"
@@ -125,7 +125,9 @@ def diagnose_auth_broken(
         "inconclusive",
         "Logins fail but no checked cause explains it." + ctx.blind,
         "Watch the login route with `wrangler tail --format pretty`, check the test "
-        "account's password and row in D1. " + JWT_NOTE,
+        "account's password and row in D1. "
+        + JWT_NOTE
+        + blind_advice(ctx.found.values()),
     )
 
 

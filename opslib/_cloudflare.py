@@ -13,7 +13,6 @@ CLOUDFLARE.md reference). Token: ``CLOUDFLARE_API_TOKEN``.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
@@ -22,7 +21,7 @@ import httpx
 
 from ._config import MISSING_FILE_HINT, Environment
 from ._errors import APIError, AuthError, RateLimitError, ServiceError
-from ._http import HttpClient, retry_after_s
+from ._http import HttpClient, rate_limit_wait
 
 logger = logging.getLogger(__name__)
 
@@ -484,18 +483,11 @@ def _rate_limit_wait(response: httpx.Response) -> str:
     Cloudflare's ``retry-after`` wins; without a readable one, the documented
     rule stands: over the limit, every call is blocked for five minutes.
     """
-    header = response.headers.get("retry-after", "").strip()
-    wait = retry_after_s(response)
-    if wait is not None:
-        form = "" if header.isdigit() else f", converted from {header!r}"
-        return (
-            f"Cloudflare's Retry-After asks to wait {math.ceil(wait)} s{form} "
-            "before retrying"
-        )
-    given = f"Retry-After {header[:40]!r} is unreadable" if header else "no Retry-After"
-    return (
-        f"{given}: wait the documented {RATE_LIMIT_WINDOW_MIN}-minute "
-        "rate-limit window before retrying"
+    return rate_limit_wait(
+        "Cloudflare",
+        response.headers.get("retry-after", ""),
+        f"wait the documented {RATE_LIMIT_WINDOW_MIN}-minute rate-limit window "
+        "before retrying",
     )
 
 

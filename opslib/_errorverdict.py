@@ -16,7 +16,7 @@ from typing import Any
 from ._apidown import rollback_step as shared_rollback_step
 from ._config import Environment
 from ._finding import Finding, Status
-from ._unreached import unreached_verdict
+from ._unreached import blind_advice, unreached_verdict
 from ._verdict import Verdict, not_ok
 
 RUNBOOK = "high-error-rate"
@@ -102,7 +102,8 @@ def diagnose_high_error_rate(
             "No checked cause explains the reported errors." + blind,
             evidence,
             "Read the failing routes' errors in Workers Logs (`wrangler tail --format "
-            "pretty --status error`) and compare with the deployment times.",
+            "pretty --status error`) and compare with the deployment times."
+            + blind_advice(every),
             None,
             every,
         )

@@ -128,7 +128,12 @@ def check(name: str) -> Callable[[Callable[P, Finding]], Callable[P, Finding]]:
                 finding = function(*args, **kwargs)
             except ServiceError as error:
                 logger.warning("check could not look check=%s error=%s", name, error)
-                finding = unknown(name, str(error), error=type(error).__name__)
+                finding = unknown(
+                    name,
+                    str(error),
+                    error=type(error).__name__,
+                    status_code=error.status_code,
+                )
             return replace(finding, elapsed_s=time.monotonic() - started)
 
         return wrapper

@@ -15,6 +15,7 @@ body is cut short or not JSON into an error naming the system.
 from __future__ import annotations
 
 import email.utils
+import math
 import logging
 import time
 from collections.abc import Mapping
@@ -214,7 +215,16 @@ def retry_after_s(response: httpx.Response) -> float | None:
     Returns:
         None when the header is absent or in neither form.
     """
-    header = response.headers.get("retry-after", "").strip()
+    return retry_after_header_s(response.headers.get("retry-after", ""))
+
+
+def retry_after_header_s(header: str) -> float | None:
+    """The wait a ``Retry-After`` header's value asks for, as :func:`retry_after_s`.
+
+    For clients that see the header without an httpx answer (the Stripe SDK's
+    errors, botocore's).
+    """
+    header = header.strip()
     if header.isdigit():
         return float(header)
     if not header:
@@ -226,6 +236,27 @@ def retry_after_s(response: httpx.Response) -> float | None:
     if when.tzinfo is None:
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def rate_limit_wait(service: str, header: str, otherwise: str) -> str:
+    """How long to hold off after a 429, worded for a finding.
+
+    Args:
+        service: who answered, for the text ("Cloudflare").
+        header: the answer's ``Retry-After`` value, empty when it had none.
+        otherwise: what to do when the header is absent or unreadable (the
+            service's documented window, say).
+    """
+    header = header.strip()
+    wait = retry_after_header_s(header)
+    if wait is not None:
+        form = "" if header.isdigit() else f", converted from {header!r}"
+        return (
+            f"{service}'s Retry-After asks to wait {math.ceil(wait)} s{form} "
+            "before retrying"
+        )
+    given = f"Retry-After {header[:40]!r} is unreadable" if header else "no Retry-After"
+    return f"{given}: {otherwise}"
 
 
 def _backoff(attempt: int) -> float:

@@ -28,6 +28,7 @@ from ._command import INCIDENT_PLACEHOLDER, runbook_command
 from ._config import Environment
 from ._finding import Finding, Status
 from ._queryplan import HOT_INDEX, HOT_INDEX_SQL, TABLE
+from ._unreached import access_advice
 from ._verdict import Verdict
 
 RUNBOOK = "slow-responses"
@@ -89,7 +90,9 @@ def diagnose_slow_responses(
             "inconclusive",
             "Some checks could not look: " + (", ".join(blind) or "missing steps"),
             evidence,
-            "Fix access to the platform and D1, then re-run this runbook.",
+            access_advice([found[name] for name in blind])
+            if blind
+            else "Re-run this runbook: some of its steps did not run.",
             None,
             every,
         )

@@ -21,7 +21,7 @@ from typing import Any
 from ._command import INCIDENT_PLACEHOLDER, runbook_command
 from ._config import Environment
 from ._finding import Finding, Status
-from ._unreached import unreached_verdict
+from ._unreached import access_advice, unreached_verdict
 from ._verdict import Verdict
 
 RUNBOOK = "payment-without-subscription"
@@ -189,9 +189,11 @@ def _quiet_verdict(
             "inconclusive",
             f"Could not compare Stripe with D1: {', '.join(unknown)} did not answer.",
             evidence,
-            "Fix access first: check the Stripe and Cloudflare URLs, STRIPE_API_KEY "
-            "(Read on Subscriptions, Customers, Checkout Sessions) and the "
-            "Cloudflare token, then run again.",
+            access_advice(
+                [found[n] for n in unknown if n in found],
+                access="STRIPE_API_KEY needs Read on Subscriptions, Customers and "
+                "Checkout Sessions",
+            ),
             None,
             list(found.values()),
         )

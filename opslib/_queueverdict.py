@@ -15,7 +15,7 @@ from typing import Any
 from ._command import INCIDENT_PLACEHOLDER, runbook_command
 from ._config import Environment
 from ._finding import Finding, Status
-from ._unreached import unreached_verdict
+from ._unreached import blind_advice, unreached_verdict
 from ._verdict import Verdict, not_ok
 
 RUNBOOK = "queue-delays"
@@ -115,8 +115,8 @@ def diagnose_queue_delays(
             cause,
             text,
             evidence,
-            "Watch `wrangler tail manuscript-upload-api` for queue() errors and "
-            "check the steps that could not run.",
+            "Watch `wrangler tail manuscript-upload-api` for queue() errors."
+            + blind_advice(everything),
             None,
             everything,
         )

@@ -26,6 +26,7 @@ from ._errors import (
     ServiceError,
     UnreachableError,
 )
+from ._http import rate_limit_wait
 
 logger = logging.getLogger(__name__)
 
@@ -252,6 +253,13 @@ class R2Client:
             detail = code
             if not code or code.isdigit():  # no S3 error code: the body was unreadable
                 detail = "without an S3 error code: the answer could not be read"
+            if kind is RateLimitError:
+                headers = error.response.get("ResponseMetadata", {}).get("HTTPHeaders")
+                detail += "; " + rate_limit_wait(
+                    "R2",
+                    str((headers or {}).get("retry-after", "")),
+                    "back off and retry in a minute",
+                )
             return kind(
                 f"r2: HTTP {status} {detail} on {bucket}/{key}",
                 system="r2",

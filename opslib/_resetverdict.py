@@ -20,7 +20,7 @@ from typing import Any
 from ._command import INCIDENT_PLACEHOLDER, Placeholder, runbook_command
 from ._config import Environment
 from ._finding import Finding, Status
-from ._unreached import unreached_verdict
+from ._unreached import blind_advice, unreached_verdict
 from ._verdict import Verdict, not_ok
 
 RUNBOOK = "password-reset"
@@ -113,7 +113,7 @@ def diagnose_password_reset(
             "No checked cause explains the reported reset failures." + blind,
             evidence,
             "Watch `wrangler tail --format pretty` for 'Failed to send password reset "
-            "email' while requesting a reset, and check the steps that could not run.",
+            "email' while requesting a reset." + blind_advice(found.values()),
             None,
             list(found.values()),
         )

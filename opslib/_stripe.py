@@ -26,6 +26,7 @@ import stripe
 
 from ._config import MISSING_FILE_HINT, Environment
 from ._errors import APIError, AuthError, RateLimitError, ServiceError, UnreachableError
+from ._http import rate_limit_wait
 
 logger = logging.getLogger(__name__)
 
@@ -337,5 +338,16 @@ def _translate(error: stripe.StripeError, url: str) -> ServiceError:
     if isinstance(error, stripe.AuthenticationError | stripe.PermissionError):
         return AuthError(message + "; check the key's permissions", **context)
     if isinstance(error, stripe.RateLimitError):
-        return RateLimitError(message + "; back off and retry in a minute", **context)
+        wait = rate_limit_wait(
+            "Stripe", _header(error, "retry-after"), "back off and retry in a minute"
+        )
+        return RateLimitError(f"{message}; {wait}", **context)
     return APIError(message, **context)
+
+
+def _header(error: stripe.StripeError, name: str) -> str:
+    """A header of the answer behind ``error`` (any case), empty when absent."""
+    for key, value in (error.headers or {}).items():
+        if str(key).lower() == name:
+            return str(value)
+    return ""

@@ -35,7 +35,7 @@ from typing import Any
 from ._command import INCIDENT_PLACEHOLDER, runbook_command
 from ._config import Environment
 from ._finding import Finding, Status
-from ._unreached import unreached_verdict
+from ._unreached import access_advice, unreached_verdict
 from ._verdict import Verdict, not_ok
 
 RUNBOOK = "stripe-webhooks"
@@ -331,9 +331,7 @@ def _quiet_verdict(
             "inconclusive",
             f"Stripe webhooks: {what}.",
             evidence,
-            "Check STRIPE_API_KEY (Read on Events and Webhook Endpoints), the "
-            "Cloudflare token (Workers Observability) and STRIPE_WEBHOOK_SECRET in the "
-            "secrets file, then read the endpoint's deliveries in the Stripe Dashboard.",
+            _pending_or_blind_advice(found, blind),
             None,
             list(found.values()),
         )
@@ -387,3 +385,19 @@ def _status(found: Mapping[str, Finding], name: str) -> Status | None:
 def _facts(found: Mapping[str, Finding], name: str) -> Mapping[str, Any]:
     finding = found.get(name)
     return finding.facts if finding is not None else {}
+
+
+def _pending_or_blind_advice(found: Mapping[str, Finding], blind: list[str]) -> str:
+    """What to do when events wait with no cause seen, or some checks were blind."""
+    deliveries = "read the endpoint's deliveries in the Stripe Dashboard"
+    if not blind:
+        return (
+            "Check STRIPE_WEBHOOK_SECRET in the secrets file against the endpoint's "
+            f"signing secret, then {deliveries}."
+        )
+    advice = access_advice(
+        [found[name] for name in blind if name in found],
+        access="STRIPE_API_KEY needs Read on Events and Webhook Endpoints, the "
+        "Cloudflare token Workers Observability",
+    )
+    return f"{advice} Meanwhile, {deliveries}."
