@@ -61,9 +61,7 @@ def fault_kind(finding: Finding) -> str:
     status = finding.facts.get("status_code")
     if error == "RateLimitError" or status == 429:
         return RATE_LIMIT
-    if error == "APIError" and (
-        status is None or not isinstance(status, int) or status >= 500 or status < 400
-    ):
+    if error == "APIError" and not (isinstance(status, int) and 400 <= status < 500):
         return SERVER
     return ACCESS
 
@@ -96,15 +94,21 @@ def access_advice(findings: Iterable[Finding], *, access: str = "") -> str:
     operator to check tokens after a 429 or a 503 wastes the time the service
     needs.
 
+    A finding that records no error (a step skipped because the one it needs
+    could not look) adds no advice of its own when another finding names one.
+
     Args:
         findings: the findings; only the ``unknown`` ones are read.
         access: what the runbook's credentials need, added to the access
             advice only (such as "STRIPE_API_KEY needs Read on Events").
     """
+    blind = [f for f in findings if f.status is Status.UNKNOWN]
+    # A step skipped because an earlier one could not look records no error of its
+    # own; the earlier step's error is what to act on.
+    caused = [f for f in blind if f.facts.get("error")] or blind
     groups: dict[str, list[str]] = {}
-    for finding in findings:
-        if finding.status is Status.UNKNOWN:
-            groups.setdefault(fault_kind(finding), []).append(finding.name)
+    for finding in caused:
+        groups.setdefault(fault_kind(finding), []).append(finding.name)
     if not groups:
         groups[ACCESS] = []
     parts = []
@@ -120,7 +124,9 @@ def access_advice(findings: Iterable[Finding], *, access: str = "") -> str:
                 advice = f"{advice[:-1]}; {access})"
             parts.append(advice if len(groups) == 1 else f"for {names}, {advice}")
     text = "; ".join(parts)
-    return f"{text[0].upper()}{text[1:]}. Then re-run."
+    if set(groups) != {RATE_LIMIT}:  # else it starts with a check's name, kept as is
+        text = f"{text[0].upper()}{text[1:]}"
+    return f"{text}. Then re-run."
 
 
 def blind_advice(findings: Iterable[Finding]) -> str:

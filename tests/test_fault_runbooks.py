@@ -103,3 +103,62 @@ def test_runbook_reaches_a_verdict_with_the_faulted_system_unknown(
     ]
     name = CLIENT_NAMES.get(system, system)
     assert any(name in summary.lower() for summary in unknown), unknown
+
+
+SERVER_SIDE = "failed on its side"
+ACCESS = "fix access"
+WAIT = "met a rate limit"
+# One run per kind of fault: the advice after it must fit the fault.
+ADVICE_CASES = [
+    ("stripe-webhooks", "stripe", "429", {"retry_after": 7}, WAIT),
+    ("payment-without-subscription", "stripe", "429", {"retry_after": 7}, WAIT),
+    ("high-error-rate", "cloudflare", "5xx", {}, SERVER_SIDE),
+    ("api-down", "status_page", "5xx", {}, SERVER_SIDE),
+    ("queue-delays", "cloudflare", "truncated", {}, SERVER_SIDE),
+    ("password-reset", "mailchannels", "refused", {}, ACCESS),
+    ("slow-responses", "cloudflare", "timeout", OPTIONS["timeout"], ACCESS),
+]
+OTHER_ADVICE = {
+    WAIT: (SERVER_SIDE, ACCESS, "credentials", "STRIPE_API_KEY"),
+    SERVER_SIDE: (WAIT, ACCESS, "credentials"),
+    ACCESS: (WAIT, SERVER_SIDE),
+}
+
+
+@pytest.mark.parametrize(
+    ("runbook", "system", "kind", "options", "advice"),
+    ADVICE_CASES,
+    ids=[f"{case[0]}-{case[2]}" for case in ADVICE_CASES],
+)
+def test_the_advice_after_a_fault_fits_its_kind(
+    faulted: Any,
+    tmp_path: Path,
+    runbook: str,
+    system: str,
+    kind: str,
+    options: dict[str, Any],
+    advice: str,
+) -> None:
+    faulted.fault(system, kind, **options)
+
+    record = run_notebook(
+        runbook,
+        parameters={"incident_id": f"ADVICE-{kind}"},
+        environment="sandbox",
+        records_dir=tmp_path,
+    )
+
+    assert record.status == "succeeded", record.error
+    next_action = str((record.verdict or {}).get("next_action", ""))
+    assert advice in next_action.lower(), next_action
+    for other in OTHER_ADVICE[advice]:
+        assert other.lower() not in next_action.lower(), next_action
+    if options.get("retry_after"):
+        nb = nbformat.read(record.record_path, as_version=4)
+        summaries = [
+            str(finding.get("summary", ""))
+            for finding in collect_outputs(nb, FINDING_MIME)
+            if isinstance(finding, dict) and finding.get("status") == "unknown"
+        ]
+        asked = f"Retry-After asks to wait {options['retry_after']} s"
+        assert any(asked in summary for summary in summaries), summaries
