@@ -655,6 +655,11 @@ def _legacy_row(line: str) -> dict[str, Any] | None:
 def _move_aside(root: Path, error: sqlite3.DatabaseError) -> str:
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     kept = f"{INDEX_NAME}.damaged-{stamp}"
+    # a second damaged file within the same second keeps the first one too
+    for number in range(2, 1000):
+        if not (root / kept).exists():
+            break
+        kept = f"{INDEX_NAME}.damaged-{stamp}-{number}"
     logger.warning(
         "index damaged, rebuilding path=%s error=%s", root / INDEX_NAME, error
     )

@@ -497,6 +497,15 @@ def test_a_search_replaces_an_index_of_another_layout(
         assert db.execute("PRAGMA user_version").fetchone() == (_index.USER_VERSION,)
 
 
+def test_two_damaged_indexes_within_a_second_are_both_kept(archive: Path) -> None:
+    for content in (b"first garbage" * 100, b"second garbage" * 100):
+        (archive / INDEX_NAME).write_bytes(content)
+        rebuild(archive)
+
+    kept = sorted(archive.glob(f"{INDEX_NAME}.damaged-*"))
+    assert sorted(p.read_bytes()[:6] for p in kept) == [b"first ", b"second"]
+
+
 def test_reindex_builds_a_new_file_and_keeps_a_sound_one_nowhere(
     archive: Path,
 ) -> None:
