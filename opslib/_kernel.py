@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import threading
 import uuid
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,12 @@ logger = logging.getLogger(__name__)
 PRELOAD = "import opslib, pandas; opslib._import_all()"
 HEADLESS_VARIABLE = "RUNBOOK_HEADLESS"
 START_TIMEOUT_S = 60.0
+# Seconds between the warmer's looks at whether it was stopped or its kernel died.
+WATCH_S = 0.1
+
+
+class WarmupStopped(Exception):
+    """The warmer was stopped (the run was interrupted) before its kernel was ready."""
 
 
 class KernelWarmer:
@@ -46,6 +53,7 @@ class KernelWarmer:
         self._manager: Any = None
         self._clients: list[Any] = []
         self._error: BaseException | None = None
+        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._warm, name="opslib-kernel-warmer")
 
     def start(self) -> KernelWarmer:
@@ -79,8 +87,17 @@ class KernelWarmer:
         """Stop the kernel at once and remove its socket folder.
 
         A kernel still starting (the run was interrupted meanwhile) is killed
-        first, so the wait for it ends at once rather than at its time limit.
+        first, and the warmer, which watches for the stop, gives up its waits
+        within ``WATCH_S``: the run ends at once rather than at a time limit.
+        The folder, which holds the kernel's key, goes whatever else fails.
         """
+        try:
+            self._stop_kernel()
+        finally:
+            shutil.rmtree(self._folder, ignore_errors=True)
+
+    def _stop_kernel(self) -> None:
+        self._stopping.set()
         if self._thread.is_alive():
             self._kill_starting_kernel()
         if self._thread.ident is not None:
@@ -99,12 +116,12 @@ class KernelWarmer:
             except Exception as error:  # the kernel may be gone already
                 logger.debug("kernel shutdown error=%s", error)
             self._manager = None
-        shutil.rmtree(self._folder, ignore_errors=True)
 
     def _warm(self) -> None:
         try:
             asyncio.run(self._ready())
-        except Exception as error:  # reported by manager(), never raised here
+        # reported by manager(), never raised here; a stopped warmer is quiet
+        except (Exception, asyncio.CancelledError) as error:
             self._error = error
 
     def _kill_starting_kernel(self) -> None:
@@ -152,11 +169,42 @@ class KernelWarmer:
         client = self._manager.client()
         client.start_channels()
         try:
-            await client.wait_for_ready(timeout=START_TIMEOUT_S)
-            msg_id = client.execute(PRELOAD, silent=True, store_history=False)
-            await _wait_reply(client, msg_id)
+            await self._watched(_preload(client))
         finally:
             client.stop_channels()
+
+    async def _watched(self, work: Coroutine[Any, Any, None]) -> None:
+        """Await ``work`` while it lasts, the warmer is not stopped and the
+        kernel lives, at most ``START_TIMEOUT_S``; else cancel it and raise.
+
+        Raises:
+            WarmupStopped: ``shutdown`` was called meanwhile.
+            RuntimeError: the kernel process ended.
+            TimeoutError: the kernel was not ready in time.
+        """
+        task = asyncio.ensure_future(work)
+        deadline = asyncio.get_running_loop().time() + START_TIMEOUT_S
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=WATCH_S)
+                if done:
+                    return task.result()
+                if self._stopping.is_set():
+                    raise WarmupStopped("the run stopped while its kernel started")
+                if not await self._manager.is_alive():
+                    raise RuntimeError("the kernel ended while it started")
+                if asyncio.get_running_loop().time() > deadline:
+                    raise TimeoutError(f"kernel not ready in {START_TIMEOUT_S:.0f} s")
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.wait({task})
+
+
+async def _preload(client: Any) -> None:
+    await client.wait_for_ready(timeout=START_TIMEOUT_S)
+    msg_id = client.execute(PRELOAD, silent=True, store_history=False)
+    await _wait_reply(client, msg_id)
 
 
 async def _wait_reply(client: Any, msg_id: str) -> None:
