@@ -60,7 +60,6 @@ _ERROR_TAG = "papermill-error-cell-tag"
 _FAILURE_TEXT = {
     "kernel-died": "the kernel died",
     "timeout": "a cell ran past the timeout",
-    "interrupted": "the run was interrupted",
     "kernel-missing": "the kernel could not be found",
     "runner-error": "the runner failed",
 }
@@ -387,14 +386,25 @@ def mark_stopped_cell(nb: nbformat.NotebookNode, error: Mapping[str, Any]) -> No
 
     After a kernel death or a timeout papermill marks the stopped cell and every
     later one "completed"; here the stopped cell becomes "failed" with an error
-    output, later cells "pending", and a banner goes on top.
+    output, later cells "pending", and a banner goes on top. A run stopped
+    before any cell began has every cell "pending": none ran.
     """
     started = started_cells(nb)
     if started:
         _mark_from(nb.cells, started[-1], error)
+    else:
+        for cell in nb.cells:
+            _papermill(cell, update=True)["status"] = "pending"
     # the banner goes on top, so the stopped cell's index moves down by one
     where = f"cell {started[-1] + 1}" if started else "before any cell ran"
-    nb.cells.insert(0, _banner(f"{_FAILURE_TEXT[error['kind']]} ({where})"))
+    nb.cells.insert(0, _banner(_headline(error["kind"], where)))
+
+
+def _headline(kind: str, where: str) -> str:
+    """What the banner says: an interrupted run was aborted, the rest failed."""
+    if kind == "interrupted":
+        return f"This run was interrupted ({where}) and archived as aborted"
+    return f"This run failed: {_FAILURE_TEXT[kind]} ({where})"
 
 
 def _mark_from(cells: list[Any], stopped: int, error: Mapping[str, Any]) -> None:
@@ -412,13 +422,15 @@ def _mark_from(cells: list[Any], stopped: int, error: Mapping[str, Any]) -> None
         _papermill(cell, update=True)["status"] = "pending"
 
 
-def _banner(what: str) -> nbformat.NotebookNode:
+_BANNER_NOTE = "The notebook below is as it was when the run stopped."
+
+
+def _banner(headline: str) -> nbformat.NotebookNode:
     return _node(
         cell_type="markdown",
         id=uuid.uuid4().hex[:8],
         metadata=_node(tags=[_ERROR_TAG]),
-        source=f"**This run failed: {what}.** The notebook below is as it was when "
-        "the run stopped.",
+        source=f"**{headline}.** {_BANNER_NOTE}",
     )
 
 

@@ -304,6 +304,40 @@ def test_mark_stopped_cell_marks_the_last_started_cell_and_adds_a_banner() -> No
     nbformat.validate(nb)
 
 
+def test_an_interrupt_before_any_cell_leaves_every_cell_pending() -> None:
+    # as papermill saves a notebook it stopped before the first cell began
+    nb = _executed(
+        _ran("a = 1", "completed", None, execution_count=None),
+        _ran("b = 2", "completed", None, execution_count=None),
+    )
+
+    mark_stopped_cell(
+        nb, {"kind": "interrupted", "ename": "KeyboardInterrupt", "evalue": "x"}
+    )
+
+    assert nb.cells[0].source.startswith(
+        "**This run was interrupted (before any cell ran) and archived as aborted.**"
+    )
+    assert "failed" not in nb.cells[0].source
+    assert [row["status"] for row in cell_timings(nb)] == ["pending", "pending"]
+    assert failed_cell_index(nb) is None
+    assert all(not cell.outputs for cell in nb.cells[1:])
+    nbformat.validate(nb)
+
+
+def test_an_interrupt_mid_cell_marks_that_cell_and_says_interrupted() -> None:
+    nb = _executed(_ran("a = 1", "completed", "t0"), _ran("sleep()", "running", "t1"))
+
+    mark_stopped_cell(
+        nb, {"kind": "interrupted", "ename": "KeyboardInterrupt", "evalue": ""}
+    )
+
+    assert nb.cells[0].source.startswith(
+        "**This run was interrupted (cell 2) and archived as aborted.**"
+    )
+    assert [row["status"] for row in cell_timings(nb)] == ["completed", "failed"]
+
+
 def test_failed_cell_index_is_none_when_no_cell_failed() -> None:
     assert failed_cell_index(_executed(_ran("a = 1", "completed", "t0"))) is None
 

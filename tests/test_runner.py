@@ -335,7 +335,13 @@ def test_run_notebook_archives_an_interrupted_run_then_reraises(
         "cell_index": None,
     }
     nb = nbformat.read(records / sidecar["record_path"], as_version=4)
-    assert "the run was interrupted (before any cell ran)" in nb.cells[0].source
+    assert nb.cells[0].source.startswith(
+        "**This run was interrupted (before any cell ran) and archived as aborted"
+    )
+    assert "failed" not in nb.cells[0].source
+    assert [cell["status"] for cell in sidecar["cells"]] == ["pending"] * len(
+        sidecar["cells"]
+    )
 
 
 def test_run_notebook_archives_the_last_saved_state_of_a_runner_failure(
