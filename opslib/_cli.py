@@ -306,9 +306,18 @@ def _run_and_exit(archive: str, fail_on_verdict: bool, **kwargs: Any) -> None:
     except (ConfigError, RunError) as error:
         _usage_exit(error)
     except RunInterrupted as stopped:
-        _print_record(stopped.record.sidecar, archive)
-        click.echo("interrupted: the run was stopped and archived", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        record = stopped.record
+        _print_record(record.sidecar, archive)
+        if record.status == "aborted":
+            click.echo("interrupted: the run was stopped and archived", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        # the notebook had ended: its record is whole and its outcome stands
+        click.echo(
+            "interrupted after the run ended: that changed nothing; the record "
+            f"stands as {record.status}",
+            err=True,
+        )
+        sys.exit(_exit_code(record.sidecar, fail_on_verdict))
     _print_record(record.sidecar, archive)
     sys.exit(_exit_code(record.sidecar, fail_on_verdict))
 

@@ -248,9 +248,12 @@ def run_notebook(
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """A run stopped by Ctrl-C (SIGINT) once its record id was reserved.
+    """A Ctrl-C (SIGINT) during a run, once its record id was reserved.
 
-    The run is archived before this is raised, with the status ``aborted``.
+    The run is archived before this is raised, with the status ``aborted``;
+    or, when the interrupt came only after the notebook had ended (while the
+    kernel stopped or the record was written), whole, with the run's own
+    status: the interrupt changed nothing then.
 
     Attributes:
         record: the archived record.
