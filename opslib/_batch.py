@@ -33,16 +33,18 @@ a batch only adds how they are chosen, checked and scheduled:
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import multiprocessing
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed, wait
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from ._errors import OpslibError, ParameterError, RunError
@@ -210,12 +212,51 @@ def run_batch(
         run_options: passed to ``run_notebook`` for every run (environment,
             records_dir, operator, timeout, named_environment).
     """
-    from ._kernelforks import KernelTemplate
-
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(list(_WORKER_PRELOAD))
     results: dict[int, BatchRun] = {}
     stop = context.Event()
+    with _sigterm_as_interrupt():
+        _run_pool(planned, jobs, raw, echo, run_options, context, stop, results)
+    # the stop's semaphores are released with it, not left to the resource tracker
+    del stop
+    return [
+        results.get(index) or _not_started(path)
+        for index, (path, _) in enumerate(planned)
+    ]
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops the batch as Ctrl-C does: the runs under way archive as
+    aborted, the table comes, and the pool's processes and semaphores are
+    released rather than left to die with a killed process. Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _run_pool(
+    planned: Sequence[tuple[Path, Mapping[str, object]]],
+    jobs: int,
+    raw: frozenset[str],
+    echo: Callable[[str], None],
+    run_options: dict[str, Any],
+    context: Any,
+    stop: Any,
+    results: dict[int, BatchRun],
+) -> None:
+    from ._kernelforks import KernelTemplate
+
     try:
         with KernelTemplate() as template:
             template.wait_ready()
@@ -246,10 +287,6 @@ def run_batch(
     except KeyboardInterrupt:  # before any run was handed out: none starts
         echo("interrupted: no run starts")
         stop.set()
-    return [
-        results.get(index) or _not_started(path)
-        for index, (path, _) in enumerate(planned)
-    ]
 
 
 def _collect(

@@ -10,6 +10,7 @@ stopped it); an interrupted ``runbook run`` exits 130.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -212,10 +213,150 @@ def test_sigint_during_kernel_start_up_leaves_an_aborted_record(
         "cell_index": None,
     }
     assert sidecar["id"] in stdout
-    assert nb.cells[0].source.startswith("**This run failed: the run was interrupted")
+    assert nb.cells[0].source.startswith("**This run was interrupted")
+    assert "failed" not in nb.cells[0].source
     assert "before any cell ran" in nb.cells[0].source
+    assert [c["status"] for c in sidecar["cells"]] == ["pending", "pending"]  # type: ignore[index]
+    assert [c["duration_s"] for c in sidecar["cells"]] == [None, None]  # type: ignore[index]
     assert "first cell ran" not in str([cell.get("outputs") for cell in nb.cells])
     assert not _alive(kernel_pid)  # the kernel was stopped, not left behind
+
+
+def _slow_preload_kernel(folder: Path) -> tuple[Path, Path]:
+    """A kernelspec whose kernel becomes ready but hangs in the runner's preload
+    (a ``pandas`` on its path that notes its pid and sleeps, deaf to SIGINT), and
+    a notebook on it; returns the notebook and the folder of pid notes."""
+    marks, library = folder / "preloading", folder / "slowlib"
+    marks.mkdir()
+    library.mkdir()
+    (library / "pandas.py").write_text(
+        "import os, pathlib, signal, time\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        f"pathlib.Path({str(marks)!r}, str(os.getpid())).write_text('')\n"
+        "time.sleep(600)\n",
+        encoding="utf-8",
+    )
+    spec = folder / "jupyter" / "kernels" / "slow-preload"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f"]
+                + ["{connection_file}"],
+                "display_name": "slow preload",
+                "language": "python",
+                "env": {"PYTHONPATH": str(library)},
+            }
+        ),
+        encoding="utf-8",
+    )
+    nb = nbformat.v4.new_notebook()
+    parameters = nbformat.v4.new_code_cell('incident_id: str = "INC-1"  # the incident')
+    parameters.metadata["tags"] = ["parameters"]
+    nb.cells = [parameters, nbformat.v4.new_code_cell('print("first cell ran")')]
+    nb.metadata["kernelspec"] = {"name": "slow-preload", "display_name": "slow"}
+    nb.metadata["language_info"] = {"name": "python"}
+    notebook = folder / "slow_preload.ipynb"
+    nbformat.write(nb, notebook)
+    return notebook, marks
+
+
+def test_two_runs_interrupted_while_their_kernels_preload_end_at_once(
+    environments: Path, tmp_path: Path
+) -> None:
+    """Two runs at once, each interrupted while its kernel is ready but still
+    importing opslib: each archives an aborted record well within the 30 s an
+    alert receiver grants a stopped run (the preload's own limit is 60 s), with
+    its cells pending, its kernel ended and its connection folder gone."""
+    notebook, marks = _slow_preload_kernel(tmp_path)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = dict(os.environ, JUPYTER_PATH=str(tmp_path / "jupyter"), TMPDIR=str(temp))
+    processes = [
+        subprocess.Popen(
+            [str(RUNBOOK), "run", str(notebook), "--records", str(tmp_path / f"r{n}")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
+        for n in range(2)
+    ]
+    outputs = []
+    try:
+        for process in processes:
+            _wait_for(
+                lambda: len(list(marks.iterdir())) == 2, "no kernel preloads", process
+            )
+            assert process.poll() is None, process.communicate()
+        kernel_pids = [int(mark.name) for mark in marks.iterdir()]
+        for process in processes:
+            os.kill(process.pid, signal.SIGINT)
+        deadline = time.monotonic() + 30  # an alert receiver's grace for a run
+        for process in processes:
+            remaining = max(0.1, deadline - time.monotonic())
+            outputs.append(process.communicate(timeout=remaining))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+    for n, (process, (stdout, stderr)) in enumerate(zip(processes, outputs)):
+        assert process.returncode == 130, stderr
+        sidecar, nb = _only_record(tmp_path / f"r{n}")
+        assert sidecar["status"] == "aborted", stderr
+        assert sidecar["error"]["evalue"] == INTERRUPTED_AT_START  # type: ignore[index]
+        assert [c["status"] for c in sidecar["cells"]] == ["pending", "pending"]  # type: ignore[index]
+        assert "first cell ran" not in str([cell.get("outputs") for cell in nb.cells])
+        assert "Exception in thread" not in stderr
+    assert not any(_alive(pid) for pid in kernel_pids)
+    assert list(temp.glob("opslib-kernel-*")) == []
+
+
+def test_a_kernel_that_dies_while_preloading_ends_the_warm_up_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The warmer watches its kernel: a kernel killed during the preload makes
+    warming fail with that reason (papermill then starts its own), rather than
+    after the preload's 60 s limit; its folder goes with it."""
+    from opslib._kernel import KernelWarmer
+
+    _, marks = _slow_preload_kernel(tmp_path)
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    warmer = KernelWarmer("slow-preload", tmp_path).start()
+    try:
+        deadline = time.monotonic() + 60
+        while not list(marks.iterdir()):
+            assert time.monotonic() < deadline, "the kernel never preloaded"
+            time.sleep(0.05)
+        [mark] = list(marks.iterdir())
+        os.kill(int(mark.name), signal.SIGKILL)
+
+        assert warmer.manager() is None
+    finally:
+        warmer.shutdown()
+    assert "the kernel ended while it started" in str(warmer._error)
+    assert not Path(warmer._folder).exists()
+
+
+def test_a_cancelled_warm_up_is_remembered_not_raised_in_its_thread(
+    tmp_path: Path,
+) -> None:
+    from opslib._kernel import KernelWarmer
+
+    warmer = KernelWarmer("python3", tmp_path)
+
+    async def cancelled() -> None:
+        raise asyncio.CancelledError
+
+    warmer._ready = cancelled  # type: ignore[method-assign]
+    warmer._warm()  # the thread's body: nothing escapes it
+
+    assert isinstance(warmer._error, asyncio.CancelledError)
+    warmer.shutdown()
+    assert not Path(warmer._folder).exists()
 
 
 @pytest.mark.parametrize("where", ["kernel-launch", "before-kernel"])
@@ -245,6 +386,38 @@ def test_an_interrupt_before_the_kernel_answers_is_archived(
     assert sidecar["status"] == "aborted"
     assert sidecar["error"]["evalue"] == INTERRUPTED_AT_START  # type: ignore[index]
     assert all(not cell.get("outputs") for cell in nb.cells)
+
+
+def test_an_interrupt_after_the_notebook_ended_changes_nothing(
+    environments: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real SIGINT while the finished run stops its kernel: the record stays
+    whole with the run's own status, and ``runbook run`` exits as that status
+    says, telling that the interrupt came after the end."""
+    from click.testing import CliRunner
+
+    from opslib._cli import main
+
+    stop_kernel = _runner.KernelWarmer.shutdown
+
+    def shutdown_interrupted(warmer: _runner.KernelWarmer) -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # held while the kernel stops
+        stop_kernel(warmer)
+
+    monkeypatch.setattr(_runner.KernelWarmer, "shutdown", shutdown_interrupted)
+    records = tmp_path / "records"
+
+    result = CliRunner().invoke(
+        main, ["run", str(NOTEBOOKS / "ok.ipynb"), "--records", str(records)]
+    )
+
+    sidecar, _ = _only_record(records)
+    assert sidecar["status"] == "succeeded", result.output
+    assert sidecar["error"] is None
+    assert result.exit_code == 0, result.output
+    assert "interrupted after the run ended: that changed nothing" in result.output
+    assert "the run was stopped and archived" not in result.output
+    assert sidecar["id"] in result.output
 
 
 def _processes_marked(marker: str) -> list[int]:
@@ -344,6 +517,32 @@ def test_sigint_to_a_batch_stops_it_archives_the_running_and_starts_no_more(
         assert sidecar["id"] in rows[name] and sidecar["status"] in rows[name]
     assert "not started" in rows["raises_in_second_cell"]
     assert "raises_in_second_cell: no record" not in stderr
+    assert _left_running(marker) == []
+
+
+def test_sigterm_to_a_batch_stops_it_as_ctrl_c_does_and_quietly(
+    environments: Path, tmp_path: Path
+) -> None:
+    """SIGTERM: the run under way archives as aborted, the queued one never
+    starts, the table comes, exit 130; no thread's traceback and no semaphore
+    left for the resource tracker to clean up."""
+    marker = f"OPSLIB_TEST_BATCH={os.getpid()}-{time.monotonic_ns()}"
+    process = _start_batch(tmp_path, marker)
+    try:
+        process.terminate()
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    assert process.returncode == 130, stdout + stderr
+    found = sidecars_by_runbook(tmp_path / "records")
+    assert sorted(found) == ["ok", "waits_for_interrupt"]
+    assert found["waits_for_interrupt"]["status"] == "aborted"
+    assert "raises_in_second_cell" in stdout.split("\n\n")[-1]
+    assert "Traceback" not in stderr and "Exception in thread" not in stderr
+    assert "leaked semaphore" not in stderr
     assert _left_running(marker) == []
 
 
