@@ -27,6 +27,7 @@ from opslib._config import SECRET_VARIABLES
 from opslib._records import list_records, load_record
 from opslib import _runner
 from opslib._runner import INTERRUPTED_AT_START, RunInterrupted, run_notebook
+from kernel_helpers import slow_preload_kernel
 
 NOTEBOOKS = Path(__file__).parent / "notebooks"
 ENVIRONMENTS = Path(__file__).parents[1] / "parameters" / "environments"
@@ -222,45 +223,6 @@ def test_sigint_during_kernel_start_up_leaves_an_aborted_record(
     assert not _alive(kernel_pid)  # the kernel was stopped, not left behind
 
 
-def _slow_preload_kernel(folder: Path) -> tuple[Path, Path]:
-    """A kernelspec whose kernel becomes ready but hangs in the runner's preload
-    (a ``pandas`` on its path that notes its pid and sleeps, deaf to SIGINT), and
-    a notebook on it; returns the notebook and the folder of pid notes."""
-    marks, library = folder / "preloading", folder / "slowlib"
-    marks.mkdir()
-    library.mkdir()
-    (library / "pandas.py").write_text(
-        "import os, pathlib, signal, time\n"
-        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
-        f"pathlib.Path({str(marks)!r}, str(os.getpid())).write_text('')\n"
-        "time.sleep(600)\n",
-        encoding="utf-8",
-    )
-    spec = folder / "jupyter" / "kernels" / "slow-preload"
-    spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(
-        json.dumps(
-            {
-                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f"]
-                + ["{connection_file}"],
-                "display_name": "slow preload",
-                "language": "python",
-                "env": {"PYTHONPATH": str(library)},
-            }
-        ),
-        encoding="utf-8",
-    )
-    nb = nbformat.v4.new_notebook()
-    parameters = nbformat.v4.new_code_cell('incident_id: str = "INC-1"  # the incident')
-    parameters.metadata["tags"] = ["parameters"]
-    nb.cells = [parameters, nbformat.v4.new_code_cell('print("first cell ran")')]
-    nb.metadata["kernelspec"] = {"name": "slow-preload", "display_name": "slow"}
-    nb.metadata["language_info"] = {"name": "python"}
-    notebook = folder / "slow_preload.ipynb"
-    nbformat.write(nb, notebook)
-    return notebook, marks
-
-
 def test_two_runs_interrupted_while_their_kernels_preload_end_at_once(
     environments: Path, tmp_path: Path
 ) -> None:
@@ -268,7 +230,7 @@ def test_two_runs_interrupted_while_their_kernels_preload_end_at_once(
     importing opslib: each archives an aborted record well within the 30 s an
     alert receiver grants a stopped run (the preload's own limit is 60 s), with
     its cells pending, its kernel ended and its connection folder gone."""
-    notebook, marks = _slow_preload_kernel(tmp_path)
+    notebook, marks = slow_preload_kernel(tmp_path, "slow-preload")
     temp = tmp_path / "tmp"
     temp.mkdir()
     env = dict(os.environ, JUPYTER_PATH=str(tmp_path / "jupyter"), TMPDIR=str(temp))
@@ -323,7 +285,7 @@ def test_a_kernel_that_dies_while_preloading_ends_the_warm_up_at_once(
     after the preload's 60 s limit; its folder goes with it."""
     from opslib._kernel import KernelWarmer
 
-    _, marks = _slow_preload_kernel(tmp_path)
+    _, marks = slow_preload_kernel(tmp_path, "slow-preload")
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     warmer = KernelWarmer("slow-preload", tmp_path).start()
     try:

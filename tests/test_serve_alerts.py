@@ -24,6 +24,9 @@ from opslib import load_environment
 from opslib._cli import main
 from opslib._errors import RunError
 from opslib._records import load_record
+from opslib._runner import INTERRUPTED_AT_START
+
+from kernel_helpers import slow_preload_kernel
 
 UPTIME_SECRET = "ur-" + secrets.token_urlsafe(24)
 STRIPE_SECRET = "whsec_" + secrets.token_hex(16)
@@ -558,3 +561,51 @@ def test_a_non_loopback_host_is_refused_before_listening():
     result = CliRunner().invoke(main, ["serve-alerts", "--host", "0.0.0.0"], env=env)
     assert result.exit_code == 2
     assert "expected a loopback address" in result.output
+
+
+def test_runs_stopped_while_their_kernels_preload_archive_within_the_grace(
+    sandbox, tmp_path, monkeypatch
+):
+    """SIGTERM to a receiver whose two alert runs hang in kernel start-up (their
+    kernels are ready but still importing opslib): each run archives an aborted
+    record before the receiver's grace for a stopped run would kill it (a killed
+    run leaves none), and no kernel folder, which holds the kernel's key."""
+    _, marks = slow_preload_kernel(tmp_path, "python3")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    monkeypatch.setenv("TMPDIR", str(temp))
+    receiver = Receiver(
+        tmp_path / "records",
+        tmp_path / "serve.log",
+        "--max-runs",
+        "2",
+        "--platform-delay",
+        "0",
+    )
+    try:
+        record_ids = []
+        for monitor in ("778201", "778202"):
+            answer = receiver.post(
+                "/uptimerobot",
+                json=uptime_alert(monitorID=monitor),
+                headers={"X-Runbook-Alert-Secret": UPTIME_SECRET},
+            )
+            assert answer.status_code == 202, answer.text
+            record_ids.append(answer.json()["record_id"])
+        deadline = time.monotonic() + RUN_CEILING_S
+        while len(list(marks.iterdir())) < 2:
+            assert receiver.process.poll() is None, receiver.log.read_text()
+            assert time.monotonic() < deadline, "the kernels never preloaded"
+            time.sleep(0.1)
+    finally:
+        receiver.stop()
+
+    assert receiver.process.returncode == 0, receiver.log.read_text()
+    for record_id in record_ids:
+        sidecar = load_record(receiver.records, record_id)
+        assert sidecar["status"] == "aborted", receiver.log.read_text()
+        assert sidecar["error"]["evalue"] == INTERRUPTED_AT_START
+        assert {cell["status"] for cell in sidecar["cells"]} == {"pending"}
+    assert list(temp.glob("opslib-kernel-*")) == []
+    assert "Traceback" not in receiver.log.read_text()
