@@ -253,15 +253,16 @@ class R2Client:
             detail = code
             if not code or code.isdigit():  # no S3 error code: the body was unreadable
                 detail = "without an S3 error code: the answer could not be read"
+            wait = ""
             if kind is RateLimitError:
                 headers = error.response.get("ResponseMetadata", {}).get("HTTPHeaders")
-                detail += "; " + rate_limit_wait(
+                wait = "; " + rate_limit_wait(
                     "R2",
                     str((headers or {}).get("retry-after", "")),
                     "back off and retry in a minute",
                 )
             return kind(
-                f"r2: HTTP {status} {detail} on {bucket}/{key}",
+                f"r2: HTTP {status} {detail} on {bucket}/{key}{wait}",
                 system="r2",
                 url=url,
                 status_code=status,
