@@ -39,12 +39,13 @@ from sqlglot import exp
 from ._sqlguard import SQLRefusedError, Statement
 
 SECRET_COLUMN = re.compile(
-    r"password|secret|_hash$|^hash$|(?:^|_)token$|^session_id$|(?:^|_)api_?key$",
+    r"password|secret|(?<!^file)_hash$|^hash$|(?:^|_)token$|^session_id$|(?:^|_)api_?key$",
     re.IGNORECASE,
 )
 """A column whose values are credentials or hashes of them. ``token_type`` and
-``tokens_input`` (counts of model tokens) are not; ``file_hash`` is matched and
-hidden like the others."""
+``tokens_input`` (counts of model tokens) are not, nor is ``manuscripts.file_hash``
+(the SHA-256 of an upload, which R2 recovery looks files up by); its values are
+still hidden in the output, being shaped like a hash."""
 SECRET_TABLES = frozenset(
     {
         "api_keys",

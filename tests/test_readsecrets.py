@@ -55,6 +55,7 @@ ORDINARY = (
     "SELECT 1 AS a UNION ALL SELECT * FROM manuscripts",
     "WITH t AS (SELECT * FROM manuscripts) SELECT count(*) AS n FROM t",
     "SELECT r2_key, status FROM manuscripts WHERE user_id = 'u-1'",
+    "SELECT id, r2_key FROM manuscripts WHERE file_hash = 'ab12' ORDER BY file_hash",
     "EXPLAIN QUERY PLAN SELECT * FROM users WHERE password_hash = 'x'",
     "PRAGMA table_info(users)",
 )
@@ -114,8 +115,10 @@ def test_secret_column_names_follow_the_schema():
         "email",
         "used",
         "user_id",
+        "file_hash",
     ):
         assert not SECRET_COLUMN.search(name), name
+    assert SECRET_COLUMN.search("profile_hash")
 
 
 def test_values_shaped_like_secrets_are_hidden_whatever_the_column():
