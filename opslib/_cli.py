@@ -888,5 +888,21 @@ def site(records_dir: str | None, out_dir: str | None) -> None:
 _add_sandbox_commands()
 
 
+def entry() -> None:
+    """The ``runbook`` executable: the command, then an exit Ctrl-C cannot change.
+
+    Once the command has printed its outcome and chosen its exit code, a Ctrl-C
+    while the interpreter shuts down would still end the process as
+    interrupted (130), contradicting the record just printed; from then on
+    SIGINT is ignored.
+    """
+    import signal
+
+    try:
+        main()
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    entry()

@@ -577,3 +577,34 @@ def test_an_interrupted_alert_job_names_its_record_when_it_has_one(
         }
     else:
         assert printed == {"error": "interrupted"}
+
+
+LATE_INTERRUPT = """\
+import atexit, os, signal, sys
+
+def late():
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    sys.stderr.write(f"sigint-ignored={ignored}\\n")
+    os.kill(os.getpid(), signal.SIGINT)
+
+atexit.register(late)
+sys.argv = ["runbook", "--help"]
+from opslib._cli import ENTRY
+ENTRY()
+"""
+
+
+def test_a_ctrl_c_after_the_command_ended_does_not_change_its_exit_code(tmp_path):
+    # Once the command has chosen its exit code, SIGINT is ignored while the
+    # interpreter shuts down (where Python would otherwise end the process by
+    # the signal). An atexit hook runs then: it reports SIGINT's disposition
+    # and sends one.
+    script = tmp_path / "late_interrupt.py"
+    script.write_text(LATE_INTERRUPT.replace("ENTRY", "entry"))
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Usage:" in done.stdout
+    assert "sigint-ignored=True" in done.stderr
+    assert "KeyboardInterrupt" not in done.stderr
