@@ -184,6 +184,9 @@ def probe_login(environment: Environment, limits: Finding | None = None) -> Find
         return Finding(
             "login", Status.UNKNOWN, f"no answer: {probe.error}", [row], facts
         )
+    if not probe.readable:
+        text = f"login not judged: {probe.error}"
+        return Finding("login", Status.UNKNOWN, text + spent, [row], facts)
     if probe.status_code == 200 and probe.cookie and probe.me_status == 200:
         text = "the test account logs in, and the session works for /auth/me"
         return Finding("login", Status.OK, text + spent, [row], facts)

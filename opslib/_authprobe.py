@@ -21,7 +21,8 @@ from typing import Any
 import httpx
 
 from ._config import Environment
-from ._errors import UnreachableError
+from ._errors import APIError, UnreachableError
+from ._http import json_body
 from ._platform import platform_http
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,9 @@ class LoginProbe:
         me_status: status of ``GET /auth/me`` with the new session (None if skipped).
         logout_status: status of ``POST /auth/logout`` (None if skipped).
         rate_limit: the X-RateLimit headers of the login answer.
+        readable: False when a 2xx answer (the login's or /auth/me's) came with a
+            body that is not JSON, cut short in transit say; ``error`` then names
+            the platform and the answer, never the body.
     """
 
     status_code: int | None
@@ -52,6 +56,7 @@ class LoginProbe:
     me_status: int | None = None
     logout_status: int | None = None
     rate_limit: Mapping[str, str] = field(default_factory=dict)
+    readable: bool = True
 
 
 @dataclass(frozen=True)
@@ -95,19 +100,22 @@ class AuthProbeClient:
             return LoginProbe(None, str(error), _ms_since(started))
         elapsed = _ms_since(started)
         value, attributes = _session_cookie(response)
+        unreadable = self._unreadable(response)
         me_status = logout_status = None
         if value:
             headers = {"Cookie": f"{COOKIE_NAME}={value}"}
-            me_status = self._status("GET", "/auth/me", headers)
-            logout_status = self._status("POST", "/auth/logout", headers)
+            me_status, me_unreadable = self._status("GET", "/auth/me", headers)
+            unreadable = unreadable or me_unreadable
+            logout_status, _ = self._status("POST", "/auth/logout", headers)
         return LoginProbe(
             response.status_code,
-            _error_text(response),
+            unreadable or _error_text(response),
             elapsed,
             attributes,
             me_status,
             logout_status,
             _rate_limit_headers(response),
+            readable=not unreadable,
         )
 
     def preflight(self, origin: str, path: str = LOGIN_PATH) -> Preflight:
@@ -133,11 +141,30 @@ class AuthProbeClient:
         """Close the connection pool."""
         self._http.close()
 
-    def _status(self, method: str, path: str, headers: dict[str, str]) -> int | None:
+    def _status(
+        self, method: str, path: str, headers: dict[str, str]
+    ) -> tuple[int | None, str]:
+        """The answer's status and why its body is unreadable ("" when it is not)."""
         try:
-            return self._http.request(method, path, headers=headers).status_code
+            response = self._http.request(method, path, headers=headers)
         except UnreachableError:
-            return None
+            return None, ""
+        return response.status_code, self._unreadable(response)
+
+    def _unreadable(self, response: httpx.Response) -> str:
+        """Why a 2xx answer's body cannot be read, or "" when it can (or is an error).
+
+        A success is judged by what its body says too, so one cut short in
+        transit leaves the login unjudged; an error status is a finding by itself,
+        whatever page came with it.
+        """
+        if not response.is_success:
+            return ""
+        try:
+            json_body(response, self._http.system)
+        except APIError as error:
+            return str(error)
+        return ""
 
 
 def _session_cookie(response: httpx.Response) -> tuple[str, dict[str, str]]:

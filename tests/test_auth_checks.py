@@ -67,6 +67,22 @@ def test_login_probe_without_password_is_unknown(sandbox, env):
     assert "RUNBOOK_TEST_ACCOUNT_PASSWORD" in finding.summary
 
 
+def test_a_login_answer_cut_short_is_unknown_naming_the_platform(sandbox, env):
+    sandbox.reset("healthy")
+    sandbox.fault("platform", "truncated")
+    try:
+        login = opslib.probe_login(env)
+    finally:
+        sandbox.clear_faults()
+
+    assert login.status is Status.UNKNOWN
+    assert login.summary.startswith("login not judged: platform: HTTP 200 with a body")
+    assert login.facts["login"] == 200
+    # The cut body is never shown as the answer's error text.
+    assert "Login successful" not in repr(login.to_dict()) + repr(login.facts)
+    assert opslib.probe_login(env).status is Status.OK
+
+
 def test_cookie_check_names_wrong_attributes():
     login = Finding(
         "login",
