@@ -185,6 +185,10 @@ def probe_login(environment: Environment, limits: Finding | None = None) -> Find
             "login", Status.UNKNOWN, f"no answer: {probe.error}", [row], facts
         )
     if not probe.readable:
+        # Shaped as the unknown of any check whose answer could not be read, so
+        # the advice after it says the platform failed on its side.
+        facts.update(error="APIError", status_code=probe.status_code)
+        facts["reason"] = probe.error
         text = f"login not judged: {probe.error}"
         return Finding("login", Status.UNKNOWN, text + spent, [row], facts)
     if probe.status_code == 200 and probe.cookie and probe.me_status == 200:

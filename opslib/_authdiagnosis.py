@@ -120,10 +120,16 @@ def diagnose_auth_broken(
             "No repair needed. Sessions last 30 minutes after login whatever the "
             "activity (the cookie's Max-Age); " + JWT_NOTE,
         )
+    login_unknown = status("login") is Status.UNKNOWN
     return ctx.make(
-        Status.UNKNOWN if status("login") is Status.UNKNOWN else Status.FAIL,
+        Status.UNKNOWN if login_unknown else Status.FAIL,
         "inconclusive",
-        "Logins fail but no checked cause explains it." + ctx.blind,
+        (
+            "The login probe could not be judged, and no checked cause shows."
+            if login_unknown
+            else "Logins fail but no checked cause explains it."
+        )
+        + ctx.blind,
         "Watch the login route with `wrangler tail --format pretty`, check the test "
         "account's password and row in D1. "
         + JWT_NOTE

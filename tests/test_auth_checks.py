@@ -4,6 +4,7 @@ import pytest
 
 import opslib
 from opslib import Finding, Status, load_environment
+from opslib._unreached import fault_kind
 
 
 @pytest.fixture
@@ -78,6 +79,7 @@ def test_a_login_answer_cut_short_is_unknown_naming_the_platform(sandbox, env):
     assert login.status is Status.UNKNOWN
     assert login.summary.startswith("login not judged: platform: HTTP 200 with a body")
     assert login.facts["login"] == 200
+    assert fault_kind(login) == "server"  # the advice: it failed on its side
     # The cut body is never shown as the answer's error text.
     assert "Login successful" not in repr(login.to_dict()) + repr(login.facts)
     assert opslib.probe_login(env).status is Status.OK

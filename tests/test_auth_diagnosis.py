@@ -105,6 +105,7 @@ def test_failed_login_without_a_cause_is_inconclusive(env):
     login = Finding("login", Status.FAIL, "400", facts={"login": 400})
     verdict = diagnose_auth_broken(_healthy(login=login), environment=env)
     assert (verdict.cause, verdict.status) == ("inconclusive", Status.FAIL)
+    assert "no checked cause explains it" in verdict.summary
 
 
 def test_unreachable_platform_is_inconclusive_unknown(env):
@@ -112,3 +113,5 @@ def test_unreachable_platform_is_inconclusive_unknown(env):
     verdict = diagnose_auth_broken(_healthy(login=login), environment=env)
     assert (verdict.cause, verdict.status) == ("inconclusive", Status.UNKNOWN)
     assert "Could not check: login" in verdict.summary
+    assert "login probe could not be judged" in verdict.summary
+    assert "Logins fail" not in verdict.summary

@@ -30,7 +30,8 @@ from opslib._runner import run_notebook
 INCIDENTS = Path(__file__).parents[1] / "notebooks" / "incidents"
 KINDS = ("timeout", "429", "5xx", "refused", "truncated")
 # The outside systems each runbook reads (the platform's own answers are what
-# the runbooks observe, so its faults are findings of their own, not unknowns).
+# the runbooks observe, so most of its faults are findings of their own; a
+# success cut short is not, see the auth-broken test below).
 SYSTEMS_READ = {
     "api-down": ("cloudflare", "status_page"),
     "auth-broken": ("cloudflare",),
@@ -162,3 +163,30 @@ def test_the_advice_after_a_fault_fits_its_kind(
         ]
         asked = f"Retry-After asks to wait {options['retry_after']} s"
         assert any(asked in summary for summary in summaries), summaries
+
+
+def test_a_login_answer_cut_short_leaves_auth_broken_unknown(
+    faulted: Any, tmp_path: Path
+) -> None:
+    faulted.fault("platform", "truncated")
+
+    record = run_notebook(
+        "auth-broken",
+        parameters={"incident_id": "FAULT-cut-login"},
+        environment="sandbox",
+        records_dir=tmp_path,
+    )
+
+    assert record.status == "succeeded", record.error
+    verdict = record.verdict or {}
+    assert (verdict.get("status"), verdict.get("cause")) == ("unknown", "inconclusive")
+    next_action = str(verdict.get("next_action", "")).lower()
+    assert SERVER_SIDE in next_action and ACCESS not in next_action, next_action
+    nb = nbformat.read(record.record_path, as_version=4)
+    login = [
+        finding
+        for finding in collect_outputs(nb, FINDING_MIME)
+        if isinstance(finding, dict) and finding.get("name") == "login"
+    ]
+    assert [f.get("status") for f in login] == ["unknown"], login
+    assert "platform" in str(login[0].get("summary", "")), login
