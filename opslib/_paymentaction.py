@@ -20,7 +20,8 @@ from typing import Any
 from ._actions import ActionPlan, ActionResult, register_applier
 from ._cloudflare import CloudflareClient
 from ._config import Environment
-from ._finding import Finding, Status
+from ._finding import Finding, Status, check
+from ._http import json_body
 from ._payments import PAID_PLANS, read_rows
 from ._paymentverdict import ACTION
 from ._platform import platform_http
@@ -206,12 +207,15 @@ def _statements(
     return statements
 
 
+@check("shown-plan-after")
 def verify_shown_plan(environment: Environment, user_id: str, email: str) -> Finding:
     """Follow-up: the plan the platform shows the user now.
 
     For the environment's test account, log in and read ``GET
     /payments/subscription`` with its cookie; for any other user, re-read the
-    view ``user_subscriptions_with_usage`` the route reads.
+    view ``user_subscriptions_with_usage`` the route reads. A platform or API
+    that cannot be reached or read makes the follow-up unknown: the write is
+    done by then, and its result must still be recorded.
     """
     password = environment.secret(PASSWORD_VARIABLE) or ""
     if email and email.lower() == environment.test_account_email.lower() and password:
@@ -250,7 +254,8 @@ def _plan_from_route(environment: Environment, email: str, password: str) -> str
     finally:
         flow.close()
         http.close()
-    body = response.json() if response.status_code == 200 else {}
+    body = json_body(response, http.system) if response.status_code == 200 else {}
+    body = body if isinstance(body, dict) else {}
     return str((body.get("subscription") or {}).get("planType") or response.status_code)
 
 

@@ -4,7 +4,9 @@ Calls are never retried: each request of the reset flow counts against the
 platform's limit of 3 per hour per IP on every path containing
 ``password-reset``, and a repeated request would spend the budget twice. Tokens
 and passwords travel only in request bodies or the query string, which the HTTP
-layer leaves out of its log lines.
+layer leaves out of its log lines. A success whose body cannot be read (cut
+short in transit, say) raises an error naming the platform rather than reading
+as an empty answer, since a reset or login is judged by what its body says too.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ from dataclasses import dataclass, field
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
+import httpx
+
 from ._config import Environment
+from ._http import json_body
 from ._platform import platform_http
 
 logger = logging.getLogger(__name__)
@@ -26,7 +31,8 @@ SESSION_COOKIE = "session_id"
 
 @dataclass(frozen=True)
 class Answer:
-    """A platform answer: status and decoded JSON body (empty when not JSON)."""
+    """A platform answer: status and decoded JSON body (empty for an error status
+    whose body is not JSON)."""
 
     status_code: int
     payload: dict[str, Any] = field(default_factory=dict)
@@ -64,31 +70,40 @@ class ResetFlowClient:
             json={"email": email, "password": password},
             idempotent=False,
         )
-        return _answer(response.status_code, response), _session_id(
+        return _answer(response, self._http.system), _session_id(
             response.headers.get_list("set-cookie")
         )
 
     def logout(self, session_id: str) -> Answer:
-        """POST /auth/logout with the session cookie."""
-        return self._call(
-            "POST", "/auth/logout", headers={"Cookie": f"{SESSION_COOKIE}={session_id}"}
-        )
+        """POST /auth/logout with the session cookie; its body is not judged."""
+        headers = {"Cookie": f"{SESSION_COOKIE}={session_id}"}
+        return self._call("POST", "/auth/logout", judged=False, headers=headers)
 
     def close(self) -> None:
         """Close the connection pool."""
         self._http.close()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Answer:
+    def _call(
+        self, method: str, path: str, *, judged: bool = True, **kwargs: Any
+    ) -> Answer:
         response = self._http.request(method, path, idempotent=False, **kwargs)
-        return _answer(response.status_code, response)
+        return _answer(response, self._http.system, judged=judged)
 
 
-def _answer(status: int, response: Any) -> Answer:
-    try:
-        payload = response.json()
-    except ValueError:
-        payload = {}
-    return Answer(status, payload if isinstance(payload, dict) else {})
+def _answer(response: httpx.Response, system: str, *, judged: bool = True) -> Answer:
+    """The answer as status and body.
+
+    Raises:
+        APIError: for a judged 2xx answer whose body is not JSON, naming ``system``.
+    """
+    if judged and response.is_success:
+        payload = json_body(response, system)
+    else:
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = {}
+    return Answer(response.status_code, payload if isinstance(payload, dict) else {})
 
 
 def _session_id(cookies: list[str]) -> str:

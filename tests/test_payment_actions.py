@@ -143,6 +143,24 @@ def test_follow_up_for_the_test_account_reads_the_platform_route(sandbox):
     assert "GET /payments/subscription shows plan 'free'" in finding.summary
 
 
+@pytest.mark.parametrize("kind", ["truncated", "refused"])
+def test_follow_up_is_unknown_when_the_platform_cannot_be_read(sandbox, kind):
+    sandbox.reset("healthy")
+    environment = load_environment("sandbox")
+    user = query(
+        environment,
+        "SELECT id, email FROM users WHERE email = ?",
+        [environment.test_account_email],
+    )[0]
+    sandbox.fault("platform", kind)
+    try:
+        finding = verify_shown_plan(environment, user["id"], user["email"])
+    finally:
+        sandbox.clear_faults()
+    assert finding.status is Status.UNKNOWN
+    assert finding.summary.startswith("platform: ")
+
+
 def test_record_keeps_plan_before_image_and_outcome(sandbox, tmp_path):
     sandbox.reset("subscription-insert-failed")
     params = {"incident_id": "INC-11"}

@@ -18,6 +18,7 @@ from opslib import (
     probe_reset_request,
 )
 from opslib._reset import _counter_row
+from opslib._unreached import fault_kind
 
 
 @pytest.fixture()
@@ -78,6 +79,27 @@ def test_refused_keyless_send_fails_the_provider_check(env_for):
     assert finding.status is Status.FAIL
     assert finding.facts["status_code"] == 401
     assert "active subscription" in finding.summary
+
+
+def test_reset_answers_cut_short_are_unknown_naming_the_platform(env_for, sandbox):
+    environment = env_for("healthy")
+    sandbox.fault("platform", "truncated")
+    try:
+        cut_request = probe_reset_request(environment)
+    finally:
+        sandbox.clear_faults()
+    request = probe_reset_request(environment)
+    sandbox.fault("platform", "truncated")
+    try:
+        cut_precheck = check_reset_precheck(environment, request)
+    finally:
+        sandbox.clear_faults()
+
+    assert request.status is Status.OK
+    for finding in (cut_request, cut_precheck):
+        assert finding.status is Status.UNKNOWN, finding
+        assert finding.summary.startswith("platform: HTTP 200 with a body that is")
+        assert fault_kind(finding) == "server"
 
 
 def test_consuming_precheck_is_detected_from_behaviour(env_for):
