@@ -34,6 +34,7 @@ from ._cloudflare import CloudflareClient
 from ._config import Environment
 from ._errorrate import recent_events
 from ._finding import Finding, Status, check, unknown
+from ._http import json_body
 from ._platform import platform_http
 from ._stripe import StripeReader
 from ._time import parse_duration, utcnow
@@ -365,6 +366,10 @@ def probe_webhook(environment: Environment, path: str = WEBHOOK_PATH) -> Finding
     finally:
         http.close()
     seconds = time.monotonic() - started
+    if response.is_success:
+        # A healthy handler answers {"received": true}; a success cut short in
+        # transit is unreadable, not a pass.
+        json_body(response, "platform")
     return _probe_finding(path, response.status_code, response.text[:200], seconds)
 
 

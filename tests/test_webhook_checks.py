@@ -179,3 +179,16 @@ def test_api_version_compares_only_enabled_endpoints():
         },
     )
     assert check_api_version(endpoints, "2024-10-28.acacia").status is Status.OK
+
+
+def test_a_probe_answer_cut_short_is_unknown_naming_the_platform(sandbox):
+    sandbox.reset("healthy")
+    environment = load_environment("sandbox")
+    sandbox.fault("platform", "truncated")
+    try:
+        finding = probe_webhook(environment)
+    finally:
+        sandbox.clear_faults()
+    assert finding.status is Status.UNKNOWN
+    assert finding.summary.startswith("platform: HTTP 200 with a body that is")
+    assert probe_webhook(environment).status is Status.OK
