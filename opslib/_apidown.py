@@ -23,7 +23,7 @@ from ._finding import Finding, Status, check
 from ._platform import PlatformClient
 from ._statuspage import StatusPageClient, product_components
 from ._time import describe_age, parse_duration, parse_timestamp, utcnow
-from ._unreached import access_advice
+from ._unreached import access_advice, blind_advice
 from ._verdict import Verdict
 
 logger = logging.getLogger(__name__)
@@ -368,7 +368,6 @@ def diagnose_api_down(
     status = {name: found[name].status for name in found}.get
     probe = status("probe", Status.UNKNOWN)
     deploy = found["deployments"].facts if "deployments" in found else {}
-    unknowns = [name for name, f in found.items() if f.status is Status.UNKNOWN]
     evidence = [str(f) for f in found.values() if f.status is not Status.OK]
     make = _verdict_maker(list(found.values()), evidence)
 
@@ -389,7 +388,7 @@ def diagnose_api_down(
     if probe is Status.OK:
         blind = [f for f in found.values() if f.status is Status.UNKNOWN]
         return _healthy(make, blind, status("cloudflare-status") is Status.FAIL)
-    return _inconclusive(make, probe, unknowns, environment)
+    return _inconclusive(make, probe, found, environment)
 
 
 _OUTAGE = (
@@ -454,8 +453,12 @@ def _healthy(make: _MakeVerdict, blind: Sequence[Finding], incident: bool) -> Ve
 
 
 def _inconclusive(
-    make: _MakeVerdict, probe: Status, unknowns: Sequence[str], environment: Environment
+    make: _MakeVerdict,
+    probe: Status,
+    found: Mapping[str, Finding],
+    environment: Environment,
 ) -> Verdict:
+    unknowns = [name for name, f in found.items() if f.status is Status.UNKNOWN]
     if probe is Status.UNKNOWN:
         return make(
             Status.UNKNOWN,
@@ -469,8 +472,14 @@ def _inconclusive(
         Status.FAIL,
         "inconclusive",
         "The API fails but no checked cause explains it." + blind,
-        "Watch live errors with `wrangler tail --format pretty`, widen lookback if a "
-        "deployment is older than the window, and check per-route error rates.",
+        "Watch live errors with `wrangler tail --format pretty`, "
+        + (
+            ""
+            if "deployments" in unknowns
+            else "widen lookback if a deployment is older than the window, "
+        )
+        + "and check per-route error rates."
+        + blind_advice(found.values()),
     )
 
 

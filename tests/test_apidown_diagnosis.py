@@ -142,3 +142,19 @@ def test_mixed_blind_checks_get_each_advice(environment):
     )
     assert "For secrets, fix access" in verdict.next_action
     assert "d1 met a rate limit" in verdict.next_action
+
+
+def test_an_inconclusive_failure_with_rate_limited_checks_asks_to_wait(environment):
+    limited = _blind("deployments", "RateLimitError")
+    kept = [f for f in findings(probe=FAIL) if f.name != "deployments"]
+    verdict = diagnose_api_down([*kept, limited], environment=environment)
+    assert verdict.cause == "inconclusive"
+    assert "deployments met a rate limit" in verdict.next_action
+    assert "widen lookback" not in verdict.next_action
+
+
+def test_an_inconclusive_failure_that_saw_everything_keeps_its_advice(environment):
+    verdict = diagnose_api_down(findings(probe=FAIL), environment=environment)
+    assert verdict.cause == "inconclusive"
+    assert "widen lookback" in verdict.next_action
+    assert "could not be checked" not in verdict.next_action
