@@ -215,11 +215,11 @@ def run_batch(
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(list(_WORKER_PRELOAD))
     results: dict[int, BatchRun] = {}
-    stop = context.Event()
+    # A flag in shared memory, not an Event: Event.set() waits for every process
+    # that ever waited on it, and hangs for good on a worker that has exited.
+    stop = context.RawValue("b", 0)
     with _sigterm_as_interrupt():
         _run_pool(planned, jobs, raw, echo, run_options, context, stop, results)
-    # the stop's semaphores are released with it, not left to the resource tracker
-    del stop
     return [
         results.get(index) or _not_started(path)
         for index, (path, _) in enumerate(planned)
@@ -280,13 +280,16 @@ def _run_pool(
                     echo(
                         "interrupted: no further run starts; stopping the runs under way"
                     )
-                    stop.set()  # each worker interrupts its run, once
+                    stop.value = 1  # each worker interrupts its run, once
                     for future in futures:
                         future.cancel()  # those not handed to a worker yet
                     _drain(futures, planned, results, echo)
-    except KeyboardInterrupt:  # before any run was handed out: none starts
-        echo("interrupted: no run starts")
-        stop.set()
+    except KeyboardInterrupt:
+        stop.value = 1
+        if len(results) == len(planned):  # while the pool or template closed
+            echo("interrupted after every run ended: that changed nothing")
+        else:  # before any run was handed out: none starts
+            echo("interrupted: no run starts")
 
 
 def _collect(
@@ -339,8 +342,9 @@ _WORKER_PRELOAD = ("papermill", "opslib._runner")
 # under way; see _start_worker.
 _stop: Any = None
 _running = threading.Lock()
-# Seconds between a worker's looks at whether the batch process is still there.
-_PARENT_CHECK_S = 1.0
+# Seconds between a worker's looks at the batch's stop flag and whether the
+# batch process is still there.
+_STOP_CHECK_S = 0.1
 
 
 def _start_worker(
@@ -371,8 +375,8 @@ def _start_worker(
 
 
 def _interrupt_on_stop() -> None:
-    while not _stop.wait(_PARENT_CHECK_S) and not _is_orphaned():
-        pass
+    while not _stop.value and not _is_orphaned():
+        time.sleep(_STOP_CHECK_S)
     os.kill(os.getpid(), signal.SIGINT)
     if _is_orphaned():
         with _running:  # the run under way, if any, is archived
@@ -387,7 +391,7 @@ def _is_orphaned() -> bool:
 
 
 def _is_stopping() -> bool:
-    return _stop is not None and (_stop.is_set() or _is_orphaned())
+    return _stop is not None and (bool(_stop.value) or _is_orphaned())
 
 
 def _run_one(

@@ -269,3 +269,44 @@ def test_batch_refuses_a_bucket_to_a_runbook_that_reads_records():
             started=STARTED,
             records_dir="s3://bucket/records",
         )
+
+
+def test_an_interrupt_after_every_run_ended_changes_nothing_and_does_not_hang(
+    tmp_path, monkeypatch
+):
+    """Ctrl-C while the kernel template closes, once the pool's workers have
+    exited: the batch ends with the runs' own outcome. A stop that waited on the
+    exited workers would never return."""
+    import threading
+
+    from opslib import _kernelforks
+
+    closing = _kernelforks.KernelTemplate.__exit__
+
+    def interrupted_close(self, *exc):
+        closing(self, *exc)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_kernelforks.KernelTemplate, "__exit__", interrupted_close)
+    records = tmp_path / "records"
+    copy = tmp_path / "ok-again.ipynb"
+    copy.write_text((NOTEBOOKS / "ok.ipynb").read_text())
+    outcome = {}
+
+    def batch():
+        outcome["result"] = CliRunner().invoke(
+            main,
+            ["run", str(NOTEBOOKS / "ok.ipynb"), str(copy), "--records", str(records)],
+        )
+
+    worker = threading.Thread(target=batch, daemon=True)
+    worker.start()
+    worker.join(timeout=180)
+    assert not worker.is_alive(), "the batch hung after the interrupt"
+    result = outcome["result"]
+    assert result.exit_code == 0, result.output
+    assert "interrupted after every run ended: that changed nothing" in result.output
+    found = sidecars(records)
+    assert {s["status"] for s in found.values()} == {"succeeded"}
+    table = result.output.split("\n\n")[-1]
+    assert all(s["id"] in table for s in found.values())
