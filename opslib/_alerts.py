@@ -302,7 +302,8 @@ def map_stripe_event(event: Mapping[str, Any]) -> AlertRun | IgnoredAlert:
     data = event.get("data")
     obj = data.get("object") if isinstance(data, dict) else None
     if not isinstance(event_id, str) or not _EVENT_ID.fullmatch(event_id):
-        raise AlertError(f"id: got {event_id!r}; expected a Stripe event id (evt_...)")
+        shown = repr(event_id[:80] if isinstance(event_id, str) else event_id)[:90]
+        raise AlertError(f"id: got {shown}; expected a Stripe event id (evt_...)")
     if not isinstance(kind, str) or not isinstance(obj, dict):
         raise AlertError(
             "type and data.object: expected a Stripe event with a type name and "

@@ -291,9 +291,11 @@ def _iso(moment: datetime.datetime) -> str:
 
 
 def _minutes(value: float) -> str:
-    minutes = round(value)
-    if minutes < 1:
+    if value < 1:
         return "under a minute"
+    if value < 10:  # as precise as the front matter's duration_min
+        return f"{round(value, 1):g} min"
+    minutes = round(value)
     hours, rest = divmod(minutes, 60)
     if not hours:
         return f"{rest} min"

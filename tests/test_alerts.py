@@ -273,6 +273,13 @@ def test_malformed_events_are_refused(payload, message):
         map_stripe_event(payload)
 
 
+def test_a_long_bad_event_id_is_not_echoed_whole():
+    with pytest.raises(AlertError) as refused:
+        map_stripe_event({"id": "x" * 5000, "type": "invoice.payment_failed"})
+    assert "expected a Stripe event id" in str(refused.value)
+    assert len(str(refused.value)) < 200
+
+
 def test_a_payload_can_never_ask_for_apply_or_confirm():
     mapped = AlertRun(
         "stripe",

@@ -477,3 +477,13 @@ def test_a_summary_of_healthy_verdicts_names_the_runs_without_one():
         "every verdict was healthy or inconclusive, and 1 run(s) reached no "
         "verdict: api-down (failed)." in text
     )
+
+
+@pytest.mark.parametrize(
+    ("minutes", "shown"),
+    [(0.4, "under a minute"), (1.5, "1.5 min"), (2.0, "2 min"), (74.6, "1 h 15 min")],
+)
+def test_the_duration_line_agrees_with_the_front_matter(minutes, shown):
+    from opslib._reportmd import _minutes
+
+    assert _minutes(minutes) == shown
