@@ -117,9 +117,10 @@ def read_uptimerobot_fields(
         Values still holding a literal ``*placeholder*`` are left out.
 
     Raises:
-        AlertError: a body that is neither a JSON object nor form fields.
+        AlertError: a body that is neither a JSON object nor form fields, or a
+            variable given twice with different values in the query or the body.
     """
-    fields = dict(parse_qsl(query, keep_blank_values=True))
+    fields = _single_fields(parse_qsl(query, keep_blank_values=True), "query")
     if body.strip():
         fields.update(_body_fields(body, content_type))
     known = {name: fields.get(name) for name in UPTIMEROBOT_FIELDS}
@@ -145,7 +146,21 @@ def _body_fields(body: bytes, content_type: str) -> dict[str, str]:
             f"body: got {text[:80]!r}; expected a JSON object or form fields "
             "such as monitorID=*monitorID*&alertType=*alertType*"
         )
-    return dict(pairs)
+    return _single_fields(pairs, "body")
+
+
+def _single_fields(pairs: list[tuple[str, str]], where: str) -> dict[str, str]:
+    """Form fields as a dict; a known variable given twice is refused, since
+    which value UptimeRobot meant cannot be told."""
+    fields: dict[str, str] = {}
+    for name, value in pairs:
+        if name in fields and name in UPTIMEROBOT_FIELDS and fields[name] != value:
+            raise AlertError(
+                f"{name}: given twice in the {where} ({fields[name][:40]!r} and "
+                f"{value[:40]!r}); expected it once"
+            )
+        fields[name] = value
+    return fields
 
 
 def read_json_object(text: str, expected: str) -> dict[str, Any]:

@@ -78,6 +78,25 @@ def test_malformed_bodies_are_named(body, content_type, message):
 
 
 @pytest.mark.parametrize(
+    ("query", "body"),
+    [
+        ("monitorID=79&monitorID=80", b""),
+        ("", b"alertType=1&monitorID=79&monitorID=80"),
+    ],
+)
+def test_a_variable_given_twice_with_two_values_is_refused(query, body):
+    with pytest.raises(AlertError, match=r"monitorID: given twice .*'79'.*'80'"):
+        read_uptimerobot_fields(query, body, "application/x-www-form-urlencoded")
+
+
+def test_a_variable_repeated_with_the_same_value_or_an_unknown_one_is_kept():
+    fields = read_uptimerobot_fields(
+        "", b"monitorID=79&monitorID=79&x=1&x=2&alertType=1", "text/plain"
+    )
+    assert fields["monitorID"] == "79"
+
+
+@pytest.mark.parametrize(
     ("fields", "message"),
     [
         ({"alertType": "1"}, "monitorID: missing"),
